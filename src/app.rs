@@ -1,0 +1,402 @@
+//! What each command does, wiring config, state, scheduler and pipeline together. Errors
+//! here carry the [`ErrorKind`] that decides the exit code.
+
+use std::fmt;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use chrono::{DateTime, Timelike, Utc};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{Cli, Command};
+use crate::config::diagnostic::choices_help;
+use crate::config::{self, Config, ConfigErrors, LoadError, ProcessEnvironment, WarehouseConfig};
+use crate::error::{Classify, EXIT_INTERRUPTED, ErrorKind};
+use crate::pipeline::Pipeline;
+use crate::scheduler::clock::{Clock, SystemClock};
+use crate::scheduler::{self, InFlight, Runtime, Scheduler};
+use crate::sql::file::{SqlFile, SqlFileError, discover};
+use crate::state::{DataDirLock, NewRun, RunRecord, RunStatus, StateStore, Trigger};
+
+/// A command failed; `kind` decides the exit code.
+#[derive(Debug)]
+pub struct Failure {
+    /// The kind of failure.
+    pub kind: ErrorKind,
+    /// What to tell the user.
+    pub message: String,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl<E: Classify + fmt::Display> From<E> for Failure {
+    fn from(err: E) -> Self {
+        Failure {
+            kind: err.kind(),
+            message: err.to_string(),
+        }
+    }
+}
+
+/// Runs the command line's command.
+pub async fn execute(cli: Cli) -> Result<ExitCode, Failure> {
+    if let Command::Check = cli.command {
+        return Ok(check(&cli));
+    }
+    let config = load_config(&cli)?;
+    match cli.command {
+        Command::Run => run(config).await,
+        Command::RunJob { name, dry_run } => run_job(config, &name, dry_run).await,
+        Command::Jobs { next } => {
+            print!("{}", jobs_table(&config, SystemClock.now(), next));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { job, limit } => status(&config, job.as_deref(), limit),
+        Command::Check => unreachable!("handled above"),
+    }
+}
+
+fn load_config(cli: &Cli) -> Result<Config, LoadError> {
+    let mut config = config::load(cli.config.as_deref())?;
+    if let Some(dir) = &cli.data_dir {
+        config.data_dir = dir.clone();
+    }
+    Ok(config)
+}
+
+/// `mailroom check`: every problem in the config, its environment and its SQL files.
+fn check(cli: &Cli) -> ExitCode {
+    let config = match load_config(cli) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("{err}");
+            return ErrorKind::Config.exit_code();
+        }
+    };
+    let mut problems = config.environment_problems(&ProcessEnvironment);
+    let mut sql_files = match discover(&config.base_dir) {
+        Ok(files) => files,
+        Err(err) => {
+            eprintln!(
+                "cannot list the SQL folders under {}: {err}",
+                config.base_dir.display()
+            );
+            return ErrorKind::Config.exit_code();
+        }
+    };
+    for job in &config.jobs {
+        for step in &job.steps {
+            if let config::Step::Sql { file, .. } = step {
+                if !sql_files.contains(file) {
+                    sql_files.push(file.clone());
+                }
+            }
+        }
+    }
+    for path in &sql_files {
+        match SqlFile::read(path) {
+            Ok(_) => {}
+            Err(SqlFileError::Invalid(errors)) => problems.extend(errors.0),
+            Err(err @ SqlFileError::Read { .. }) => {
+                eprintln!("{err}");
+                return ErrorKind::Config.exit_code();
+            }
+        }
+    }
+    if !problems.is_empty() {
+        eprintln!("{}", ConfigErrors(problems));
+        return ErrorKind::Config.exit_code();
+    }
+    print!("{}", check_summary(&config, sql_files.len()));
+    ExitCode::SUCCESS
+}
+
+fn check_summary(config: &Config, sql_files: usize) -> String {
+    let names = |list: Vec<&str>| {
+        if list.is_empty() {
+            "none".to_string()
+        } else {
+            list.join(", ")
+        }
+    };
+    let warehouse = match &config.warehouse {
+        WarehouseConfig::Local { .. } => {
+            let dir = config.local_warehouse_dir().unwrap_or_default();
+            format!("local Delta tables in {}", dir.display())
+        }
+        WarehouseConfig::BigQuery {
+            project,
+            dataset,
+            location,
+            ..
+        } => {
+            format!("BigQuery {project}.{dataset} ({location})")
+        }
+    };
+    let sandbox = match (&config.sandbox.enabled, &config.sandbox.url) {
+        (false, _) => "off: real services".to_string(),
+        (true, Some(url)) => format!("on, using the sandbox at {url}"),
+        (true, None) => format!(
+            "on, in-process (seed {}, {} customers)",
+            config.sandbox.seed, config.sandbox.customers
+        ),
+    };
+    let jobs: Vec<&str> = config.jobs.iter().map(|j| j.name.as_str()).collect();
+    format!(
+        "config ok\n  data dir:     {}\n  warehouse:    {warehouse}\n  sandbox:      {sandbox}\n  sources:      {}\n  destinations: {}\n  jobs:         {} ({})\n  SQL files:    {sql_files} ok\n",
+        config.data_dir.display(),
+        names(config.sources.services.keys().map(|k| k.name()).collect()),
+        names(
+            config
+                .destinations
+                .services
+                .keys()
+                .map(|k| k.name())
+                .collect()
+        ),
+        jobs.len(),
+        names(jobs.clone()),
+    )
+}
+
+/// `mailroom jobs`: each job's schedule and its next fire times in its own zone.
+pub fn jobs_table(config: &Config, now: DateTime<Utc>, next: usize) -> String {
+    let mut out = String::new();
+    for job in &config.jobs {
+        let schedule = &job.schedule;
+        out.push_str(&format!(
+            "{}\n  schedule: {} ({})   overlap: {}   missed: {}   retries: {}   timeout: {}s\n",
+            job.name,
+            schedule.expression(),
+            schedule.timezone(),
+            match job.overlap {
+                config::OverlapPolicy::Skip => "skip",
+                config::OverlapPolicy::Queue => "queue",
+            },
+            match job.missed {
+                config::MissedPolicy::Skip => "skip",
+                config::MissedPolicy::RunOnce => "run_once",
+            },
+            job.retries,
+            job.timeout.as_secs(),
+        ));
+        for (i, step) in job.steps.iter().enumerate() {
+            out.push_str(&format!("  step {}: {}\n", i + 1, step.describe()));
+        }
+        for (i, at) in schedule.upcoming(now, next).iter().enumerate() {
+            let label = if i == 0 { "next:" } else { "     " };
+            out.push_str(&format!(
+                "  {label} {}\n",
+                at.format("%a %Y-%m-%d %H:%M:%S %Z (UTC%:z)")
+            ));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// `mailroom status`: job health, then recent runs newest first.
+fn status(config: &Config, job: Option<&str>, limit: u32) -> Result<ExitCode, Failure> {
+    if let Some(name) = job {
+        find_job(config, name)?;
+    }
+    let Some(state) = StateStore::open_read_only(&config.state_path())? else {
+        println!("No runs recorded yet in {}.", config.data_dir.display());
+        return Ok(ExitCode::SUCCESS);
+    };
+    println!(
+        "{:<24} {:<12} {:<22} {:<22} FAILURES SINCE",
+        "JOB", "LAST STATUS", "LAST RUN (UTC)", "LAST SUCCESS (UTC)"
+    );
+    for job_config in config
+        .jobs
+        .iter()
+        .filter(|j| job.is_none_or(|name| j.name == name))
+    {
+        let summary = state.job_summary(&job_config.name)?;
+        let (last_status, last_at) = match &summary.last_run {
+            Some(run) => (
+                run.status.as_str(),
+                short_time(run.started_at.unwrap_or(run.scheduled_for)),
+            ),
+            None => ("never run", "-".to_string()),
+        };
+        println!(
+            "{:<24} {:<12} {:<22} {:<22} {}",
+            summary.job,
+            last_status,
+            last_at,
+            summary.last_success.map_or("-".to_string(), short_time),
+            summary.failures_since_success
+        );
+    }
+    let runs = state.recent_runs(job, limit)?;
+    println!("\nRECENT RUNS (newest first)");
+    println!(
+        "{:<22} {:<24} {:<9} {:<22} {:<12} {:>8} {:>9}",
+        "STARTED (UTC)", "JOB", "TRIGGER", "SCHEDULED FOR (UTC)", "STATUS", "ATTEMPTS", "DURATION"
+    );
+    for run in &runs {
+        println!("{}", run_line(run));
+        if let Some(error) = &run.error {
+            let kind = run.error_kind.map_or(String::new(), |k| format!("{k}: "));
+            println!("    {kind}{error}");
+        }
+    }
+    if runs.is_empty() {
+        println!("(none)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn short_time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+fn run_line(run: &RunRecord) -> String {
+    let duration = match (run.started_at, run.finished_at) {
+        (Some(start), Some(end)) => {
+            format!("{:.1}s", (end - start).num_milliseconds() as f64 / 1000.0)
+        }
+        (Some(_), None) => "running".to_string(),
+        _ => "-".to_string(),
+    };
+    format!(
+        "{:<22} {:<24} {:<9} {:<22} {:<12} {:>8} {:>9}",
+        run.started_at.map_or("-".to_string(), short_time),
+        run.job,
+        run.trigger.as_str(),
+        short_time(run.scheduled_for),
+        run.status.as_str(),
+        run.attempts,
+        duration
+    )
+}
+
+fn find_job<'c>(config: &'c Config, name: &str) -> Result<&'c config::JobConfig, Failure> {
+    config.job(name).ok_or_else(|| {
+        let names: Vec<&str> = config.jobs.iter().map(|j| j.name.as_str()).collect();
+        Failure {
+            kind: ErrorKind::Config,
+            message: format!(
+                "no job named \"{name}\" in the config; {}",
+                choices_help(name, &names)
+            ),
+        }
+    })
+}
+
+/// Opens state for writing, holding the data directory's lock.
+fn open_state(config: &Config) -> Result<(DataDirLock, Arc<StateStore>), Failure> {
+    let lock = DataDirLock::acquire(&config.data_dir)?;
+    let state = StateStore::open(&config.state_path())?;
+    Ok((lock, Arc::new(state)))
+}
+
+fn runtime(config: &Arc<Config>, state: Arc<StateStore>) -> Runtime<Pipeline> {
+    Runtime {
+        executor: Pipeline::new(config.clone()),
+        state,
+        clock: Arc::new(SystemClock),
+    }
+}
+
+/// `mailroom run`: the scheduler, until SIGINT or SIGTERM.
+async fn run(config: Config) -> Result<ExitCode, Failure> {
+    let config = Arc::new(config);
+    let (_lock, state) = open_state(&config)?;
+    tracing::info!(config_dir = %config.base_dir.display(), data_dir = %config.data_dir.display(), jobs = config.jobs.len(), "mailroom starting");
+    let scheduler = Scheduler::new(
+        runtime(&config, state),
+        config.jobs.clone(),
+        config.scheduler.shutdown_grace,
+    );
+    let shutdown = CancellationToken::new();
+    let signal_token = shutdown.clone();
+    tokio::spawn(async move {
+        let signal = shutdown_signal().await;
+        tracing::info!(signal, "shutting down: no new runs will start");
+        signal_token.cancel();
+    });
+    scheduler.run(shutdown).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `mailroom run-job NAME`: one run now, recorded like a scheduled one (unless dry).
+async fn run_job(config: Config, name: &str, dry_run: bool) -> Result<ExitCode, Failure> {
+    let config = Arc::new(config);
+    let job = Arc::new(find_job(&config, name)?.clone());
+    let (_lock, state) = open_state(&config)?;
+    let runtime = Arc::new(runtime(&config, state));
+    let now = runtime.clock.now();
+    let run = NewRun::new(name, Trigger::Manual, now.with_nanosecond(0).unwrap_or(now));
+    if dry_run {
+        println!("Dry run of {name} (nothing is written, sent or recorded):");
+        for (i, step) in job.steps.iter().enumerate() {
+            println!("  step {}: {}", i + 1, step.describe());
+        }
+    }
+    let shutdown = CancellationToken::new();
+    let mut in_flight =
+        InFlight::spawn(runtime.clone(), job.clone(), run, dry_run, shutdown.clone());
+    let outcome = tokio::select! {
+        outcome = in_flight.wait() => outcome?,
+        signal = shutdown_signal() => {
+            tracing::info!(signal, "stopping the run");
+            shutdown.cancel();
+            scheduler::wind_down(&runtime, name, in_flight, config.scheduler.shutdown_grace).await;
+            return Ok(ExitCode::from(EXIT_INTERRUPTED));
+        }
+    };
+    let verb = if dry_run { "dry run" } else { "run" };
+    match outcome.status {
+        RunStatus::Succeeded => {
+            println!(
+                "{name}: {verb} {} succeeded after {} attempt(s)",
+                outcome.run_id, outcome.attempts
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        RunStatus::Interrupted => Ok(ExitCode::from(EXIT_INTERRUPTED)),
+        status => {
+            let error = outcome
+                .error
+                .unwrap_or_else(|| scheduler::RunError::new(ErrorKind::Bug, "no error recorded"));
+            Err(Failure {
+                kind: error.kind,
+                message: format!(
+                    "{name}: {verb} {} {status} after {} attempt(s): {}",
+                    outcome.run_id, outcome.attempts, error.message
+                ),
+            })
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM, naming which.
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            },
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for SIGTERM; only SIGINT stops mailroom");
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
+    }
+}

@@ -1,0 +1,83 @@
+//! The command line (clap derive): global options and one subcommand per task.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::telemetry::LogFormat;
+
+/// Moves e-commerce email, loyalty and order data into a warehouse on a schedule, runs
+/// your SQL reports, and sends the answers to Sheets, Slack and win-back sequences.
+#[derive(Debug, Parser)]
+#[command(name = "mailroom", version, about, long_about = None)]
+pub struct Cli {
+    /// Config file [default: ./config.toml, or the built-in default when there is none]
+    #[arg(long, global = true, value_name = "FILE", env = "MAILROOM_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Data directory for state.db and local tables [default: `data_dir` from the config]
+    #[arg(long, global = true, value_name = "DIR", env = "MAILROOM_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Log format on stderr
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto)]
+    pub log_format: LogFormat,
+
+    /// What to do
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the scheduler until SIGINT or SIGTERM
+    Run,
+    /// Run one job now, recorded in the ledger like a scheduled run
+    RunJob {
+        /// The job's name
+        name: String,
+        /// Show what would be loaded, sent and enrolled; change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List jobs with their schedules and next fire times, in each job's time zone
+    Jobs {
+        /// How many upcoming fire times to show
+        #[arg(long, default_value_t = 3)]
+        next: usize,
+    },
+    /// Show job health and recent runs from the ledger, newest first
+    Status {
+        /// Only this job
+        #[arg(long)]
+        job: Option<String>,
+        /// How many runs to show
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Validate the config and SQL files, without network access
+    Check,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "mailroom",
+            "run-job",
+            "extract-orders",
+            "--dry-run",
+            "--data-dir",
+            "/tmp/x",
+        ])
+        .expect("parses");
+        assert!(matches!(cli.command, Command::RunJob { dry_run: true, .. }));
+        assert_eq!(cli.data_dir, Some(PathBuf::from("/tmp/x")));
+    }
+}

@@ -1,0 +1,514 @@
+//! Validation of `[[jobs]]` and their steps: schedules, time zones, policies, and the
+//! cross-references from steps to sources, destinations, SQL files and earlier steps.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::Duration;
+
+use chrono_tz::Tz;
+use toml_span::Value;
+use toml_span::value::ValueInner;
+
+use super::diagnostic::{Diagnostics, choices_help, closest};
+use super::reader::{TableReader, element_string, type_name};
+use super::{
+    DestinationKind, DestinationsConfig, JobConfig, MissedPolicy, OverlapPolicy, ParamValue,
+    SourceKind, SourcesConfig, Step,
+};
+use crate::scheduler::schedule::CronSchedule;
+
+/// What steps may refer to.
+pub(super) struct JobContext<'a> {
+    pub sources: &'a SourcesConfig,
+    pub destinations: &'a DestinationsConfig,
+    pub base_dir: &'a Path,
+}
+
+const SCHEDULE_HELP: &str = "five fields `minute hour day-of-month month day-of-week` (seconds may come first), \
+                             e.g. \"*/15 * * * *\" every 15 minutes, \"0 6 * * 1\" Mondays at 06:00";
+
+/// Reads the `jobs` array.
+pub(super) fn read_jobs(
+    items: Option<Vec<Value<'_>>>,
+    context: &JobContext<'_>,
+    d: &mut Diagnostics<'_>,
+) -> Vec<JobConfig> {
+    let mut jobs = Vec::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (index, item) in items.unwrap_or_default().into_iter().enumerate() {
+        let path = format!("jobs[{index}]");
+        let Some(mut t) = TableReader::new(item, path, d) else {
+            continue;
+        };
+        let name = read_name(&mut t, &mut seen, index, d);
+        let job = read_job(&mut t, name, context, d);
+        t.finish(d);
+        jobs.extend(job);
+    }
+    jobs
+}
+
+fn read_name(
+    t: &mut TableReader<'_>,
+    seen: &mut HashMap<String, usize>,
+    index: usize,
+    d: &mut Diagnostics<'_>,
+) -> Option<String> {
+    let name = t.required_string(d, "name")?;
+    let valid = name
+        .value
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .value
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !valid {
+        d.report(
+            name.span.start,
+            t.key_path("name"),
+            format!("\"{}\" is not a valid job name", name.value),
+            Some("use lowercase letters, digits, `-` and `_`, such as \"extract-orders\"".into()),
+        );
+        return None;
+    }
+    if let Some(first) = seen.insert(name.value.clone(), index) {
+        d.report(
+            name.span.start,
+            t.key_path("name"),
+            format!(
+                "job name \"{}\" is already used by jobs[{first}]",
+                name.value
+            ),
+            Some("job names must be unique".into()),
+        );
+        return None;
+    }
+    Some(name.value)
+}
+
+fn read_job(
+    t: &mut TableReader<'_>,
+    name: Option<String>,
+    context: &JobContext<'_>,
+    d: &mut Diagnostics<'_>,
+) -> Option<JobConfig> {
+    let tz = read_timezone(t, d);
+    let schedule = t.required_string(d, "schedule").and_then(|expr| {
+        match CronSchedule::parse(&expr.value, tz.unwrap_or(Tz::UTC)) {
+            Ok(schedule) => Some(schedule),
+            Err(err) => {
+                d.report(
+                    expr.span.start,
+                    t.key_path("schedule"),
+                    format!("invalid cron expression \"{}\": {err}", expr.value),
+                    Some(SCHEDULE_HELP.into()),
+                );
+                None
+            }
+        }
+    });
+    let overlap = t
+        .choice(
+            d,
+            "overlap",
+            &[
+                ("skip", OverlapPolicy::Skip),
+                ("queue", OverlapPolicy::Queue),
+            ],
+        )
+        .map_or(OverlapPolicy::Skip, |o| o.value);
+    let missed = t
+        .choice(
+            d,
+            "missed",
+            &[
+                ("skip", MissedPolicy::Skip),
+                ("run_once", MissedPolicy::RunOnce),
+            ],
+        )
+        .map_or(MissedPolicy::RunOnce, |m| m.value);
+    let retries = t
+        .integer(d, "retries", 0..=20)
+        .map_or(3, |r| r.value as u32);
+    let retry_backoff = t
+        .integer(d, "retry_backoff_secs", 1..=3600)
+        .map_or(30, |b| b.value as u64);
+    let timeout = t
+        .integer(d, "timeout_secs", 1..=7 * 24 * 3600)
+        .map_or(3600, |s| s.value as u64);
+    let steps = read_steps(t, context, d);
+    Some(JobConfig {
+        name: name?,
+        schedule: schedule?,
+        overlap,
+        missed,
+        retries,
+        retry_backoff: Duration::from_secs(retry_backoff),
+        timeout: Duration::from_secs(timeout),
+        steps: steps?,
+    })
+    .filter(|_| tz.is_some())
+}
+
+fn read_timezone(t: &mut TableReader<'_>, d: &mut Diagnostics<'_>) -> Option<Tz> {
+    let Some(given) = t.string(d, "timezone") else {
+        return Some(Tz::UTC);
+    };
+    if let Ok(tz) = given.value.parse::<Tz>() {
+        return Some(tz);
+    }
+    let names = chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name());
+    let help = match names
+        .clone()
+        .find(|n| n.eq_ignore_ascii_case(&given.value))
+        .or_else(|| closest(&given.value, names))
+    {
+        Some(near) => format!("did you mean \"{near}\"? use an IANA time zone name"),
+        None => "use an IANA time zone name, such as \"Australia/Sydney\" or \"America/New_York\""
+            .to_string(),
+    };
+    d.report(
+        given.span.start,
+        t.key_path("timezone"),
+        format!("unknown time zone \"{}\"", given.value),
+        Some(help),
+    );
+    None
+}
+
+fn read_steps(
+    t: &mut TableReader<'_>,
+    context: &JobContext<'_>,
+    d: &mut Diagnostics<'_>,
+) -> Option<Vec<Step>> {
+    let Some(items) = t.array(d, "steps") else {
+        if !t.contains("steps") {
+            t.missing(d, "steps", Some("a job needs at least one step".into()));
+        }
+        return None;
+    };
+    if items.is_empty() {
+        t.missing(d, "steps", Some("a job needs at least one step".into()));
+        return None;
+    }
+    let mut steps = Vec::new();
+    let mut ok = true;
+    let mut sql_names: Vec<String> = Vec::new();
+    for (index, item) in items.into_iter().enumerate() {
+        let path = t.key_path(&format!("steps[{index}]"));
+        let Some(mut step_table) = TableReader::new(item, path, d) else {
+            ok = false;
+            continue;
+        };
+        let step = read_step(&mut step_table, context, &sql_names, d);
+        step_table.finish(d);
+        match step {
+            Some(step) => {
+                if let Step::Sql { name, .. } = &step {
+                    sql_names.push(name.clone());
+                }
+                steps.push(step);
+            }
+            None => ok = false,
+        }
+    }
+    ok.then_some(steps)
+}
+
+#[derive(Clone, Copy)]
+enum StepKind {
+    Extract,
+    Sql,
+    Deliver,
+    Activate,
+}
+
+fn read_step(
+    t: &mut TableReader<'_>,
+    context: &JobContext<'_>,
+    sql_names: &[String],
+    d: &mut Diagnostics<'_>,
+) -> Option<Step> {
+    if !t.contains("type") {
+        t.missing(
+            d,
+            "type",
+            Some("valid choices: `extract`, `sql`, `deliver`, `activate`".into()),
+        );
+    }
+    let kind = t.choice(
+        d,
+        "type",
+        &[
+            ("extract", StepKind::Extract),
+            ("sql", StepKind::Sql),
+            ("deliver", StepKind::Deliver),
+            ("activate", StepKind::Activate),
+        ],
+    )?;
+    match kind.value {
+        StepKind::Extract => read_extract(t, context, d),
+        StepKind::Sql => read_sql(t, context, sql_names, d),
+        StepKind::Deliver => read_deliver(t, context, sql_names, d),
+        StepKind::Activate => read_activate(t, context, sql_names, d),
+    }
+}
+
+fn source_choices() -> Vec<(&'static str, SourceKind)> {
+    SourceKind::ALL.iter().map(|k| (k.name(), *k)).collect()
+}
+
+fn read_extract(
+    t: &mut TableReader<'_>,
+    context: &JobContext<'_>,
+    d: &mut Diagnostics<'_>,
+) -> Option<Step> {
+    if !t.contains("source") {
+        t.missing(d, "source", None);
+    }
+    let source = t.choice(d, "source", &source_choices());
+    let streams = t.array(d, "streams");
+    let source = source?;
+    let kind = source.value;
+    let mut ok = true;
+    if !context.sources.services.contains_key(&kind) {
+        d.report(
+            source.span.start,
+            t.key_path("source"),
+            format!("source \"{}\" is not configured", kind.name()),
+            Some(format!("add a [sources.{}] section", kind.name())),
+        );
+        ok = false;
+    }
+    let experimental = context.sources.smartrmail_experimental_campaigns;
+    let is_enabled =
+        |stream: &str| !(kind == SourceKind::SmartrMail && stream == "campaigns") || experimental;
+    let streams = match streams {
+        None => kind
+            .streams()
+            .iter()
+            .filter(|s| is_enabled(s))
+            .map(|s| s.to_string())
+            .collect(),
+        Some(items) => {
+            let mut streams = Vec::new();
+            for (i, item) in items.into_iter().enumerate() {
+                let path = t.key_path(&format!("streams[{i}]"));
+                let Some(stream) = element_string(item, &path, d) else {
+                    ok = false;
+                    continue;
+                };
+                if !kind.streams().contains(&stream.value.as_str()) {
+                    d.report(
+                        stream.span.start,
+                        path,
+                        format!("{} has no stream \"{}\"", kind.name(), stream.value),
+                        Some(choices_help(&stream.value, kind.streams())),
+                    );
+                    ok = false;
+                } else if !is_enabled(&stream.value) {
+                    d.report(
+                        stream.span.start,
+                        path,
+                        "SmartrMail's campaigns stream is experimental and not enabled",
+                        Some("SmartrMail does not publish a campaigns API; set `experimental_campaigns = true` in [sources.smartrmail] to use mailroom's contract".into()),
+                    );
+                    ok = false;
+                } else {
+                    streams.push(stream.value);
+                }
+            }
+            streams
+        }
+    };
+    ok.then_some(Step::Extract {
+        source: kind,
+        streams,
+    })
+}
+
+fn read_sql(
+    t: &mut TableReader<'_>,
+    context: &JobContext<'_>,
+    sql_names: &[String],
+    d: &mut Diagnostics<'_>,
+) -> Option<Step> {
+    let file = t.required_string(d, "file");
+    let name = t.string(d, "name");
+    let params = read_params(t, d);
+    let file = file?;
+    let path = context.base_dir.join(&file.value);
+    if !path.is_file() {
+        d.report(
+            file.span.start,
+            t.key_path("file"),
+            format!("SQL file \"{}\" not found (looked for {})", file.value, path.display()),
+            Some("paths are relative to the config file's folder, e.g. \"reports/weekly_email_performance.sql\"".into()),
+        );
+        return None;
+    }
+    let step_name = match name {
+        Some(name) => name,
+        None => {
+            let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+            toml_span::Spanned::with_span(stem.unwrap_or_default(), file.span)
+        }
+    };
+    if sql_names.contains(&step_name.value) {
+        d.report(
+            step_name.span.start,
+            t.key_path("name"),
+            format!(
+                "another sql step in this job is already named \"{}\"",
+                step_name.value
+            ),
+            Some("set `name` to tell them apart".into()),
+        );
+        return None;
+    }
+    Some(Step::Sql {
+        name: step_name.value,
+        file: path,
+        params: params?,
+    })
+}
+
+fn read_params(
+    t: &mut TableReader<'_>,
+    d: &mut Diagnostics<'_>,
+) -> Option<BTreeMap<String, ParamValue>> {
+    let Some(mut table) = t.table(d, "params") else {
+        return Some(BTreeMap::new());
+    };
+    let mut params = BTreeMap::new();
+    let mut ok = true;
+    for (key, mut value) in table.drain() {
+        let span = value.span;
+        let param = match value.take() {
+            ValueInner::String(s) => ParamValue::String(s.into_owned()),
+            ValueInner::Integer(n) => ParamValue::Integer(n),
+            ValueInner::Float(x) => ParamValue::Float(x),
+            ValueInner::Boolean(b) => ParamValue::Bool(b),
+            other => {
+                let found = type_name(&Value::with_span(other, span));
+                d.report(
+                    span.start,
+                    table.key_path(&key.name),
+                    format!("a parameter must be a string, number or boolean, found {found}"),
+                    None,
+                );
+                ok = false;
+                continue;
+            }
+        };
+        params.insert(key.name.into_owned(), param);
+    }
+    table.finish(d);
+    ok.then_some(params)
+}
+
+/// Reads `from`, which must name an earlier sql step of the same job.
+fn read_from(
+    t: &mut TableReader<'_>,
+    sql_names: &[String],
+    d: &mut Diagnostics<'_>,
+) -> Option<String> {
+    let from = t.required_string(d, "from")?;
+    if sql_names.contains(&from.value) {
+        return Some(from.value);
+    }
+    let help = if sql_names.is_empty() {
+        "add a `sql` step before this one; `from` names its result".to_string()
+    } else {
+        let names: Vec<&str> = sql_names.iter().map(String::as_str).collect();
+        choices_help(&from.value, &names)
+    };
+    d.report(
+        from.span.start,
+        t.key_path("from"),
+        format!(
+            "no earlier sql step in this job is named \"{}\"",
+            from.value
+        ),
+        Some(help),
+    );
+    None
+}
+
+fn read_deliver(
+    t: &mut TableReader<'_>,
+    context: &JobContext<'_>,
+    sql_names: &[String],
+    d: &mut Diagnostics<'_>,
+) -> Option<Step> {
+    let from = read_from(t, sql_names, d);
+    if !t.contains("to") {
+        t.missing(d, "to", Some("valid choices: `sheets`, `slack`".into()));
+    }
+    let to = t.choice(
+        d,
+        "to",
+        &[
+            ("sheets", DestinationKind::Sheets),
+            ("slack", DestinationKind::Slack),
+        ],
+    )?;
+    if !context.destinations.services.contains_key(&to.value) {
+        d.report(
+            to.span.start,
+            t.key_path("to"),
+            format!("destination \"{}\" is not configured", to.value.name()),
+            Some(format!("add a [destinations.{}] section", to.value.name())),
+        );
+        return None;
+    }
+    let target_key = to.value.target_key();
+    let target = t.required_string(d, target_key)?;
+    Some(Step::Deliver {
+        from: from?,
+        to: to.value,
+        target: target.value,
+    })
+}
+
+fn read_activate(
+    t: &mut TableReader<'_>,
+    context: &JobContext<'_>,
+    sql_names: &[String],
+    d: &mut Diagnostics<'_>,
+) -> Option<Step> {
+    let from = read_from(t, sql_names, d);
+    let platforms: Vec<(&'static str, SourceKind)> = source_choices()
+        .into_iter()
+        .filter(|(_, k)| k.is_email_platform())
+        .collect();
+    if !t.contains("platform") {
+        t.missing(
+            d,
+            "platform",
+            Some("valid choices: `smartrmail`, `iterable`, `dotdigital`".into()),
+        );
+    }
+    let platform = t.choice(d, "platform", &platforms);
+    let sequence = t.required_string(d, "sequence");
+    let platform = platform?;
+    if !context.sources.services.contains_key(&platform.value) {
+        d.report(
+            platform.span.start,
+            t.key_path("platform"),
+            format!("platform \"{}\" is not configured", platform.value.name()),
+            Some(format!(
+                "add a [sources.{}] section with its credentials",
+                platform.value.name()
+            )),
+        );
+        return None;
+    }
+    Some(Step::Activate {
+        from: from?,
+        platform: platform.value,
+        sequence: sequence?.value,
+    })
+}

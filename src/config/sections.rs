@@ -1,0 +1,421 @@
+//! Validation of the top-level sections: data directory, warehouse, sandbox, scheduler,
+//! sources and destinations. Jobs are in `jobs.rs`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml_span::Value;
+use url::Url;
+
+use super::diagnostic::Diagnostics;
+use super::jobs::{self, JobContext};
+use super::reader::TableReader;
+use super::secret::SecretRef;
+use super::{
+    Config, DestinationKind, DestinationsConfig, SandboxConfig, SchedulerConfig, ServiceConfig,
+    SourceKind, SourcesConfig, WarehouseConfig,
+};
+
+/// Validates a parsed config document, reporting every problem into `d`.
+pub(super) fn validate(
+    root: Value<'_>,
+    base_dir: &Path,
+    d: &mut Diagnostics<'_>,
+) -> Option<Config> {
+    let mut top = TableReader::new(root, String::new(), d)?;
+    let data_dir = top
+        .string(d, "data_dir")
+        .map(|dir| base_dir.join(dir.value))
+        .unwrap_or_else(|| base_dir.join("data"));
+    let sandbox = read_sandbox(top.table(d, "sandbox"), d);
+    let warehouse = read_warehouse(top.table(d, "warehouse"), base_dir, &sandbox, d);
+    let scheduler = read_scheduler(top.table(d, "scheduler"), d);
+    let sources = read_sources(top.table(d, "sources"), &sandbox, d);
+    let destinations = read_destinations(top.table(d, "destinations"), &sandbox, d);
+    let context = JobContext {
+        sources: &sources,
+        destinations: &destinations,
+        base_dir,
+    };
+    let jobs = jobs::read_jobs(top.array(d, "jobs"), &context, d);
+    top.finish(d);
+    Some(Config {
+        base_dir: base_dir.to_path_buf(),
+        data_dir,
+        warehouse,
+        sandbox,
+        scheduler,
+        sources,
+        destinations,
+        jobs,
+    })
+}
+
+fn read_sandbox(table: Option<TableReader<'_>>, d: &mut Diagnostics<'_>) -> SandboxConfig {
+    let mut sandbox = SandboxConfig {
+        enabled: false,
+        url: None,
+        seed: 42,
+        customers: 2_000,
+    };
+    let Some(mut t) = table else {
+        return sandbox;
+    };
+    sandbox.enabled = t.boolean(d, "enabled").unwrap_or(false);
+    sandbox.url = read_url(&mut t, d, "url");
+    if let Some(seed) = t.integer(d, "seed", 0..=i64::MAX) {
+        sandbox.seed = seed.value as u64;
+    }
+    if let Some(customers) = t.integer(d, "customers", 1..=10_000_000) {
+        sandbox.customers = customers.value as u32;
+    }
+    t.finish(d);
+    sandbox
+}
+
+fn read_warehouse(
+    table: Option<TableReader<'_>>,
+    base_dir: &Path,
+    sandbox: &SandboxConfig,
+    d: &mut Diagnostics<'_>,
+) -> WarehouseConfig {
+    let local_default = WarehouseConfig::Local {
+        path: PathBuf::from("warehouse"),
+    };
+    let Some(mut t) = table else {
+        return local_default;
+    };
+    #[derive(Clone, Copy)]
+    enum Kind {
+        Local,
+        BigQuery,
+    }
+    let kind = t.choice(
+        d,
+        "type",
+        &[("local", Kind::Local), ("bigquery", Kind::BigQuery)],
+    );
+    let warehouse = match kind.map(|k| k.value) {
+        Some(Kind::BigQuery) => {
+            let project = t.required_string(d, "project");
+            if let Some(p) = &project {
+                check_name(
+                    d,
+                    &t.key_path("project"),
+                    p,
+                    is_gcp_project_id,
+                    "6-30 lowercase letters, digits and hyphens, starting with a letter",
+                );
+            }
+            let dataset = t.required_string(d, "dataset");
+            if let Some(ds) = &dataset {
+                check_name(
+                    d,
+                    &t.key_path("dataset"),
+                    ds,
+                    is_bigquery_dataset,
+                    "letters, digits and underscores, at most 1024",
+                );
+            }
+            let location = t
+                .string(d, "location")
+                .map_or_else(|| "US".to_string(), |l| l.value);
+            let credentials_file = t
+                .string(d, "credentials_file")
+                .map(|f| base_dir.join(f.value));
+            if credentials_file.is_none() && !sandbox.enabled {
+                t.missing(
+                    d,
+                    "credentials_file",
+                    Some("the path of a service-account key file (JSON)".into()),
+                );
+            }
+            WarehouseConfig::BigQuery {
+                project: project.map(|p| p.value).unwrap_or_default(),
+                dataset: dataset.map(|p| p.value).unwrap_or_default(),
+                location,
+                credentials_file,
+            }
+        }
+        Some(Kind::Local) => {
+            let path = t.string(d, "path").map(|p| PathBuf::from(p.value));
+            WarehouseConfig::Local {
+                path: path.unwrap_or_else(|| PathBuf::from("warehouse")),
+            }
+        }
+        None => {
+            if !t.contains("type") {
+                t.missing(d, "type", Some("valid choices: `local`, `bigquery`".into()));
+            }
+            local_default
+        }
+    };
+    t.finish(d);
+    warehouse
+}
+
+fn check_name(
+    d: &mut Diagnostics<'_>,
+    key: &str,
+    value: &toml_span::Spanned<String>,
+    valid: fn(&str) -> bool,
+    rule: &str,
+) {
+    if !valid(&value.value) {
+        d.report(
+            value.span.start,
+            key,
+            format!("\"{}\" is not a valid name", value.value),
+            Some(format!("use {rule}")),
+        );
+    }
+}
+
+fn is_gcp_project_id(id: &str) -> bool {
+    // Domain-scoped ids ("example.com:project") are legacy but still valid.
+    let id = id.rsplit(':').next().unwrap_or(id);
+    (6..=30).contains(&id.len())
+        && id.starts_with(|c: char| c.is_ascii_lowercase())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !id.ends_with('-')
+}
+
+fn is_bigquery_dataset(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 1024
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn read_scheduler(table: Option<TableReader<'_>>, d: &mut Diagnostics<'_>) -> SchedulerConfig {
+    let mut scheduler = SchedulerConfig {
+        shutdown_grace: Duration::from_secs(30),
+    };
+    if let Some(mut t) = table {
+        if let Some(grace) = t.integer(d, "shutdown_grace_secs", 0..=3600) {
+            scheduler.shutdown_grace = Duration::from_secs(grace.value as u64);
+        }
+        t.finish(d);
+    }
+    scheduler
+}
+
+/// What one service's config section holds.
+struct ServiceSpec {
+    default_base_url: &'static str,
+    /// Secret keys that must be set unless the sandbox is enabled.
+    required_secrets: &'static [&'static str],
+    /// Secret keys that may be set.
+    optional_secrets: &'static [&'static str],
+    /// Plain keys that must be set unless the sandbox is enabled.
+    required_settings: &'static [&'static str],
+    /// Plain keys that may be set, with their defaults.
+    optional_settings: &'static [(&'static str, &'static str)],
+}
+
+fn source_spec(kind: SourceKind) -> ServiceSpec {
+    match kind {
+        SourceKind::Smile => ServiceSpec {
+            default_base_url: "https://api.smile.io/v1",
+            required_secrets: &["api_key"],
+            optional_secrets: &[],
+            required_settings: &[],
+            optional_settings: &[],
+        },
+        SourceKind::Shopify => ServiceSpec {
+            // `{shop}` and `{api_version}` are filled in from the settings.
+            default_base_url: "https://{shop}/admin/api/{api_version}",
+            required_secrets: &["access_token"],
+            optional_secrets: &[],
+            required_settings: &["shop"],
+            optional_settings: &[("api_version", "2026-10")],
+        },
+        SourceKind::SmartrMail => ServiceSpec {
+            default_base_url: "https://go.smartrmail.com/api/v1",
+            required_secrets: &["api_token"],
+            optional_secrets: &[],
+            required_settings: &[],
+            optional_settings: &[],
+        },
+        SourceKind::Iterable => ServiceSpec {
+            default_base_url: "https://api.iterable.com",
+            required_secrets: &["api_key"],
+            optional_secrets: &[],
+            required_settings: &[],
+            optional_settings: &[],
+        },
+        SourceKind::Dotdigital => ServiceSpec {
+            default_base_url: "https://r1-api.dotdigital.com",
+            required_secrets: &["password"],
+            optional_secrets: &[],
+            required_settings: &["username"],
+            optional_settings: &[],
+        },
+    }
+}
+
+fn destination_spec(kind: DestinationKind) -> ServiceSpec {
+    match kind {
+        DestinationKind::Sheets => ServiceSpec {
+            default_base_url: "https://sheets.googleapis.com",
+            required_secrets: &[],
+            optional_secrets: &[],
+            required_settings: &["spreadsheet_id", "credentials_file"],
+            optional_settings: &[],
+        },
+        DestinationKind::Slack => ServiceSpec {
+            default_base_url: "https://slack.com/api",
+            required_secrets: &[],
+            optional_secrets: &["bot_token", "webhook_url"],
+            required_settings: &[],
+            optional_settings: &[],
+        },
+    }
+}
+
+fn read_sources(
+    table: Option<TableReader<'_>>,
+    sandbox: &SandboxConfig,
+    d: &mut Diagnostics<'_>,
+) -> SourcesConfig {
+    let mut sources = SourcesConfig::default();
+    let Some(mut t) = table else {
+        return sources;
+    };
+    for kind in SourceKind::ALL {
+        let Some(mut section) = t.table(d, kind.name()) else {
+            continue;
+        };
+        if kind == SourceKind::SmartrMail {
+            sources.smartrmail_experimental_campaigns = section
+                .boolean(d, "experimental_campaigns")
+                .unwrap_or(false);
+        }
+        let service = read_service(&mut section, &source_spec(kind), sandbox, d);
+        section.finish(d);
+        sources.services.insert(kind, service);
+    }
+    t.finish(d);
+    sources
+}
+
+fn read_destinations(
+    table: Option<TableReader<'_>>,
+    sandbox: &SandboxConfig,
+    d: &mut Diagnostics<'_>,
+) -> DestinationsConfig {
+    let mut destinations = DestinationsConfig::default();
+    let Some(mut t) = table else {
+        return destinations;
+    };
+    for kind in [DestinationKind::Sheets, DestinationKind::Slack] {
+        let Some(mut section) = t.table(d, kind.name()) else {
+            continue;
+        };
+        let service = read_service(&mut section, &destination_spec(kind), sandbox, d);
+        if kind == DestinationKind::Slack && service.secrets.is_empty() && !sandbox.enabled {
+            section.missing(
+                d,
+                "bot_token",
+                Some("set `bot_token` (a bot token, for messages and files) or `webhook_url` (an incoming webhook)".into()),
+            );
+        }
+        section.finish(d);
+        destinations.services.insert(kind, service);
+    }
+    t.finish(d);
+    destinations
+}
+
+fn read_service(
+    t: &mut TableReader<'_>,
+    spec: &ServiceSpec,
+    sandbox: &SandboxConfig,
+    d: &mut Diagnostics<'_>,
+) -> ServiceConfig {
+    let mut secrets = BTreeMap::new();
+    for (key, required) in spec
+        .required_secrets
+        .iter()
+        .map(|k| (*k, true))
+        .chain(spec.optional_secrets.iter().map(|k| (*k, false)))
+    {
+        match t.string(d, key) {
+            Some(value) => {
+                if let Some(secret) = SecretRef::parse(&value, t.key_path(key), d) {
+                    secrets.insert(key, secret);
+                }
+            }
+            None if required && !sandbox.enabled => t.missing(
+                d,
+                key,
+                Some(format!(
+                    "write `{key} = \"${{VAR}}\"` naming an environment variable, or enable [sandbox]"
+                )),
+            ),
+            None => {}
+        }
+    }
+    let mut settings = BTreeMap::new();
+    for key in spec.required_settings {
+        match t.string(d, key) {
+            Some(value) => {
+                settings.insert(*key, value.value);
+            }
+            None if !sandbox.enabled => t.missing(d, key, None),
+            None => {}
+        }
+    }
+    for (key, default) in spec.optional_settings {
+        let value = t
+            .string(d, key)
+            .map_or_else(|| default.to_string(), |v| v.value);
+        settings.insert(*key, value);
+    }
+    let base_url = read_url(t, d, "base_url").or_else(|| default_url(spec, &settings));
+    ServiceConfig {
+        base_url,
+        secrets,
+        settings,
+    }
+}
+
+/// The real service's URL, with `{setting}` placeholders filled in; `None` when a
+/// placeholder's setting is absent (allowed only under the sandbox).
+fn default_url(spec: &ServiceSpec, settings: &BTreeMap<&'static str, String>) -> Option<Url> {
+    let mut url = spec.default_base_url.to_string();
+    for (key, value) in settings {
+        url = url.replace(&format!("{{{key}}}"), value);
+    }
+    if url.contains('{') {
+        return None;
+    }
+    Url::parse(&url).ok()
+}
+
+fn read_url(t: &mut TableReader<'_>, d: &mut Diagnostics<'_>, key: &'static str) -> Option<Url> {
+    let value = t.string(d, key)?;
+    match Url::parse(&value.value) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") => Some(url),
+        Ok(url) => {
+            d.report(
+                value.span.start,
+                t.key_path(key),
+                format!("unsupported URL scheme \"{}\"", url.scheme()),
+                Some("use an http:// or https:// URL".into()),
+            );
+            None
+        }
+        Err(err) => {
+            d.report(
+                value.span.start,
+                t.key_path(key),
+                format!("\"{}\" is not a URL: {err}", value.value),
+                Some("for example \"http://127.0.0.1:8080\"".into()),
+            );
+            None
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! The `mailroom` binary: parses the command line, sets up logging and hands over to
+//! [`mailroom::app`]. Exit codes are documented in README ("Exit codes").
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use mailroom::app;
+use mailroom::cli::Cli;
+use mailroom::error::ErrorKind;
+use mailroom::telemetry;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ErrorKind::Bug.exit_code();
+        }
+    };
+    match runtime.block_on(app::execute(cli)) {
+        Ok(code) => code,
+        Err(failure) => {
+            eprintln!("error: {failure}");
+            failure.kind.exit_code()
+        }
+    }
+}

@@ -1,0 +1,341 @@
+//! One SQL file: a TOML header in its leading `--` comments, then the GoogleSQL body.
+//!
+//! ```sql
+//! -- title = "Lapsed customers"
+//! -- [params]
+//! -- lapse_days = 90
+//! SELECT ...
+//! ```
+//!
+//! The header is read with the same collecting reader as `config.toml`, so every problem
+//! is reported at once with the SQL file's own line and column. Reports may name default
+//! deliveries (`[[deliver]] to = "slack"`, `channel = "#marketing"`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use toml_span::value::ValueInner;
+
+use crate::config::diagnostic::{ConfigErrors, Diagnostic, Diagnostics, SourceText};
+use crate::config::reader::{TableReader, type_name};
+use crate::config::{DestinationKind, ParamValue};
+
+/// Whether a file is a query (feeds activation) or a report (feeds deliveries).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqlFileKind {
+    /// In `queries/`.
+    Query,
+    /// In `reports/`.
+    Report,
+}
+
+/// A default delivery named in a report's header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefaultDelivery {
+    /// Where it goes.
+    pub to: DestinationKind,
+    /// The sheet tab or channel.
+    pub target: String,
+}
+
+/// The header of a SQL file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SqlHeader {
+    /// A human title, used in Slack posts and sheet names.
+    pub title: String,
+    /// What the file answers.
+    pub description: Option<String>,
+    /// Parameters with their default values.
+    pub params: BTreeMap<String, ParamValue>,
+    /// Reports only: where results go when a job does not say.
+    pub deliveries: Vec<DefaultDelivery>,
+}
+
+/// A parsed SQL file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SqlFile {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// Query or report.
+    pub kind: SqlFileKind,
+    /// Its header.
+    pub header: SqlHeader,
+    /// The SQL after the header.
+    pub body: String,
+    /// The 1-based line the body starts on.
+    pub body_line: usize,
+}
+
+/// Why a SQL file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SqlFileError {
+    /// The file could not be read.
+    #[error("cannot read SQL file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The header or body has problems.
+    #[error("{0}")]
+    Invalid(ConfigErrors),
+}
+
+impl SqlFile {
+    /// Reads and parses a file; its kind follows from the folder it is in.
+    pub fn read(path: &Path) -> Result<Self, SqlFileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SqlFileError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let in_reports = path
+            .parent()
+            .and_then(Path::file_name)
+            .is_some_and(|dir| dir == "reports");
+        let kind = if in_reports {
+            SqlFileKind::Report
+        } else {
+            SqlFileKind::Query
+        };
+        Self::parse(path, &text, kind).map_err(SqlFileError::Invalid)
+    }
+
+    /// Parses a file's text.
+    pub fn parse(path: &Path, text: &str, kind: SqlFileKind) -> Result<Self, ConfigErrors> {
+        let name = path.display().to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        let header_len = lines
+            .iter()
+            .take_while(|l| l.trim_start().starts_with("--"))
+            .count();
+        let mut prefix_widths = Vec::with_capacity(header_len);
+        let mut header_text = String::new();
+        for line in &lines[..header_len] {
+            let indent = line.len() - line.trim_start().len();
+            let after = &line[indent + 2..];
+            let width = indent + 2 + usize::from(after.starts_with(' '));
+            prefix_widths.push(line[..width].chars().count());
+            header_text.push_str(&line[width..]);
+            header_text.push('\n');
+        }
+        let source = SourceText::new(name.clone(), header_text);
+        let mut d = Diagnostics::new(&source);
+        let header = read_header(&source, kind, &mut d);
+        let body = lines[header_len..].join("\n");
+        if body.trim().is_empty() {
+            d.report(
+                source.text.len(),
+                "",
+                "the file has no SQL after its header",
+                None,
+            );
+        }
+        let mut problems = d.into_vec();
+        for p in &mut problems {
+            p.column += prefix_widths.get(p.line - 1).copied().unwrap_or(0);
+        }
+        if header_len == 0 {
+            problems.insert(0, Diagnostic {
+                file: name,
+                line: 1,
+                column: 1,
+                key: String::new(),
+                message: "missing header: a SQL file starts with `--` comment lines holding TOML, at least `title = \"...\"`".into(),
+                help: Some("-- title = \"Weekly email performance\"".into()),
+            });
+        }
+        match header {
+            Some(header) if problems.is_empty() => Ok(SqlFile {
+                path: path.to_path_buf(),
+                kind,
+                header,
+                body,
+                body_line: header_len + 1,
+            }),
+            _ => Err(ConfigErrors(problems)),
+        }
+    }
+}
+
+fn read_header(
+    source: &SourceText,
+    kind: SqlFileKind,
+    d: &mut Diagnostics<'_>,
+) -> Option<SqlHeader> {
+    let root = match toml_span::parse(&source.text) {
+        Ok(root) => root,
+        Err(err) => {
+            d.report(
+                err.span.start,
+                "",
+                format!("invalid TOML in the header: {err}"),
+                None,
+            );
+            return None;
+        }
+    };
+    let mut t = TableReader::new(root, String::new(), d)?;
+    let title = t.required_string(d, "title");
+    let description = t.string(d, "description").map(|s| s.value);
+    let params = read_params(&mut t, d);
+    let deliveries = match kind {
+        SqlFileKind::Report => read_deliveries(&mut t, d),
+        SqlFileKind::Query => Vec::new(),
+    };
+    t.finish(d);
+    Some(SqlHeader {
+        title: title?.value,
+        description,
+        params,
+        deliveries,
+    })
+}
+
+fn read_params(t: &mut TableReader<'_>, d: &mut Diagnostics<'_>) -> BTreeMap<String, ParamValue> {
+    let mut params = BTreeMap::new();
+    let Some(mut table) = t.table(d, "params") else {
+        return params;
+    };
+    for (key, mut value) in table.drain() {
+        let span = value.span;
+        let param = match value.take() {
+            ValueInner::String(s) => ParamValue::String(s.into_owned()),
+            ValueInner::Integer(n) => ParamValue::Integer(n),
+            ValueInner::Float(x) => ParamValue::Float(x),
+            ValueInner::Boolean(b) => ParamValue::Bool(b),
+            other => {
+                let found = type_name(&toml_span::Value::with_span(other, span));
+                d.report(
+                    span.start,
+                    table.key_path(&key.name),
+                    format!(
+                        "a parameter default must be a string, number or boolean, found {found}"
+                    ),
+                    None,
+                );
+                continue;
+            }
+        };
+        params.insert(key.name.into_owned(), param);
+    }
+    table.finish(d);
+    params
+}
+
+fn read_deliveries(t: &mut TableReader<'_>, d: &mut Diagnostics<'_>) -> Vec<DefaultDelivery> {
+    let mut deliveries = Vec::new();
+    for (i, item) in t
+        .array(d, "deliver")
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
+        let Some(mut entry) = TableReader::new(item, format!("deliver[{i}]"), d) else {
+            continue;
+        };
+        let to = entry.choice(
+            d,
+            "to",
+            &[
+                ("sheets", DestinationKind::Sheets),
+                ("slack", DestinationKind::Slack),
+            ],
+        );
+        if let Some(to) = to {
+            if let Some(target) = entry.required_string(d, to.value.target_key()) {
+                deliveries.push(DefaultDelivery {
+                    to: to.value,
+                    target: target.value,
+                });
+            }
+        } else if !entry.contains("to") {
+            entry.missing(d, "to", Some("valid choices: `sheets`, `slack`".into()));
+        }
+        entry.finish(d);
+    }
+    deliveries
+}
+
+/// The SQL files under `queries/` and `reports/` of `base_dir`, sorted.
+pub fn discover(base_dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for folder in ["queries", "reports"] {
+        let dir = base_dir.join(folder);
+        if !dir.is_dir() {
+            continue;
+        }
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "sql") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str, kind: SqlFileKind) -> Result<SqlFile, Vec<String>> {
+        SqlFile::parse(Path::new("reports/r.sql"), text, kind)
+            .map_err(|e| e.0.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn header_params_and_deliveries_are_read() {
+        let file = parse(
+            "-- title = \"Weekly\"\n-- deliver = [{ to = \"slack\", channel = \"#mkt\" }]\n-- [params]\n-- days = 7\nSELECT 1\n",
+            SqlFileKind::Report,
+        )
+        .expect("valid");
+        assert_eq!(file.header.title, "Weekly");
+        assert_eq!(file.header.params["days"], ParamValue::Integer(7));
+        assert_eq!(
+            file.header.deliveries,
+            [DefaultDelivery {
+                to: DestinationKind::Slack,
+                target: "#mkt".into()
+            }]
+        );
+        assert_eq!(file.body.trim(), "SELECT 1");
+        assert_eq!(file.body_line, 5);
+    }
+
+    #[test]
+    fn problems_are_located_in_the_sql_file() {
+        let errors = parse(
+            "-- titel = \"x\"\n--   [params]\n-- days = [1]\nSELECT 1\n",
+            SqlFileKind::Query,
+        )
+        .expect_err("invalid");
+        assert_eq!(errors.len(), 3, "{errors:#?}");
+        assert!(
+            errors[0].starts_with("reports/r.sql:1:4: title: missing required key"),
+            "{errors:#?}"
+        );
+        assert!(
+            errors[1].starts_with("reports/r.sql:1:4: titel: unknown key"),
+            "{errors:#?}"
+        );
+        assert!(errors[1].contains("did you mean `title`"), "{errors:#?}");
+        assert!(
+            errors[2].starts_with("reports/r.sql:3:11: params.days:"),
+            "{errors:#?}"
+        );
+    }
+
+    #[test]
+    fn a_file_without_header_or_body_is_rejected() {
+        let errors = parse("SELECT 1\n", SqlFileKind::Query).expect_err("no header");
+        assert!(errors[0].contains("missing header"), "{errors:#?}");
+        let errors = parse("-- title = \"x\"\n", SqlFileKind::Query).expect_err("no body");
+        assert!(
+            errors.iter().any(|e| e.contains("no SQL after its header")),
+            "{errors:#?}"
+        );
+    }
+}

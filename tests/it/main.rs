@@ -1,0 +1,15 @@
+//! mailroom's one integration test binary. Each module is one concern:
+//!
+//! - `config`: the shipped and example configs parse; bad configs report every problem at
+//!   once with file, line, key path and hints; secrets resolve from the environment.
+//! - `scheduler`: DST-correct firing with a fake clock, overlap, restart catch-up,
+//!   shutdown with a grace period, and jobs that keep failing stay scheduled.
+//! - `retry`: retry classification and backoff of one run, timeouts and dry runs.
+//! - `cli`: the `mailroom` binary's commands, output and exit codes.
+//! - `support`: a scripted executor and helpers shared by the above.
+
+mod cli;
+mod config;
+mod retry;
+mod scheduler;
+mod support;

@@ -1,0 +1,187 @@
+//! Helpers shared by the integration tests: a scripted [`Executor`], job builders and a
+//! harness that runs the scheduler on tokio's paused clock.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use mailroom::config::{JobConfig, MissedPolicy, OverlapPolicy, SourceKind, Step};
+use mailroom::error::ErrorKind;
+use mailroom::scheduler::clock::{Clock, TokioClock};
+use mailroom::scheduler::schedule::CronSchedule;
+use mailroom::scheduler::{Executor, RunContext, RunError, Runtime, Scheduler};
+use mailroom::state::{Counters, StateStore, Trigger};
+use tokio_util::sync::CancellationToken;
+
+/// Parses an RFC 3339 instant.
+pub fn utc(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s)
+        .expect("test timestamp")
+        .with_timezone(&Utc)
+}
+
+/// A job with defaults suitable for tests: one extract step, 3 retries, 10 s backoff.
+pub fn job(name: &str, schedule: &str, tz: Tz) -> JobConfig {
+    JobConfig {
+        name: name.to_string(),
+        schedule: CronSchedule::parse(schedule, tz).expect("valid schedule"),
+        overlap: OverlapPolicy::Skip,
+        missed: MissedPolicy::RunOnce,
+        retries: 3,
+        retry_backoff: Duration::from_secs(10),
+        timeout: Duration::from_secs(3600),
+        steps: vec![Step::Extract {
+            source: SourceKind::Smile,
+            streams: vec!["customers".into()],
+        }],
+    }
+}
+
+/// What the scripted executor does on one attempt.
+#[derive(Debug, Clone)]
+pub struct Behaviour {
+    /// How long the attempt takes.
+    pub takes: Duration,
+    /// `None` to succeed, else fail with this kind.
+    pub fails_with: Option<ErrorKind>,
+}
+
+impl Behaviour {
+    pub fn succeed_after(takes: Duration) -> Self {
+        Behaviour {
+            takes,
+            fails_with: None,
+        }
+    }
+
+    pub fn fail(kind: ErrorKind) -> Self {
+        Behaviour {
+            takes: Duration::ZERO,
+            fails_with: Some(kind),
+        }
+    }
+}
+
+/// One call the executor received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    pub job: String,
+    pub scheduled_for: DateTime<Utc>,
+    pub covers_from: Option<DateTime<Utc>>,
+    pub trigger: Trigger,
+    pub attempt: u32,
+    pub dry_run: bool,
+    pub started: DateTime<Utc>,
+}
+
+type Script = dyn Fn(&RunContext, usize) -> Behaviour + Send + Sync;
+
+struct Inner {
+    clock: Arc<dyn Clock>,
+    script: Box<Script>,
+    calls: Mutex<Vec<Call>>,
+    active: AtomicUsize,
+    max_active: AtomicUsize,
+}
+
+/// An executor that follows a script and records every call.
+#[derive(Clone)]
+pub struct ScriptedExecutor(Arc<Inner>);
+
+impl ScriptedExecutor {
+    /// `script` gets the run context and the 0-based index of the call.
+    pub fn new(
+        clock: Arc<dyn Clock>,
+        script: impl Fn(&RunContext, usize) -> Behaviour + Send + Sync + 'static,
+    ) -> Self {
+        ScriptedExecutor(Arc::new(Inner {
+            clock,
+            script: Box::new(script),
+            calls: Mutex::new(Vec::new()),
+            active: AtomicUsize::new(0),
+            max_active: AtomicUsize::new(0),
+        }))
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.0.calls.lock().expect("calls").clone()
+    }
+
+    /// The most attempts that were running at the same time.
+    pub fn max_concurrent(&self) -> usize {
+        self.0.max_active.load(Ordering::SeqCst)
+    }
+}
+
+impl Executor for ScriptedExecutor {
+    async fn execute(&self, job: &JobConfig, run: &RunContext) -> Result<Counters, RunError> {
+        let inner = &self.0;
+        let index = {
+            let mut calls = inner.calls.lock().expect("calls");
+            calls.push(Call {
+                job: job.name.clone(),
+                scheduled_for: run.scheduled_for,
+                covers_from: run.covers_from,
+                trigger: run.trigger,
+                attempt: run.attempt,
+                dry_run: run.dry_run,
+                started: inner.clock.now(),
+            });
+            calls.len() - 1
+        };
+        let behaviour = (inner.script)(run, index);
+        let active = inner.active.fetch_add(1, Ordering::SeqCst) + 1;
+        inner.max_active.fetch_max(active, Ordering::SeqCst);
+        struct Done<'a>(&'a AtomicUsize);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        let _done = Done(&inner.active);
+        tokio::time::sleep(behaviour.takes).await;
+        match behaviour.fails_with {
+            None => Ok(Counters::from([("rows".to_string(), 10)])),
+            Some(kind) => Err(RunError::new(kind, format!("scripted {kind} failure"))),
+        }
+    }
+}
+
+/// A fresh state database in a temporary folder.
+pub fn state() -> (tempfile::TempDir, Arc<StateStore>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = StateStore::open(&dir.path().join("state.db")).expect("open state");
+    (dir, Arc::new(store))
+}
+
+/// Runs a scheduler over `jobs` on a fake clock starting at `start`, shuts it down after
+/// `run_for` of virtual time, and waits for it to wind down. Returns the virtual time the
+/// wind-down took. Call from a `#[tokio::test(start_paused = true)]`.
+pub async fn run_scheduler(
+    jobs: Vec<JobConfig>,
+    state: Arc<StateStore>,
+    executor: ScriptedExecutor,
+    clock: Arc<TokioClock>,
+    run_for: Duration,
+    grace: Duration,
+) -> Duration {
+    let runtime = Runtime {
+        executor,
+        state,
+        clock,
+    };
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(Scheduler::new(runtime, jobs, grace).run(shutdown.clone()));
+    tokio::time::sleep(run_for).await;
+    shutdown.cancel();
+    let stopping = tokio::time::Instant::now();
+    task.await.expect("scheduler task");
+    stopping.elapsed()
+}
+
+/// A fake clock reading `start` now.
+pub fn clock_at(start: &str) -> Arc<TokioClock> {
+    Arc::new(TokioClock::starting_at(utc(start)))
+}
