@@ -90,10 +90,10 @@ fn check(cli: &Cli) -> ExitCode {
     };
     for job in &config.jobs {
         for step in &job.steps {
-            if let config::Step::Sql { file, .. } = step {
-                if !sql_files.contains(file) {
-                    sql_files.push(file.clone());
-                }
+            if let config::Step::Sql { file, .. } = step
+                && !sql_files.contains(file)
+            {
+                sql_files.push(file.clone());
             }
         }
     }
@@ -315,10 +315,11 @@ async fn run(config: Config) -> Result<ExitCode, Failure> {
         config.jobs.clone(),
         config.scheduler.shutdown_grace,
     );
+    let mut signals = ShutdownSignals::install()?;
     let shutdown = CancellationToken::new();
     let signal_token = shutdown.clone();
     tokio::spawn(async move {
-        let signal = shutdown_signal().await;
+        let signal = signals.recv().await;
         tracing::info!(signal, "shutting down: no new runs will start");
         signal_token.cancel();
     });
@@ -340,12 +341,13 @@ async fn run_job(config: Config, name: &str, dry_run: bool) -> Result<ExitCode, 
             println!("  step {}: {}", i + 1, step.describe());
         }
     }
+    let mut signals = ShutdownSignals::install()?;
     let shutdown = CancellationToken::new();
     let mut in_flight =
         InFlight::spawn(runtime.clone(), job.clone(), run, dry_run, shutdown.clone());
     let outcome = tokio::select! {
         outcome = in_flight.wait() => outcome?,
-        signal = shutdown_signal() => {
+        signal = signals.recv() => {
             tracing::info!(signal, "stopping the run");
             shutdown.cancel();
             scheduler::wind_down(&runtime, name, in_flight, config.scheduler.shutdown_grace).await;
@@ -377,26 +379,48 @@ async fn run_job(config: Config, name: &str, dry_run: bool) -> Result<ExitCode, 
     }
 }
 
-/// Resolves on SIGINT or SIGTERM, naming which.
-async fn shutdown_signal() -> &'static str {
+/// SIGINT and SIGTERM listeners, registered when created so that a signal arriving at any
+/// later moment is seen (never the default action of killing the process mid-write).
+struct ShutdownSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => tokio::select! {
-                _ = tokio::signal::ctrl_c() => "SIGINT",
-                _ = term.recv() => "SIGTERM",
-            },
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot listen for SIGTERM; only SIGINT stops mailroom");
-                let _ = tokio::signal::ctrl_c().await;
-                "SIGINT"
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> Result<Self, Failure> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let listen = |kind: SignalKind| {
+                signal(kind).map_err(|err| Failure {
+                    kind: ErrorKind::Bug,
+                    message: format!("cannot listen for shutdown signals: {err}"),
+                })
+            };
+            Ok(ShutdownSignals {
+                interrupt: listen(SignalKind::interrupt())?,
+                terminate: listen(SignalKind::terminate())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(ShutdownSignals {})
+    }
+
+    /// Resolves at the next SIGINT or SIGTERM, naming which.
+    async fn recv(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.interrupt.recv() => "SIGINT",
+                _ = self.terminate.recv() => "SIGTERM",
             }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        "SIGINT"
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
+        }
     }
 }

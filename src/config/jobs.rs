@@ -455,6 +455,7 @@ fn read_deliver(
             ("slack", DestinationKind::Slack),
         ],
     )?;
+    let target = t.required_string(d, to.value.target_key());
     if !context.destinations.services.contains_key(&to.value) {
         d.report(
             to.span.start,
@@ -464,8 +465,7 @@ fn read_deliver(
         );
         return None;
     }
-    let target_key = to.value.target_key();
-    let target = t.required_string(d, target_key)?;
+    let target = target?;
     Some(Step::Deliver {
         from: from?,
         to: to.value,

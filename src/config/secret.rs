@@ -65,6 +65,7 @@ pub trait Environment {
 pub struct ProcessEnvironment;
 
 impl Environment for ProcessEnvironment {
+    #[allow(clippy::disallowed_methods, reason = "the one place secrets are read")]
     fn get(&self, var: &str) -> Option<String> {
         std::env::var(var).ok().filter(|v| !v.is_empty())
     }

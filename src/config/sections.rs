@@ -91,6 +91,9 @@ fn read_warehouse(
         Local,
         BigQuery,
     }
+    if !t.contains("type") {
+        t.missing(d, "type", Some("valid choices: `local`, `bigquery`".into()));
+    }
     let kind = t.choice(
         d,
         "type",
@@ -144,12 +147,7 @@ fn read_warehouse(
                 path: path.unwrap_or_else(|| PathBuf::from("warehouse")),
             }
         }
-        None => {
-            if !t.contains("type") {
-                t.missing(d, "type", Some("valid choices: `local`, `bigquery`".into()));
-            }
-            local_default
-        }
+        None => local_default,
     };
     t.finish(d);
     warehouse

@@ -113,11 +113,9 @@ impl<E: Executor> Runtime<E> {
         let span = tracing::info_span!("run", job = %job.name, run_id = %run.run_id, trigger = %run.trigger);
         let _entered = span.enter();
         let ledger = !dry_run;
-        if ledger {
-            if let Err(err) = self.state.start_run(&run, self.clock.now()) {
-                tracing::error!(error = %err, "could not record the run's start; not running it");
-                return outcome(&run, RunStatus::Failed, 0, Some(RunError::from_error(&err)));
-            }
+        if ledger && let Err(err) = self.state.start_run(&run, self.clock.now()) {
+            tracing::error!(error = %err, "could not record the run's start; not running it");
+            return outcome(&run, RunStatus::Failed, 0, Some(RunError::from_error(&err)));
         }
         tracing::info!(scheduled_for = %run.scheduled_for, dry_run, "run started");
         let backoff = Backoff::new(job.retry_backoff);

@@ -1,1 +1,260 @@
-//! placeholder
+//! The `mailroom` binary: commands, their output and exit codes.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use mailroom::state::{DataDirLock, RunStatus, StateStore};
+
+/// `mailroom` in `dir`, with no `MAILROOM_*` or secret variables from the test's environment.
+#[allow(clippy::disallowed_methods, reason = "passes PATH through to the child")]
+fn mailroom(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailroom"));
+    cmd.current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .stdin(Stdio::null());
+    cmd
+}
+
+fn run(cmd: &mut Command) -> (i32, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().expect("mailroom runs");
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_passes_on_the_built_in_config_with_no_environment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, stdout, stderr) = run(mailroom(dir.path()).arg("check"));
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.starts_with("config ok"), "{stdout}");
+    assert!(
+        stdout.contains("jobs:         3 (extract-orders, extract-loyalty, extract-email)"),
+        "{stdout}"
+    );
+    assert!(!dir.path().join("data").exists(), "check writes nothing");
+}
+
+#[test]
+fn check_reports_every_problem_with_line_and_key_and_exits_78() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "[sources.smile]\napi_key = \"sk_live_abc\"\n[[jobs]]\nname = \"x\"\nschedule = \"61 * * * *\"\ntimezone = \"Mars/Olympus\"\ncolour = \"red\"\nsteps = [{ type = \"extract\", source = \"smile\" }]\n",
+    )
+    .expect("write");
+    let (code, stdout, stderr) = run(mailroom(dir.path()).args(["--config", "bad.toml", "check"]));
+    assert_eq!(code, 78, "{stderr}");
+    assert!(stdout.is_empty());
+    for want in [
+        "bad.toml:2:12: sources.smile.api_key: looks like a literal secret",
+        "bad.toml:5:13: jobs[0].schedule: invalid cron expression \"61 * * * *\"",
+        "bad.toml:6:13: jobs[0].timezone: unknown time zone \"Mars/Olympus\"",
+        "bad.toml:7:1: jobs[0].colour: unknown key `colour`",
+        "4 problems found",
+    ] {
+        assert!(stderr.contains(want), "missing {want:?} in:\n{stderr}");
+    }
+    assert!(
+        !stderr.contains("sk_live_abc"),
+        "the secret leaked:\n{stderr}"
+    );
+}
+
+#[test]
+fn check_reports_missing_environment_variables_and_bad_sql_headers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("reports")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("reports/weekly.sql"),
+        "-- titel = \"Weekly\"\nSELECT 1\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("config.toml"),
+        "[sources.smile]\napi_key = \"${SMILE_API_KEY}\"\n[[jobs]]\nname = \"x\"\nschedule = \"0 * * * *\"\nsteps = [{ type = \"extract\", source = \"smile\" }]\n",
+    )
+    .expect("write");
+    let (code, _, stderr) = run(mailroom(dir.path()).arg("check"));
+    assert_eq!(code, 78, "{stderr}");
+    assert!(stderr.contains("config.toml:2:12: sources.smile.api_key: environment variable SMILE_API_KEY is not set (needed by sources.smile.api_key)"), "{stderr}");
+    assert!(
+        stderr.contains("reports/weekly.sql:1:4: titel: unknown key `titel`"),
+        "{stderr}"
+    );
+
+    let (code, stdout, stderr) = run(mailroom(dir.path()).arg("check").env("SMILE_API_KEY", "k"));
+    assert_eq!(code, 78, "the SQL header is still wrong: {stdout}{stderr}");
+    std::fs::write(
+        dir.path().join("reports/weekly.sql"),
+        "-- title = \"Weekly\"\nSELECT 1\n",
+    )
+    .expect("write");
+    let (code, stdout, stderr) = run(mailroom(dir.path()).arg("check").env("SMILE_API_KEY", "k"));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("SQL files:    1 ok"), "{stdout}");
+}
+
+#[test]
+fn jobs_shows_next_fire_times_in_each_jobs_zone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, stdout, stderr) = run(mailroom(dir.path()).args(["jobs", "--next", "2"]));
+    assert_eq!(code, 0, "{stderr}");
+    let section = |name: &str| {
+        stdout
+            .split("\n\n")
+            .find(|s| s.starts_with(name))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let loyalty = section("extract-loyalty");
+    assert!(
+        loyalty.contains("schedule: 5 * * * * (Australia/Sydney)"),
+        "{stdout}"
+    );
+    assert!(
+        loyalty.contains(":05:00 AEDT (UTC+11:00)") || loyalty.contains(":05:00 AEST (UTC+10:00)"),
+        "{loyalty}"
+    );
+    assert_eq!(
+        loyalty.matches("UTC+1").count(),
+        2,
+        "two fire times: {loyalty}"
+    );
+    let email = section("extract-email");
+    assert!(
+        email.contains(":20:00 EST (UTC-05:00)") || email.contains(":20:00 EDT (UTC-04:00)"),
+        "{email}"
+    );
+}
+
+#[test]
+fn run_job_is_recorded_in_the_ledger_and_status_shows_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, _, stderr) = run(mailroom(dir.path()).args(["run-job", "extract-ordrs"]));
+    assert_eq!(code, 78, "{stderr}");
+    assert!(
+        stderr.contains("no job named \"extract-ordrs\"")
+            && stderr.contains("did you mean `extract-orders`?"),
+        "{stderr}"
+    );
+
+    // The extract stage is not in this build yet: the run fails as terminal, and says so.
+    let (code, _, stderr) = run(mailroom(dir.path()).args(["run-job", "extract-orders"]));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("the extract stage is not part of this build"),
+        "{stderr}"
+    );
+
+    let state = StateStore::open_read_only(&dir.path().join("data/state.db"))
+        .expect("open")
+        .expect("exists");
+    let runs = state.recent_runs(None, 10).expect("runs");
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].status, RunStatus::Failed);
+    drop(state);
+
+    let (code, stdout, stderr) = run(mailroom(dir.path()).arg("status"));
+    assert_eq!(code, 0, "{stderr}");
+    let job_line = stdout
+        .lines()
+        .find(|l| l.starts_with("extract-orders"))
+        .expect("summary line");
+    assert!(
+        job_line.contains("failed") && job_line.trim_end().ends_with('1'),
+        "{job_line}"
+    );
+    assert!(stdout.contains("manual"), "{stdout}");
+    assert!(
+        stdout.contains("terminal: step 1, extract shopify"),
+        "{stdout}"
+    );
+
+    // A dry run changes nothing in the ledger.
+    let (code, stdout, _) =
+        run(mailroom(dir.path()).args(["run-job", "extract-orders", "--dry-run"]));
+    assert_eq!(code, 1);
+    assert!(stdout.contains("Dry run of extract-orders"), "{stdout}");
+    let state = StateStore::open_read_only(&dir.path().join("data/state.db"))
+        .expect("open")
+        .expect("exists");
+    assert_eq!(state.recent_runs(None, 10).expect("runs").len(), 1);
+}
+
+#[test]
+fn status_before_any_run_says_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, stdout, _) = run(mailroom(dir.path()).arg("status"));
+    assert_eq!(code, 0);
+    assert!(stdout.starts_with("No runs recorded yet"), "{stdout}");
+}
+
+#[test]
+fn a_second_process_on_the_same_data_directory_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _held = DataDirLock::acquire(&dir.path().join("data")).expect("lock");
+    let (code, _, stderr) = run(mailroom(dir.path()).args(["run-job", "extract-orders"]));
+    assert_eq!(code, 75, "{stderr}");
+    assert!(stderr.contains("another mailroom process"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("pid {}", std::process::id())),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("data/state.db").exists(),
+        "nothing was written"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn run_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = mailroom(dir.path())
+        .args(["run", "--log-format", "json"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut log = Vec::new();
+    while !log.iter().any(|l: &String| l.contains("scheduler started")) {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("scheduler start logged");
+        log.push(line);
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let status = child.wait().expect("wait");
+    log.extend(rx.iter());
+    assert_eq!(status.code(), Some(0), "{log:#?}");
+    assert!(
+        log.iter()
+            .any(|l| l.contains("SIGTERM") && l.contains("shutting down")),
+        "{log:#?}"
+    );
+    assert!(
+        log.iter().all(|l| l.starts_with('{')),
+        "JSON logs under a supervisor: {log:#?}"
+    );
+}
