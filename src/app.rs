@@ -333,6 +333,7 @@ async fn run_job(config: Config, name: &str, dry_run: bool) -> Result<ExitCode, 
     let job = Arc::new(find_job(&config, name)?.clone());
     let (_lock, state) = open_state(&config)?;
     let runtime = Arc::new(runtime(&config, state));
+    scheduler::recover_abandoned(&runtime);
     let now = runtime.clock.now();
     let run = NewRun::new(name, Trigger::Manual, now.with_nanosecond(0).unwrap_or(now));
     if dry_run {

@@ -18,7 +18,10 @@ pub enum LogFormat {
 }
 
 /// Installs the global subscriber. Call once, first thing.
-#[allow(clippy::disallowed_methods, reason = "the log filter is read from the environment")]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the log filter is read from the environment"
+)]
 pub fn init(format: LogFormat) {
     let filter = std::env::var("MAILROOM_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))

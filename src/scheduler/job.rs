@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::clock::Clock;
 use super::retry::Backoff;
@@ -111,7 +112,18 @@ impl<E: Executor> Runtime<E> {
         shutdown: &CancellationToken,
     ) -> RunOutcome {
         let span = tracing::info_span!("run", job = %job.name, run_id = %run.run_id, trigger = %run.trigger);
-        let _entered = span.enter();
+        self.attempts(job, run, dry_run, shutdown)
+            .instrument(span)
+            .await
+    }
+
+    async fn attempts(
+        &self,
+        job: &JobConfig,
+        run: NewRun,
+        dry_run: bool,
+        shutdown: &CancellationToken,
+    ) -> RunOutcome {
         let ledger = !dry_run;
         if ledger && let Err(err) = self.state.start_run(&run, self.clock.now()) {
             tracing::error!(error = %err, "could not record the run's start; not running it");

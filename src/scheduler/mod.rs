@@ -60,17 +60,7 @@ impl<E: Executor> Scheduler<E> {
 
     /// Runs until `shutdown` is cancelled and every job has wound down.
     pub async fn run(self, shutdown: CancellationToken) {
-        let now = self.runtime.clock.now();
-        match self.runtime.state.interrupt_abandoned(now) {
-            Ok(0) => {}
-            Ok(n) => tracing::warn!(
-                runs = n,
-                "marked runs left running by a previous mailroom process as interrupted"
-            ),
-            Err(err) => {
-                tracing::error!(error = %err, "could not check the ledger for abandoned runs")
-            }
-        }
+        recover_abandoned(&self.runtime);
         let tasks: Vec<JoinHandle<()>> = self
             .jobs
             .iter()
@@ -90,6 +80,19 @@ impl<E: Executor> Scheduler<E> {
             }
         }
         tracing::info!("scheduler stopped");
+    }
+}
+
+/// Marks runs that a dead mailroom process left `running` as interrupted. Call only while
+/// holding the data directory lock, so no live run is touched.
+pub fn recover_abandoned<E: Executor>(runtime: &Runtime<E>) {
+    match runtime.state.interrupt_abandoned(runtime.clock.now()) {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(
+            runs = n,
+            "marked runs left running by a previous mailroom process as interrupted"
+        ),
+        Err(err) => tracing::error!(error = %err, "could not check the ledger for abandoned runs"),
     }
 }
 

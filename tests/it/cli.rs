@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 use mailroom::state::{DataDirLock, RunStatus, StateStore};
 
 /// `mailroom` in `dir`, with no `MAILROOM_*` or secret variables from the test's environment.
-#[allow(clippy::disallowed_methods, reason = "passes PATH through to the child")]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "passes PATH through to the child"
+)]
 fn mailroom(dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailroom"));
     cmd.current_dir(dir)
@@ -257,4 +260,32 @@ fn run_stops_cleanly_on_sigterm() {
         log.iter().all(|l| l.starts_with('{')),
         "JSON logs under a supervisor: {log:#?}"
     );
+}
+
+#[test]
+fn run_job_marks_runs_a_crashed_process_left_running_as_interrupted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let abandoned = mailroom::state::NewRun::new(
+        "extract-orders",
+        mailroom::state::Trigger::Schedule,
+        chrono::Utc::now(),
+    );
+    {
+        let state = StateStore::open(&dir.path().join("data/state.db")).expect("open");
+        state
+            .start_run(&abandoned, chrono::Utc::now())
+            .expect("start");
+    }
+    let (code, _, stderr) =
+        run(mailroom(dir.path()).args(["run-job", "extract-loyalty", "--log-format", "json"]));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("marked runs left running by a previous mailroom process as interrupted"),
+        "{stderr}"
+    );
+    let state = StateStore::open_read_only(&dir.path().join("data/state.db"))
+        .expect("open")
+        .expect("exists");
+    let record = state.run(&abandoned.run_id).expect("query").expect("row");
+    assert_eq!(record.status, RunStatus::Interrupted);
 }
