@@ -13,6 +13,8 @@ use crate::config::diagnostic::choices_help;
 use crate::config::{self, Config, ConfigErrors, LoadError, ProcessEnvironment, WarehouseConfig};
 use crate::error::{Classify, EXIT_INTERRUPTED, ErrorKind};
 use crate::pipeline::Pipeline;
+use crate::sandbox::faults::FaultRule;
+use crate::sandbox::{RunningSandbox, SandboxOptions};
 use crate::scheduler::clock::{Clock, SystemClock};
 use crate::scheduler::{self, InFlight, Runtime, Scheduler};
 use crate::sql::file::{SqlFile, SqlFileError, discover};
@@ -56,6 +58,23 @@ pub async fn execute(cli: Cli) -> Result<ExitCode, Failure> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { job, limit } => status(&config, job.as_deref(), limit),
+        Command::Sandbox {
+            listen,
+            seed,
+            customers,
+            smile_rate_limit,
+            faults,
+        } => {
+            let mut options = SandboxOptions::new(
+                seed.unwrap_or(config.sandbox.seed),
+                customers.unwrap_or(config.sandbox.customers),
+            );
+            options.smile_rate_limit = (smile_rate_limit > 0).then_some(smile_rate_limit);
+            if let Some(path) = faults {
+                options.faults = read_fault_plan(&path)?;
+            }
+            serve_sandbox(listen, options).await
+        }
         Command::Check => unreachable!("handled above"),
     }
 }
@@ -378,6 +397,55 @@ async fn run_job(config: Config, name: &str, dry_run: bool) -> Result<ExitCode, 
             })
         }
     }
+}
+
+fn read_fault_plan(path: &std::path::Path) -> Result<Vec<FaultRule>, Failure> {
+    let config_error = |message: String| Failure {
+        kind: ErrorKind::Config,
+        message,
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|err| config_error(format!("cannot read fault plan {}: {err}", path.display())))?;
+    serde_json::from_str(&text).map_err(|err| {
+        config_error(format!(
+            "{}:{}:{}: the fault plan must be a JSON array of rules: {err}",
+            path.display(),
+            err.line(),
+            err.column()
+        ))
+    })
+}
+
+/// `mailroom sandbox`: serve the simulators until SIGINT or SIGTERM.
+async fn serve_sandbox(
+    listen: std::net::SocketAddr,
+    options: SandboxOptions,
+) -> Result<ExitCode, Failure> {
+    let mut signals = ShutdownSignals::install()?;
+    let world = options.world;
+    let sandbox = RunningSandbox::start(listen, options)
+        .await
+        .map_err(|err| Failure {
+            kind: ErrorKind::Transient,
+            message: format!("cannot listen on {listen}: {err}"),
+        })?;
+    println!(
+        "mailroom sandbox listening on {} (seed {}, {} customers); every credential is \"sandbox\"",
+        sandbox.base_url, world.seed, world.customers
+    );
+    for service in sandbox.services() {
+        println!(
+            "  {:<11} {:<48} {}",
+            service.name, service.base_url, service.credentials
+        );
+    }
+    let signal = signals.recv().await;
+    tracing::info!(signal, "stopping the sandbox");
+    sandbox.stop().await.map_err(|err| Failure {
+        kind: ErrorKind::Bug,
+        message: format!("the sandbox server failed: {err}"),
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// SIGINT and SIGTERM listeners, registered when created so that a signal arriving at any

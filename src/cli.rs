@@ -1,5 +1,6 @@
 //! The command line (clap derive): global options and one subcommand per task.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -58,6 +59,24 @@ pub enum Command {
     },
     /// Validate the config and SQL files, without network access
     Check,
+    /// Serve the simulated services in the foreground until SIGINT or SIGTERM
+    Sandbox {
+        /// Address to listen on (port 0 picks a free port)
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// World seed [default: `[sandbox] seed` from the config]
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Number of simulated customers [default: `[sandbox] customers` from the config]
+        #[arg(long)]
+        customers: Option<u32>,
+        /// Smile.io requests per second per token; 0 for no limit
+        #[arg(long, default_value_t = 10)]
+        smile_rate_limit: u32,
+        /// A fault plan: JSON file holding an array of rules
+        #[arg(long, value_name = "FILE")]
+        faults: Option<PathBuf>,
+    },
 }
 
 #[cfg(test)]

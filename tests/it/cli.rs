@@ -289,3 +289,62 @@ fn run_job_marks_runs_a_crashed_process_left_running_as_interrupted() {
     let record = state.run(&abandoned.run_id).expect("query").expect("row");
     assert_eq!(record.status, RunStatus::Interrupted);
 }
+
+#[cfg(unix)]
+#[test]
+fn sandbox_serves_until_sigterm_and_prints_each_services_url() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = mailroom(dir.path())
+        .args([
+            "sandbox",
+            "--listen",
+            "127.0.0.1:0",
+            "--customers",
+            "50",
+            "--log-format",
+            "json",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let banner = lines.next().expect("a banner").expect("utf-8");
+    let base = banner
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .expect("the base URL")
+        .to_string();
+    let services: Vec<String> = lines.by_ref().take(2).map(|l| l.expect("line")).collect();
+    assert!(
+        services[0].contains(&format!("{base}/smile/v1")) && services[0].contains("Bearer sandbox"),
+        "{services:?}"
+    );
+    assert!(
+        services[1].contains(&format!("{base}/smartrmail/api/v1")),
+        "{services:?}"
+    );
+
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let (status, body) = runtime.block_on(async {
+        let response = reqwest::Client::new()
+            .get(format!("{base}/smile/v1/customers?limit=2"))
+            .header("Authorization", "Bearer sandbox")
+            .send()
+            .await
+            .expect("sent");
+        (
+            response.status(),
+            response.json::<serde_json::Value>().await.expect("json"),
+        )
+    });
+    assert_eq!(status, reqwest::StatusCode::OK);
+    assert_eq!(body["customers"].as_array().map(Vec::len), Some(2));
+    assert!(body["metadata"]["next_cursor"].is_string());
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    assert_eq!(child.wait().expect("wait").code(), Some(0));
+}

@@ -6,10 +6,17 @@
 //!   shutdown with a grace period, and jobs that keep failing stay scheduled.
 //! - `retry`: retry classification and backoff of one run, timeouts and dry runs.
 //! - `cli`: the `mailroom` binary's commands, output and exit codes.
+//! - `sandbox_smile`, `sandbox_smartrmail`: contract tests of each simulated service
+//!   against `api-reference/`: auth, envelopes, pagination to the last page, rate limits,
+//!   error shapes.
+//! - `sandbox_faults`: the fault plan, inspection, reset, and same-seed determinism.
 //! - `support`: a scripted executor and helpers shared by the above.
 
 mod cli;
 mod config;
 mod retry;
+mod sandbox_faults;
+mod sandbox_smartrmail;
+mod sandbox_smile;
 mod scheduler;
 mod support;

@@ -185,3 +185,40 @@ pub async fn run_scheduler(
 pub fn clock_at(start: &str) -> Arc<TokioClock> {
     Arc::new(TokioClock::starting_at(utc(start)))
 }
+
+/// A sandbox on a free local port.
+pub async fn sandbox(
+    options: mailroom::sandbox::SandboxOptions,
+) -> mailroom::sandbox::RunningSandbox {
+    let addr = "127.0.0.1:0".parse().expect("address");
+    mailroom::sandbox::RunningSandbox::start(addr, options)
+        .await
+        .expect("sandbox starts")
+}
+
+/// A small world (seed 42, 300 customers) with the real services' rate limits.
+pub async fn small_sandbox() -> mailroom::sandbox::RunningSandbox {
+    sandbox(mailroom::sandbox::SandboxOptions::new(42, 300)).await
+}
+
+/// GET `url` with optional extra headers; returns status, headers and parsed JSON (or
+/// `Null` when the body is not JSON).
+pub async fn get_json(
+    url: &str,
+    headers: &[(&str, &str)],
+) -> (
+    reqwest::StatusCode,
+    reqwest::header::HeaderMap,
+    serde_json::Value,
+) {
+    let mut request = reqwest::Client::new().get(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.expect("request sent");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.bytes().await.expect("body");
+    let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+    (status, headers, json)
+}

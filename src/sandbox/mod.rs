@@ -1,0 +1,312 @@
+//! The sandbox: faithful simulators of every external service mailroom talks to, on one
+//! local listener, over one seeded [`world`].
+//!
+//! Each service lives under its own path prefix and the real path follows it unchanged
+//! (`https://api.smile.io/v1/customers` is served at `/smile/v1/customers`), so a client —
+//! mailroom's own or a service's official library — works when given the prefix as its
+//! base URL. Every simulator follows `api-reference/` on the wire: auth schemes, envelopes,
+//! field names and types, pagination, rate limits, error shapes and quirks.
+//!
+//! Around the services: a [`faults`] plan injects failures into matching requests; every
+//! request is counted per endpoint (with how many were answered 429); `GET /_sandbox/state`
+//! shows what the services received and `POST /_sandbox/reset` restores the seeded world.
+//! Every credential is the string [`CREDENTIAL`].
+
+#![allow(
+    clippy::result_large_err,
+    reason = "simulator handlers return early with the whole HTTP error response"
+)]
+
+pub mod faults;
+mod inspect;
+mod ratelimit;
+pub mod smartrmail;
+pub mod smile;
+pub mod world;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{Response, StatusCode};
+use axum::middleware::{self, Next};
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use faults::{Applied, FaultRule};
+use world::{World, WorldParams};
+
+/// The token, key, password and secret every simulated service accepts.
+pub const CREDENTIAL: &str = "sandbox";
+
+/// How a sandbox is set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxOptions {
+    /// The world to serve.
+    pub world: WorldParams,
+    /// Smile's per-token limit in requests per second (`None`: unlimited, for benchmarks).
+    pub smile_rate_limit: Option<u32>,
+    /// Faults to inject from the start.
+    pub faults: Vec<FaultRule>,
+}
+
+impl SandboxOptions {
+    /// A sandbox of `customers` people from `seed`, with the real services' rate limits.
+    pub fn new(seed: u64, customers: u32) -> Self {
+        SandboxOptions {
+            world: WorldParams {
+                seed,
+                customers,
+                anchor: WorldParams::default_anchor(),
+            },
+            smile_rate_limit: Some(10),
+            faults: Vec::new(),
+        }
+    }
+}
+
+/// Requests seen for one endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct EndpointCount {
+    /// All requests.
+    pub requests: u64,
+    /// Requests answered 429.
+    pub rate_limited: u64,
+}
+
+/// Everything the running sandbox knows: the world and what services did to it.
+pub struct Shared {
+    options: SandboxOptions,
+    world: World,
+    smile: Mutex<smile::SmileState>,
+    smartrmail: Mutex<smartrmail::SmartrMailState>,
+    faults: Mutex<Vec<FaultRule>>,
+    requests: Mutex<BTreeMap<String, EndpointCount>>,
+}
+
+/// Locks a mutex; the sandbox's state stays usable after a panicked request.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Shared {
+    fn new(options: SandboxOptions) -> Self {
+        let world = World::new(options.world);
+        Shared {
+            smile: Mutex::new(smile::SmileState::new(options.smile_rate_limit)),
+            smartrmail: Mutex::new(smartrmail::SmartrMailState::default()),
+            faults: Mutex::new(options.faults.clone()),
+            requests: Mutex::new(BTreeMap::new()),
+            options,
+            world,
+        }
+    }
+
+    /// Restores the seeded world and the start-up fault plan; clears the counters.
+    fn reset(&self) {
+        *lock(&self.smile) = smile::SmileState::new(self.options.smile_rate_limit);
+        *lock(&self.smartrmail) = smartrmail::SmartrMailState::default();
+        *lock(&self.faults) = self.options.faults.clone();
+        lock(&self.requests).clear();
+    }
+}
+
+/// The service a path belongs to, and how it shapes error bodies.
+fn error_response_for(path: &str, status: StatusCode, message: &str) -> Response<Body> {
+    if path.starts_with("/smile/") {
+        smile::error(status, message)
+    } else if path.starts_with("/smartrmail/") {
+        smartrmail::error(status, message)
+    } else {
+        json_response(status, &serde_json::json!({ "error": message }))
+    }
+}
+
+/// A JSON response.
+pub fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Body> {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let mut response = Response::new(Body::from(bytes));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    response
+}
+
+/// Counts every request per endpoint and applies the fault plan.
+async fn count_and_inject(
+    State(shared): State<Arc<Shared>>,
+    request: Request,
+    next: Next,
+) -> Response<Body> {
+    let method = request.method().as_str().to_string();
+    let path = request.uri().path().to_string();
+    let endpoint = format!("{method} {}", endpoint_pattern(&path));
+    let fault = if path.starts_with("/_sandbox") {
+        None
+    } else {
+        // Every rule counts every request it matches, so each rule's `after` is exact.
+        let mut hit = None;
+        for rule in lock(&shared.faults).iter_mut() {
+            if rule.take(&method, &path) && hit.is_none() {
+                hit = Some(rule.fault.clone());
+            }
+        }
+        hit
+    };
+    let response = match fault
+        .map(|f| f.apply(|status, message| error_response_for(&path, status, message)))
+    {
+        None => next.run(request).await,
+        Some(Applied::Replace(response)) => response,
+        Some(Applied::Delay(delay)) => {
+            tokio::time::sleep(delay).await;
+            next.run(request).await
+        }
+        Some(Applied::Rewrite(fault)) => {
+            let response = next.run(request).await;
+            let (parts, body) = response.into_parts();
+            let bytes = axum::body::to_bytes(body, usize::MAX)
+                .await
+                .unwrap_or_default();
+            faults::rewrite(&fault, parts.status, parts.headers, bytes)
+        }
+    };
+    if !path.starts_with("/_sandbox") {
+        let mut requests = lock(&shared.requests);
+        let count = requests.entry(endpoint).or_default();
+        count.requests += 1;
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            count.rate_limited += 1;
+        }
+    }
+    response
+}
+
+/// A path with ids replaced by `{id}`, so counts group by endpoint.
+fn endpoint_pattern(path: &str) -> String {
+    path.split('/')
+        .map(|segment| {
+            let is_id = segment.chars().any(|c| c.is_ascii_digit()) && segment.len() > 2
+                || segment.contains('@')
+                || segment.contains("%40");
+            if is_id { "{id}" } else { segment }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The sandbox's router: every service under its prefix, plus inspection.
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .nest("/smile/v1", smile::routes())
+        .nest("/smartrmail/api/v1", smartrmail::routes())
+        .merge(inspect::routes())
+        .layer(middleware::from_fn_with_state(
+            shared.clone(),
+            count_and_inject,
+        ))
+        .with_state(shared)
+}
+
+/// A sandbox serving on a local port.
+pub struct RunningSandbox {
+    /// Where it listens, e.g. `http://127.0.0.1:41234`.
+    pub base_url: String,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningSandbox {
+    /// Starts a sandbox on `addr` (port 0 picks a free port).
+    pub async fn start(addr: SocketAddr, options: SandboxOptions) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        let shared = Arc::new(Shared::new(options));
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        let app = router(shared);
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await
+        });
+        Ok(RunningSandbox {
+            base_url: format!("http://{local}"),
+            shutdown,
+            task,
+        })
+    }
+
+    /// Each service's name, base URL and the credentials it accepts.
+    pub fn services(&self) -> Vec<ServiceEndpoint> {
+        services(&self.base_url)
+    }
+
+    /// Stops serving and waits for the listener to close.
+    pub async fn stop(self) -> std::io::Result<()> {
+        self.shutdown.cancel();
+        self.task.await.map_err(std::io::Error::other)?
+    }
+}
+
+/// One simulated service as a client sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceEndpoint {
+    /// The service's name.
+    pub name: &'static str,
+    /// Its base URL under the sandbox.
+    pub base_url: String,
+    /// How to authenticate.
+    pub credentials: &'static str,
+}
+
+/// Each simulated service under a sandbox at `base`.
+pub fn services(base: &str) -> Vec<ServiceEndpoint> {
+    let endpoint = |name, path: &str, credentials| ServiceEndpoint {
+        name,
+        base_url: format!("{base}{path}"),
+        credentials,
+    };
+    vec![
+        endpoint("Smile.io", "/smile/v1", "Authorization: Bearer sandbox"),
+        endpoint(
+            "SmartrMail",
+            "/smartrmail/api/v1",
+            "Authorization: token sandbox (or ?token=sandbox)",
+        ),
+        endpoint(
+            "inspection",
+            "/_sandbox/state",
+            "none; POST /_sandbox/reset restores the world",
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_group_ids_together() {
+        assert_eq!(
+            endpoint_pattern("/smile/v1/customers/100042"),
+            "/smile/v1/customers/{id}"
+        );
+        assert_eq!(
+            endpoint_pattern("/smartrmail/api/v1/subscribers/ana%40example.com"),
+            "/smartrmail/api/v1/subscribers/{id}"
+        );
+        assert_eq!(
+            endpoint_pattern("/smile/v1/vip_tiers"),
+            "/smile/v1/vip_tiers"
+        );
+    }
+}
