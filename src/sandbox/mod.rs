@@ -19,6 +19,7 @@
 
 pub mod faults;
 mod inspect;
+pub mod iterable;
 mod ratelimit;
 pub mod smartrmail;
 pub mod smile;
@@ -84,6 +85,7 @@ pub struct Shared {
     world: World,
     smile: Mutex<smile::SmileState>,
     smartrmail: Mutex<smartrmail::SmartrMailState>,
+    iterable: Mutex<iterable::IterableState>,
     faults: Mutex<Vec<FaultRule>>,
     requests: Mutex<BTreeMap<String, EndpointCount>>,
 }
@@ -101,6 +103,7 @@ impl Shared {
         Shared {
             smile: Mutex::new(smile::SmileState::new(options.smile_rate_limit)),
             smartrmail: Mutex::new(smartrmail::SmartrMailState::default()),
+            iterable: Mutex::new(iterable::IterableState::default()),
             faults: Mutex::new(options.faults.clone()),
             requests: Mutex::new(BTreeMap::new()),
             options,
@@ -112,6 +115,7 @@ impl Shared {
     fn reset(&self) {
         *lock(&self.smile) = smile::SmileState::new(self.options.smile_rate_limit);
         *lock(&self.smartrmail) = smartrmail::SmartrMailState::default();
+        *lock(&self.iterable) = iterable::IterableState::default();
         *lock(&self.faults) = self.options.faults.clone();
         lock(&self.requests).clear();
     }
@@ -123,6 +127,8 @@ fn error_response_for(path: &str, status: StatusCode, message: &str) -> Response
         smile::error(status, message)
     } else if path.starts_with("/smartrmail/") {
         smartrmail::error(status, message)
+    } else if path.starts_with("/iterable/") {
+        iterable::error(status, message)
     } else {
         json_response(status, &serde_json::json!({ "error": message }))
     }
@@ -208,6 +214,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .nest("/smile/v1", smile::routes())
         .nest("/smartrmail/api/v1", smartrmail::routes())
+        .nest("/iterable", iterable::routes())
         .merge(inspect::routes())
         .layer(middleware::from_fn_with_state(
             shared.clone(),

@@ -1,5 +1,5 @@
-//! Fixed one-second windows per token, as Smile.io documents: over the limit, every request
-//! is answered 429 until one second has passed since the window opened.
+//! Fixed windows per token: over the limit, every request is answered 429 until the window
+//! (one second for Smile.io, one minute for Iterable's metrics) has passed since it opened.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -8,14 +8,21 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Default)]
 pub struct Windows {
     limit: Option<u32>,
+    period: Duration,
     windows: HashMap<String, (Instant, u32)>,
 }
 
 impl Windows {
     /// Windows allowing `limit` requests per second per token (`None`: unlimited).
     pub fn new(limit: Option<u32>) -> Self {
+        Windows::per(limit, Duration::from_secs(1))
+    }
+
+    /// Windows allowing `limit` requests per `period` per token.
+    pub fn per(limit: Option<u32>, period: Duration) -> Self {
         Windows {
             limit,
+            period,
             windows: HashMap::new(),
         }
     }
@@ -26,7 +33,7 @@ impl Windows {
             return true;
         };
         let window = self.windows.entry(token.to_string()).or_insert((now, 0));
-        if now.duration_since(window.0) >= Duration::from_secs(1) {
+        if now.duration_since(window.0) >= self.period {
             *window = (now, 0);
         }
         window.1 += 1;
