@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use serde_json::json;
 
 use super::faults::FaultRule;
-use super::{Shared, iterable, json_response, lock, smartrmail, smile};
+use super::{Shared, dotdigital, iterable, json_response, lock, smartrmail, smile};
 
 /// Routes under `/_sandbox`.
 pub fn routes() -> Router<Arc<Shared>> {
@@ -34,6 +34,7 @@ async fn state(State(shared): State<Arc<Shared>>) -> Response<Body> {
         "smile": smile::summary(&shared),
         "smartrmail": smartrmail::summary(&shared),
         "iterable": iterable::summary(&shared),
+        "dotdigital": dotdigital::summary_state(&shared),
         "faults": *lock(&shared.faults),
         "requests": requests,
     });

@@ -17,6 +17,7 @@
     reason = "simulator handlers return early with the whole HTTP error response"
 )]
 
+pub mod dotdigital;
 pub mod faults;
 mod inspect;
 pub mod iterable;
@@ -86,6 +87,7 @@ pub struct Shared {
     smile: Mutex<smile::SmileState>,
     smartrmail: Mutex<smartrmail::SmartrMailState>,
     iterable: Mutex<iterable::IterableState>,
+    dotdigital: Mutex<dotdigital::DotdigitalState>,
     faults: Mutex<Vec<FaultRule>>,
     requests: Mutex<BTreeMap<String, EndpointCount>>,
 }
@@ -104,6 +106,7 @@ impl Shared {
             smile: Mutex::new(smile::SmileState::new(options.smile_rate_limit)),
             smartrmail: Mutex::new(smartrmail::SmartrMailState::default()),
             iterable: Mutex::new(iterable::IterableState::default()),
+            dotdigital: Mutex::new(dotdigital::DotdigitalState::default()),
             faults: Mutex::new(options.faults.clone()),
             requests: Mutex::new(BTreeMap::new()),
             options,
@@ -116,6 +119,7 @@ impl Shared {
         *lock(&self.smile) = smile::SmileState::new(self.options.smile_rate_limit);
         *lock(&self.smartrmail) = smartrmail::SmartrMailState::default();
         *lock(&self.iterable) = iterable::IterableState::default();
+        *lock(&self.dotdigital) = dotdigital::DotdigitalState::default();
         *lock(&self.faults) = self.options.faults.clone();
         lock(&self.requests).clear();
     }
@@ -129,6 +133,8 @@ fn error_response_for(path: &str, status: StatusCode, message: &str) -> Response
         smartrmail::error(status, message)
     } else if path.starts_with("/iterable/") {
         iterable::error(status, message)
+    } else if path.starts_with("/dotdigital/") {
+        dotdigital::error(status, message)
     } else {
         json_response(status, &serde_json::json!({ "error": message }))
     }
@@ -215,6 +221,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .nest("/smile/v1", smile::routes())
         .nest("/smartrmail/api/v1", smartrmail::routes())
         .nest("/iterable", iterable::routes())
+        .nest("/dotdigital", dotdigital::routes())
         .merge(inspect::routes())
         .layer(middleware::from_fn_with_state(
             shared.clone(),
