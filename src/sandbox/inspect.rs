@@ -22,7 +22,15 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/_sandbox/faults", get(faults).post(set_faults))
 }
 
-async fn state(State(shared): State<Arc<Shared>>) -> Response<Body> {
+async fn state(
+    State(shared): State<Arc<Shared>>,
+    headers: axum::http::HeaderMap,
+) -> Response<Body> {
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let base = format!("http://{host}");
     let world = shared.options.world;
     let requests = lock(&shared.requests).clone();
     let body = json!({
@@ -35,6 +43,7 @@ async fn state(State(shared): State<Arc<Shared>>) -> Response<Body> {
         "smartrmail": smartrmail::summary(&shared),
         "iterable": iterable::summary(&shared),
         "dotdigital": dotdigital::summary_state(&shared),
+        "shopify": { "bulk_operations": lock(&shared.shopify).summary(&base) },
         "faults": *lock(&shared.faults),
         "requests": requests,
     });

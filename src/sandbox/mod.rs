@@ -22,6 +22,7 @@ pub mod faults;
 mod inspect;
 pub mod iterable;
 mod ratelimit;
+pub mod shopify;
 pub mod smartrmail;
 pub mod smile;
 pub mod world;
@@ -88,6 +89,8 @@ pub struct Shared {
     smartrmail: Mutex<smartrmail::SmartrMailState>,
     iterable: Mutex<iterable::IterableState>,
     dotdigital: Mutex<dotdigital::DotdigitalState>,
+    shopify: Mutex<shopify::ShopifyState>,
+    shopify_catalog: std::sync::OnceLock<shopify::Catalog>,
     faults: Mutex<Vec<FaultRule>>,
     requests: Mutex<BTreeMap<String, EndpointCount>>,
 }
@@ -107,6 +110,8 @@ impl Shared {
             smartrmail: Mutex::new(smartrmail::SmartrMailState::default()),
             iterable: Mutex::new(iterable::IterableState::default()),
             dotdigital: Mutex::new(dotdigital::DotdigitalState::default()),
+            shopify: Mutex::new(shopify::ShopifyState::default()),
+            shopify_catalog: std::sync::OnceLock::new(),
             faults: Mutex::new(options.faults.clone()),
             requests: Mutex::new(BTreeMap::new()),
             options,
@@ -120,6 +125,7 @@ impl Shared {
         *lock(&self.smartrmail) = smartrmail::SmartrMailState::default();
         *lock(&self.iterable) = iterable::IterableState::default();
         *lock(&self.dotdigital) = dotdigital::DotdigitalState::default();
+        *lock(&self.shopify) = shopify::ShopifyState::default();
         *lock(&self.faults) = self.options.faults.clone();
         lock(&self.requests).clear();
     }
@@ -135,6 +141,8 @@ fn error_response_for(path: &str, status: StatusCode, message: &str) -> Response
         iterable::error(status, message)
     } else if path.starts_with("/dotdigital/") {
         dotdigital::error(status, message)
+    } else if path.starts_with("/shopify/") {
+        shopify::error(status, message)
     } else {
         json_response(status, &serde_json::json!({ "error": message }))
     }
@@ -222,6 +230,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .nest("/smartrmail/api/v1", smartrmail::routes())
         .nest("/iterable", iterable::routes())
         .nest("/dotdigital", dotdigital::routes())
+        .nest("/shopify", shopify::routes())
         .merge(inspect::routes())
         .layer(middleware::from_fn_with_state(
             shared.clone(),

@@ -12,7 +12,7 @@
 //! campaigns with metrics on each platform. Some Shopify e-mails differ from the others only
 //! in case.
 
-use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Duration, NaiveDate, SubsecRound, TimeZone, Utc};
 
 /// What a world is made from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -460,7 +460,7 @@ impl World {
                 let at = if n == 1 {
                     last
                 } else {
-                    person.created_at + span * (k as i32 + 1) / n as i32
+                    (person.created_at + span * (k as i32 + 1) / n as i32).trunc_subsecs(0)
                 };
                 let id = 5_500_000_000 + u64::from(person.index) * 16 + u64::from(k);
                 let lines = (0..rng.u32(1..=3))
@@ -598,8 +598,9 @@ impl World {
                     points_change,
                     description: description.to_string(),
                     internal_note: None,
-                    created_at: customer.created_at
-                        + (customer.updated_at - customer.created_at) * (k as i32 + 1) / n as i32,
+                    created_at: (customer.created_at
+                        + (customer.updated_at - customer.created_at) * (k as i32 + 1) / n as i32)
+                        .trunc_subsecs(0),
                 }
             })
             .collect()
@@ -779,6 +780,11 @@ mod tests {
         assert!(shared > 0, "some e-mails have two Smile records");
         for order in people.iter().flat_map(|p| w.orders_of(p)) {
             assert!(order.updated_at >= order.created_at && order.updated_at <= anchor);
+            assert_eq!(
+                order.updated_at.timestamp_subsec_nanos(),
+                0,
+                "whole seconds, as Shopify has them"
+            );
             assert!(!order.lines.is_empty());
         }
     }

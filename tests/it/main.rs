@@ -6,7 +6,8 @@
 //!   shutdown with a grace period, and jobs that keep failing stay scheduled.
 //! - `retry`: retry classification and backoff of one run, timeouts and dry runs.
 //! - `cli`: the `mailroom` binary's commands, output and exit codes.
-//! - `sandbox_smile`, `sandbox_smartrmail`, `sandbox_iterable`, `sandbox_dotdigital`: contract tests of each simulated service
+//! - `sandbox_smile`, `sandbox_smartrmail`, `sandbox_iterable`, `sandbox_dotdigital`,
+//!   `sandbox_shopify`: contract tests of each simulated service
 //!   against `api-reference/`: auth, envelopes, pagination to the last page, rate limits,
 //!   error shapes.
 //! - `sandbox_faults`: the fault plan, inspection, reset, and same-seed determinism.
@@ -18,6 +19,7 @@ mod retry;
 mod sandbox_dotdigital;
 mod sandbox_faults;
 mod sandbox_iterable;
+mod sandbox_shopify;
 mod sandbox_smartrmail;
 mod sandbox_smile;
 mod scheduler;

@@ -1,0 +1,245 @@
+//! Bulk operations: a query run server-side over a whole connection, with its result as a
+//! JSONL file at a signed URL.
+//!
+//! `bulkOperationRunQuery` validates the query (one top-level connection, at most five
+//! connections, nested at most two deep) and creates the operation; each poll moves it on
+//! (`CREATED` → `RUNNING` → `COMPLETED`). The result has one line per node: nested
+//! connection nodes get their own line with `__parentId`, `edges`/`node` wrappers never
+//! appear, and with `groupObjects: false` the lines come in a shuffled order.
+
+use chrono::{DateTime, Utc};
+use graphql_parser::query::{Field, Selection, SelectionSet};
+use serde_json::{Map, Value, json};
+
+use super::data::gid;
+use super::exec::{Doc, Exec, Ty, arguments};
+use super::schema::{self, Kind};
+
+/// Most bulk operations running at once per shop (API 2026-01 and later).
+pub const MAX_RUNNING: usize = 5;
+
+/// One bulk operation.
+#[derive(Debug, Clone)]
+pub struct BulkOperation {
+    /// Numeric id.
+    pub id: u64,
+    /// The query as given.
+    pub query: String,
+    /// Keep children right below their parent.
+    pub group_objects: bool,
+    /// Shopify's status.
+    pub status: &'static str,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Completed.
+    pub completed_at: Option<DateTime<Utc>>,
+    /// The JSONL result, once completed.
+    pub result: Option<BulkResult>,
+    /// The signature the result URL carries.
+    pub signature: String,
+}
+
+/// A completed operation's output.
+#[derive(Debug, Clone)]
+pub struct BulkResult {
+    /// The file.
+    pub jsonl: String,
+    /// All lines.
+    pub objects: u64,
+    /// Lines of the top-level connection.
+    pub roots: u64,
+}
+
+impl BulkOperation {
+    /// Whether it still counts against the concurrency limit.
+    pub fn is_running(&self) -> bool {
+        matches!(self.status, "CREATED" | "RUNNING" | "CANCELING")
+    }
+
+    /// The operation as `BulkOperation` JSON; `base` is the sandbox's address.
+    pub fn json(&self, base: &str) -> Value {
+        let result = self.result.as_ref();
+        let url = result.filter(|r| r.objects > 0).map(|_| {
+            format!(
+                "{base}/shopify/bulk/{}.jsonl?signature={}",
+                self.id, self.signature
+            )
+        });
+        json!({
+            "id": gid("BulkOperation", self.id),
+            "status": self.status,
+            "type": "QUERY",
+            "errorCode": null,
+            "createdAt": self.created_at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            "completedAt": self.completed_at.map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+            "objectCount": result.map_or("0".to_string(), |r| r.objects.to_string()),
+            "rootObjectCount": result.map_or("0".to_string(), |r| r.roots.to_string()),
+            "fileSize": result.map_or("0".to_string(), |r| r.jsonl.len().to_string()),
+            "url": url,
+            "partialDataUrl": null,
+            "query": self.query,
+        })
+    }
+}
+
+/// The single top-level field of a bulk query, after checking the bulk rules.
+pub fn root_field(doc: &Doc) -> Result<&Field<'static, String>, String> {
+    let (set, is_mutation) = super::exec::operation(doc, None)?;
+    if is_mutation {
+        return Err("Bulk queries cannot be mutations".to_string());
+    }
+    let fields: Vec<&Field<'static, String>> = set
+        .items
+        .iter()
+        .filter_map(|s| match s {
+            Selection::Field(f) => Some(f),
+            _ => None,
+        })
+        .collect();
+    let [field] = fields.as_slice() else {
+        return Err("Bulk queries must contain exactly one top-level field".to_string());
+    };
+    if !matches!(
+        schema::field("QueryRoot", &field.name),
+        Some(Kind::Connection(_))
+    ) {
+        return Err(format!(
+            "The top-level field must be a connection, not '{}'",
+            field.name
+        ));
+    }
+    let mut connections = 0;
+    check_nesting(&field.selection_set, 1, &mut connections)?;
+    if connections + 1 > 5 {
+        return Err("Bulk queries cannot contain more than 5 connections".to_string());
+    }
+    Ok(field)
+}
+
+fn check_nesting(
+    set: &SelectionSet<'static, String>,
+    depth: usize,
+    connections: &mut usize,
+) -> Result<(), String> {
+    for item in &set.items {
+        let Selection::Field(f) = item else { continue };
+        let is_connection = f.selection_set.items.iter().any(|s| {
+            matches!(s, Selection::Field(inner) if inner.name == "edges" || inner.name == "nodes")
+        });
+        let next_depth = if is_connection {
+            *connections += 1;
+            if depth + 1 > 2 {
+                return Err(
+                    "Bulk queries cannot contain connections with a nesting depth greater than 2"
+                        .to_string(),
+                );
+            }
+            depth + 1
+        } else {
+            depth
+        };
+        check_nesting(&f.selection_set, next_depth, connections)?;
+    }
+    Ok(())
+}
+
+/// The node selection of a connection field: `nodes { … }` or `edges { node { … } }`.
+fn node_selection<'a>(connection: &'a Field<'static, String>) -> Vec<&'a Field<'static, String>> {
+    let mut fields = Vec::new();
+    for item in &connection.selection_set.items {
+        let Selection::Field(f) = item else { continue };
+        match f.name.as_str() {
+            "nodes" => fields.extend(direct_fields(&f.selection_set)),
+            "edges" => {
+                for edge_item in &f.selection_set.items {
+                    if let Selection::Field(node) = edge_item
+                        && node.name == "node"
+                    {
+                        fields.extend(direct_fields(&node.selection_set));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    fields
+}
+
+fn direct_fields<'a>(set: &'a SelectionSet<'static, String>) -> Vec<&'a Field<'static, String>> {
+    set.items
+        .iter()
+        .filter_map(|s| match s {
+            Selection::Field(f) => Some(f),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Writes the JSONL lines for `items`, nodes of `node_type` selected by `connection`.
+pub fn flatten(
+    exec: &mut Exec<'_>,
+    node_type: &'static str,
+    items: &[Value],
+    connection: &Field<'static, String>,
+    parent: Option<&str>,
+    lines: &mut Vec<Value>,
+) {
+    let selection = node_selection(connection);
+    for item in items {
+        let mut line = Map::new();
+        let mut nested = Vec::new();
+        for field in &selection {
+            match schema::field(node_type, &field.name) {
+                Some(Kind::Connection(child)) => nested.push((child, *field)),
+                _ => {
+                    let key = field.alias.clone().unwrap_or_else(|| field.name.clone());
+                    let single = SelectionSet {
+                        span: field.selection_set.span,
+                        items: vec![Selection::Field((*field).clone())],
+                    };
+                    let selected = exec.object(Ty::Named(node_type), item, &single);
+                    line.insert(
+                        key.clone(),
+                        selected.get(&key).cloned().unwrap_or(Value::Null),
+                    );
+                }
+            }
+        }
+        if let Some(parent) = parent {
+            line.insert("__parentId".into(), Value::from(parent));
+        }
+        let id = item
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        lines.push(Value::Object(line));
+        for (child, field) in nested {
+            let children = item
+                .get(&field.name)
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            flatten(exec, child, &children, field, Some(&id), lines);
+        }
+    }
+}
+
+/// The JSONL text for `lines`, shuffled by `seed` unless objects are grouped.
+pub fn to_jsonl(mut lines: Vec<Value>, group_objects: bool, seed: u64) -> String {
+    if !group_objects {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        rng.shuffle(&mut lines);
+    }
+    let mut text = String::new();
+    for line in lines {
+        text.push_str(&line.to_string());
+        text.push('\n');
+    }
+    text
+}
+
+/// The arguments of the root field, as JSON.
+pub fn root_arguments(field: &Field<'static, String>) -> Map<String, Value> {
+    arguments(field, &Map::new())
+}

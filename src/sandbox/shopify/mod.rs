@@ -1,0 +1,606 @@
+//! Shopify Admin GraphQL simulator (`/shopify/admin/api/{version}/graphql.json`), after
+//! `api-reference/shopify-graphql.md`.
+//!
+//! `X-Shopify-Access-Token` auth; `orders` and `customers` connections with `first`/`after`
+//! (at most 250), `last`/`before`, the `query` search syntax, `sortKey` and `reverse`;
+//! `order`, `customer`, `node`, `shop`; the documented cost formula with a leaky bucket per
+//! token (2000 points, 100 restored per second), `extensions.cost` on every answer,
+//! `THROTTLED` in an HTTP 200, `MAX_COST_EXCEEDED` over 1000 points; bulk operations with
+//! polling and a JSONL result at a signed URL (`/shopify/bulk/{id}.jsonl`).
+
+pub mod bulk;
+pub mod data;
+pub mod exec;
+pub mod schema;
+pub mod search;
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+use axum::routing::{get, post};
+use chrono::Utc;
+use serde_json::{Map, Value, json};
+
+use super::world::{Order, Person, World};
+use super::{CREDENTIAL, Shared, json_response, lock};
+use bulk::BulkOperation;
+use data::{
+    CustomerRow, PageArgs, SortValue, customer_json, customer_updated_at, gid, order_json,
+    paginate, parse_gid,
+};
+use exec::{Analysis, Doc, Exec, Resolved, Root, Ty};
+
+/// Bucket size (observed: 20 × the restore rate).
+pub const MAXIMUM_AVAILABLE: f64 = 2000.0;
+/// Points restored per second (Standard plan).
+pub const RESTORE_RATE: f64 = 100.0;
+/// The most one query may request.
+pub const MAX_QUERY_COST: u64 = 1000;
+/// What a mutation costs.
+const MUTATION_COST: u64 = 10;
+
+/// People and orders of the world, built on first use.
+pub struct Catalog {
+    people: Vec<Person>,
+    orders: Vec<Order>,
+    orders_of: Vec<Range<usize>>,
+}
+
+impl Catalog {
+    fn build(world: &World) -> Self {
+        let mut people = Vec::new();
+        let mut orders = Vec::new();
+        let mut orders_of = Vec::new();
+        for person in world.people() {
+            let start = orders.len();
+            orders.extend(world.orders_of(&person));
+            orders_of.push(start..orders.len());
+            people.push(person);
+        }
+        Catalog {
+            people,
+            orders,
+            orders_of,
+        }
+    }
+
+    fn person_orders(&self, index: u32) -> &[Order] {
+        self.orders_of
+            .get(index as usize - 1)
+            .map_or(&[], |r| &self.orders[r.clone()])
+    }
+
+    fn customer(&self, index: u32) -> Option<Value> {
+        let person = self.people.get((index as usize).checked_sub(1)?)?;
+        Some(customer_json(person, self.person_orders(index)))
+    }
+
+    fn order(&self, order: &Order) -> Value {
+        let customer = self.customer(order.customer).unwrap_or(Value::Null);
+        order_json(order, &customer)
+    }
+}
+
+/// What Shopify requests changed: the cost bucket and bulk operations.
+pub struct ShopifyState {
+    available: f64,
+    updated: Instant,
+    operations: Vec<BulkOperation>,
+}
+
+impl Default for ShopifyState {
+    fn default() -> Self {
+        ShopifyState {
+            available: MAXIMUM_AVAILABLE,
+            updated: Instant::now(),
+            operations: Vec::new(),
+        }
+    }
+}
+
+impl ShopifyState {
+    fn refill(&mut self) {
+        let now = Instant::now();
+        let restored = now.duration_since(self.updated).as_secs_f64() * RESTORE_RATE;
+        self.available = (self.available + restored).min(MAXIMUM_AVAILABLE);
+        self.updated = now;
+    }
+
+    fn throttle_status(&self) -> Value {
+        json!({ "maximumAvailable": MAXIMUM_AVAILABLE, "currentlyAvailable": self.available.floor() as i64, "restoreRate": RESTORE_RATE })
+    }
+
+    /// Bulk operations, for inspection.
+    pub fn summary(&self, base: &str) -> Value {
+        Value::Array(self.operations.iter().map(|op| op.json(base)).collect())
+    }
+}
+
+/// Routes under `/shopify`.
+pub fn routes() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/admin/api/{version}/graphql.json", post(graphql))
+        .route("/bulk/{file}", get(bulk_result))
+}
+
+/// Shopify's error body for HTTP-level failures.
+pub fn error(status: StatusCode, message: &str) -> Response<Body> {
+    json_response(status, &json!({ "errors": message }))
+}
+
+fn base_url(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    format!("http://{host}")
+}
+
+fn graphql_errors(errors: Vec<Value>) -> Response<Body> {
+    json_response(StatusCode::OK, &json!({ "errors": errors }))
+}
+
+async fn graphql(
+    State(shared): State<Arc<Shared>>,
+    Path(version): Path<String>,
+    headers: HeaderMap,
+    body: String,
+) -> Response<Body> {
+    let token = headers
+        .get("X-Shopify-Access-Token")
+        .and_then(|v| v.to_str().ok());
+    if token != Some(CREDENTIAL) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "[API] Invalid API key or access token (unrecognized login or wrong password)",
+        );
+    }
+    let request: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    let Some(query) = request.get("query").and_then(Value::as_str) else {
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            &json!({ "errors": { "query": "Required parameter missing or invalid" } }),
+        );
+    };
+    let vars = request
+        .get("variables")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let operation_name = request.get("operationName").and_then(Value::as_str);
+    let doc: Doc = match graphql_parser::parse_query::<String>(query) {
+        Ok(doc) => doc.into_static(),
+        Err(err) => {
+            return graphql_errors(vec![
+                json!({ "message": format!("Parse error: {err}").trim_end().to_string() }),
+            ]);
+        }
+    };
+    let mut response = answer(&shared, &doc, operation_name, &vars, &base_url(&headers));
+    if let Ok(value) = HeaderValue::from_str(&version) {
+        response
+            .headers_mut()
+            .insert("X-Shopify-API-Version", value);
+    }
+    response
+}
+
+fn answer(
+    shared: &Shared,
+    doc: &Doc,
+    operation_name: Option<&str>,
+    vars: &Map<String, Value>,
+    base: &str,
+) -> Response<Body> {
+    let (set, is_mutation) = match exec::operation(doc, operation_name) {
+        Ok(op) => op,
+        Err(message) => return graphql_errors(vec![json!({ "message": message })]),
+    };
+    let root_type = if is_mutation { "Mutation" } else { "QueryRoot" };
+    let mut analysis = Analysis::new(doc, vars);
+    let label = match operation_name {
+        Some(name) => format!("{} {name}", if is_mutation { "mutation" } else { "query" }),
+        None => (if is_mutation { "mutation" } else { "query" }).to_string(),
+    };
+    let cost = analysis.cost(Ty::Named(root_type), set, &mut vec![label]);
+    if !analysis.errors.is_empty() {
+        return graphql_errors(analysis.errors);
+    }
+    let requested = if is_mutation { MUTATION_COST } else { cost };
+    if requested > MAX_QUERY_COST {
+        return graphql_errors(vec![json!({
+            "message": format!("Query cost is {requested}, which exceeds the single query max cost limit ({MAX_QUERY_COST}).\n\nSee https://shopify.dev/concepts/about-apis/rate-limits for more information on how the\ncost of a query is calculated.\n\nTo query larger amounts of data with fewer limits, bulk operations should be used instead.\nSee https://shopify.dev/tutorials/perform-bulk-operations-with-admin-api for usage details.\n"),
+            "extensions": { "code": "MAX_COST_EXCEEDED", "cost": requested, "maxCost": MAX_QUERY_COST, "documentation": "https://shopify.dev/api/usage/limits#rate-limits" },
+        })]);
+    }
+    let mut state = lock(&shared.shopify);
+    state.refill();
+    if state.available < requested as f64 {
+        return json_response(
+            StatusCode::OK,
+            &json!({
+                "errors": [{ "message": "Throttled", "extensions": { "code": "THROTTLED", "documentation": "https://shopify.dev/api/usage/rate-limits" } }],
+                "extensions": { "cost": { "requestedQueryCost": requested, "actualQueryCost": null, "throttleStatus": state.throttle_status() } },
+            }),
+        );
+    }
+    let catalog = shared
+        .shopify_catalog
+        .get_or_init(|| Catalog::build(&shared.world));
+    let mut exec = Exec::new(doc, vars);
+    let mut root = ShopifyRoot {
+        catalog,
+        state: &mut state,
+        base,
+        seed: shared.options.world.seed,
+    };
+    let data = exec.run(root_type, set, &mut root);
+    let actual = if is_mutation {
+        MUTATION_COST
+    } else {
+        exec.actual_cost.min(requested)
+    };
+    state.available -= actual as f64;
+    let mut body = json!({ "data": data });
+    if !exec.errors.is_empty() {
+        body["errors"] = Value::Array(exec.errors);
+    }
+    body["extensions"] = json!({ "cost": { "requestedQueryCost": requested, "actualQueryCost": actual, "throttleStatus": state.throttle_status() } });
+    json_response(StatusCode::OK, &body)
+}
+
+/// An object with the key connections sort it by.
+type Keyed = (Value, (SortValue, u64));
+
+/// Resolves root fields for one request.
+struct ShopifyRoot<'a> {
+    catalog: &'a Catalog,
+    state: &'a mut ShopifyState,
+    base: &'a str,
+    seed: u64,
+}
+
+const ORDER_SORT_KEYS: [&str; 11] = [
+    "PROCESSED_AT",
+    "CREATED_AT",
+    "UPDATED_AT",
+    "ID",
+    "ORDER_NUMBER",
+    "TOTAL_PRICE",
+    "CUSTOMER_NAME",
+    "FINANCIAL_STATUS",
+    "FULFILLMENT_STATUS",
+    "RELEVANCE",
+    "CURRENT_TOTAL_PRICE",
+];
+const CUSTOMER_SORT_KEYS: [&str; 6] = [
+    "ID",
+    "CREATED_AT",
+    "UPDATED_AT",
+    "NAME",
+    "RELEVANCE",
+    "LOCATION",
+];
+
+fn sort_key<'k>(
+    args: &'k Map<String, Value>,
+    allowed: &[&str],
+    default: &'k str,
+    type_name: &str,
+) -> Result<&'k str, String> {
+    let key = args
+        .get("sortKey")
+        .and_then(Value::as_str)
+        .unwrap_or(default);
+    if allowed.contains(&key) {
+        Ok(key)
+    } else {
+        Err(format!(
+            "Argument 'sortKey' has an invalid value ({key}). Expected type '{type_name}'."
+        ))
+    }
+}
+
+impl ShopifyRoot<'_> {
+    /// Every order matching the arguments, keyed for sorting.
+    fn orders(&self, args: &Map<String, Value>) -> Result<Vec<Keyed>, String> {
+        let filter = search::parse(args.get("query").and_then(Value::as_str).unwrap_or(""));
+        let key = sort_key(args, &ORDER_SORT_KEYS, "PROCESSED_AT", "OrderSortKeys")?;
+        Ok(self
+            .catalog
+            .orders
+            .iter()
+            .filter(|o| filter.matches(*o))
+            .map(|o| {
+                let sort = match key {
+                    "CREATED_AT" => SortValue::Time(o.created_at),
+                    "UPDATED_AT" => SortValue::Time(o.updated_at),
+                    "PROCESSED_AT" => SortValue::Time(o.processed_at),
+                    "TOTAL_PRICE" | "CURRENT_TOTAL_PRICE" => SortValue::Number(o.total_cents()),
+                    "FINANCIAL_STATUS" => SortValue::Text(o.financial_status.to_string()),
+                    "FULFILLMENT_STATUS" => SortValue::Text(o.fulfillment_status.to_string()),
+                    "CUSTOMER_NAME" => SortValue::Text(o.email.to_lowercase()),
+                    _ => SortValue::Number(o.id as i64),
+                };
+                (self.catalog.order(o), (sort, o.id))
+            })
+            .collect())
+    }
+
+    /// Every customer matching the arguments, keyed for sorting.
+    fn customers(&self, args: &Map<String, Value>) -> Result<Vec<Keyed>, String> {
+        let filter = search::parse(args.get("query").and_then(Value::as_str).unwrap_or(""));
+        let key = sort_key(args, &CUSTOMER_SORT_KEYS, "ID", "CustomerSortKeys")?;
+        Ok(self
+            .catalog
+            .people
+            .iter()
+            .map(|p| CustomerRow {
+                person: p.clone(),
+                orders: self.catalog.person_orders(p.index).to_vec(),
+            })
+            .filter(|row| filter.matches(row))
+            .map(|row| {
+                let id = data::CUSTOMER_BASE + u64::from(row.person.index);
+                let sort = match key {
+                    "CREATED_AT" => SortValue::Time(row.person.created_at),
+                    "UPDATED_AT" => SortValue::Time(customer_updated_at(&row.person, &row.orders)),
+                    "NAME" => SortValue::Text(format!(
+                        "{} {}",
+                        row.person.first_name, row.person.last_name
+                    )),
+                    _ => SortValue::Number(id as i64),
+                };
+                (customer_json(&row.person, &row.orders), (sort, id))
+            })
+            .collect())
+    }
+
+    fn by_gid(&mut self, id: &str) -> Value {
+        let Some((kind, n)) = parse_gid(id) else {
+            return Value::Null;
+        };
+        match kind {
+            "Order" => self
+                .catalog
+                .orders
+                .iter()
+                .find(|o| o.id == n)
+                .map_or(Value::Null, |o| self.catalog.order(o)),
+            "Customer" => u32::try_from(n.saturating_sub(data::CUSTOMER_BASE))
+                .ok()
+                .and_then(|i| self.catalog.customer(i))
+                .unwrap_or(Value::Null),
+            "BulkOperation" => self.poll(n),
+            _ => Value::Null,
+        }
+    }
+
+    /// Reads a bulk operation, moving it one step on.
+    fn poll(&mut self, id: u64) -> Value {
+        let Some(index) = self.state.operations.iter().position(|op| op.id == id) else {
+            return Value::Null;
+        };
+        let status = self.state.operations[index].status;
+        match status {
+            "CREATED" => self.state.operations[index].status = "RUNNING",
+            "RUNNING" => self.complete(index),
+            "CANCELING" => self.state.operations[index].status = "CANCELED",
+            _ => {}
+        }
+        self.state.operations[index].json(self.base)
+    }
+
+    fn complete(&mut self, index: usize) {
+        let op = &self.state.operations[index];
+        let result = graphql_parser::parse_query::<String>(&op.query)
+            .map_err(|e| e.to_string())
+            .map(|doc| doc.into_static())
+            .and_then(|doc| self.run_bulk(&doc, op.group_objects, op.id));
+        let op = &mut self.state.operations[index];
+        op.completed_at = Some(Utc::now());
+        match result {
+            Ok(result) => {
+                op.status = "COMPLETED";
+                op.result = Some(result);
+            }
+            Err(_) => op.status = "FAILED",
+        }
+    }
+
+    fn run_bulk(
+        &self,
+        doc: &Doc,
+        group_objects: bool,
+        id: u64,
+    ) -> Result<bulk::BulkResult, String> {
+        let field = bulk::root_field(doc)?;
+        let args = bulk::root_arguments(field);
+        let (node, items) = match field.name.as_str() {
+            "orders" => ("Order", self.orders(&args)?),
+            _ => ("Customer", self.customers(&args)?),
+        };
+        let mut items = items;
+        items.sort_by(|a, b| a.1.partial_cmp(&b.1).unwrap_or(std::cmp::Ordering::Equal));
+        let items: Vec<Value> = items.into_iter().map(|(v, _)| v).collect();
+        let vars = Map::new();
+        let mut exec = Exec::new(doc, &vars);
+        let mut lines = Vec::new();
+        bulk::flatten(&mut exec, node, &items, field, None, &mut lines);
+        let objects = lines.len() as u64;
+        Ok(bulk::BulkResult {
+            jsonl: bulk::to_jsonl(lines, group_objects, self.seed ^ id),
+            objects,
+            roots: items.len() as u64,
+        })
+    }
+
+    fn run_query(&mut self, args: &Map<String, Value>) -> Value {
+        let query = args
+            .get("query")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let user_error = |message: String, code: &str| json!({ "bulkOperation": null, "userErrors": [{ "field": ["query"], "message": message, "code": code }] });
+        let parsed = graphql_parser::parse_query::<String>(&query)
+            .map_err(|e| e.to_string())
+            .map(|d| d.into_static());
+        let doc = match parsed {
+            Ok(doc) => doc,
+            Err(message) => return user_error(format!("Invalid bulk query: {message}"), "INVALID"),
+        };
+        if let Err(message) = bulk::root_field(&doc) {
+            return user_error(message, "INVALID");
+        }
+        let vars = Map::new();
+        let mut analysis = Analysis::new(&doc, &vars);
+        analysis.require_page_size = false;
+        if let Ok((set, _)) = exec::operation(&doc, None) {
+            analysis.cost(Ty::Named("QueryRoot"), set, &mut Vec::new());
+        }
+        if let Some(first) = analysis.errors.first() {
+            let message = first["message"]
+                .as_str()
+                .unwrap_or("Invalid bulk query")
+                .to_string();
+            return user_error(message, "INVALID");
+        }
+        if self
+            .state
+            .operations
+            .iter()
+            .filter(|op| op.is_running())
+            .count()
+            >= bulk::MAX_RUNNING
+        {
+            return user_error(
+                format!(
+                    "A maximum of {} bulk operations can run at the same time",
+                    bulk::MAX_RUNNING
+                ),
+                "LIMIT_REACHED",
+            );
+        }
+        let id = 720_900 + self.state.operations.len() as u64 + 1;
+        let signature = format!(
+            "{:016x}",
+            (self.seed ^ id).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        );
+        let op = BulkOperation {
+            id,
+            query,
+            group_objects: args
+                .get("groupObjects")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            status: "CREATED",
+            created_at: Utc::now(),
+            completed_at: None,
+            result: None,
+            signature,
+        };
+        let json = op.json(self.base);
+        self.state.operations.push(op);
+        json!({ "bulkOperation": json, "userErrors": [] })
+    }
+
+    fn cancel(&mut self, args: &Map<String, Value>) -> Value {
+        let id = args
+            .get("id")
+            .and_then(Value::as_str)
+            .and_then(parse_gid)
+            .map(|(_, n)| n);
+        let Some(op) = self
+            .state
+            .operations
+            .iter_mut()
+            .find(|op| Some(op.id) == id)
+        else {
+            return json!({ "bulkOperation": null, "userErrors": [{ "field": ["id"], "message": "Bulk operation does not exist" }] });
+        };
+        if !op.is_running() {
+            let message = format!(
+                "A bulk operation cannot be canceled when it is {}",
+                op.status.to_lowercase()
+            );
+            return json!({ "bulkOperation": op.json(self.base), "userErrors": [{ "field": ["id"], "message": message }] });
+        }
+        op.status = "CANCELING";
+        json!({ "bulkOperation": op.json(self.base), "userErrors": [] })
+    }
+}
+
+impl Root for ShopifyRoot<'_> {
+    fn resolve(&mut self, name: &str, args: &Map<String, Value>) -> Result<Resolved, String> {
+        let page_args: PageArgs = exec::page_args(args);
+        let page = |items: Vec<Keyed>| {
+            paginate(items, |(_, key)| key.clone(), &page_args).map(|p| data::Page {
+                items: p.items.into_iter().map(|((v, _), c)| (v, c)).collect(),
+                has_next: p.has_next,
+                has_previous: p.has_previous,
+            })
+        };
+        let id = args
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        Ok(match name {
+            "orders" => Resolved::Page(page(self.orders(args)?)?),
+            "customers" => Resolved::Page(page(self.customers(args)?)?),
+            "order" | "customer" | "node" => Resolved::Value(self.by_gid(&id)),
+            "bulkOperation" => {
+                Resolved::Value(parse_gid(&id).map_or(Value::Null, |(_, n)| self.poll(n)))
+            }
+            "currentBulkOperation" => {
+                let latest = self.state.operations.last().map(|op| op.id);
+                Resolved::Value(latest.map_or(Value::Null, |n| self.poll(n)))
+            }
+            "shop" => Resolved::Value(json!({
+                "id": gid("Shop", 1),
+                "name": "Trailhead Outfitters (sandbox)",
+                "currencyCode": super::world::CURRENCY,
+                "ianaTimezone": "Australia/Sydney",
+                "myshopifyDomain": "trailhead-sandbox.myshopify.com",
+            })),
+            "bulkOperationRunQuery" => Resolved::Value(self.run_query(args)),
+            "bulkOperationCancel" => Resolved::Value(self.cancel(args)),
+            other => return Err(format!("Field '{other}' cannot be resolved")),
+        })
+    }
+}
+
+async fn bulk_result(
+    State(shared): State<Arc<Shared>>,
+    Path(file): Path<String>,
+    Query(query): Query<std::collections::BTreeMap<String, String>>,
+) -> Response<Body> {
+    let id = file
+        .strip_suffix(".jsonl")
+        .and_then(|n| n.parse::<u64>().ok());
+    let state = lock(&shared.shopify);
+    let op = state.operations.iter().find(|op| Some(op.id) == id);
+    match op.and_then(|op| op.result.as_ref().map(|r| (op, r))) {
+        Some((op, result)) if query.get("signature") == Some(&op.signature) => {
+            let mut response = Response::new(Body::from(result.jsonl.clone()));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/jsonl"),
+            );
+            response
+        }
+        Some(_) => error(
+            StatusCode::FORBIDDEN,
+            "AccessDenied: the signature does not match",
+        ),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "NoSuchKey: the result does not exist",
+        ),
+    }
+}
