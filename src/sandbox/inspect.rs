@@ -44,6 +44,7 @@ async fn state(
         "iterable": iterable::summary(&shared),
         "dotdigital": dotdigital::summary_state(&shared),
         "shopify": { "bulk_operations": lock(&shared.shopify).summary(&base) },
+        "slack": lock(&shared.slack).summary(),
         "faults": *lock(&shared.faults),
         "requests": requests,
     });

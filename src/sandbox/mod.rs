@@ -23,6 +23,7 @@ mod inspect;
 pub mod iterable;
 mod ratelimit;
 pub mod shopify;
+pub mod slack;
 pub mod smartrmail;
 pub mod smile;
 pub mod world;
@@ -90,6 +91,7 @@ pub struct Shared {
     iterable: Mutex<iterable::IterableState>,
     dotdigital: Mutex<dotdigital::DotdigitalState>,
     shopify: Mutex<shopify::ShopifyState>,
+    slack: Mutex<slack::SlackState>,
     shopify_catalog: std::sync::OnceLock<shopify::Catalog>,
     faults: Mutex<Vec<FaultRule>>,
     requests: Mutex<BTreeMap<String, EndpointCount>>,
@@ -111,6 +113,7 @@ impl Shared {
             iterable: Mutex::new(iterable::IterableState::default()),
             dotdigital: Mutex::new(dotdigital::DotdigitalState::default()),
             shopify: Mutex::new(shopify::ShopifyState::default()),
+            slack: Mutex::new(slack::SlackState::new(options.world.anchor.timestamp())),
             shopify_catalog: std::sync::OnceLock::new(),
             faults: Mutex::new(options.faults.clone()),
             requests: Mutex::new(BTreeMap::new()),
@@ -126,6 +129,7 @@ impl Shared {
         *lock(&self.iterable) = iterable::IterableState::default();
         *lock(&self.dotdigital) = dotdigital::DotdigitalState::default();
         *lock(&self.shopify) = shopify::ShopifyState::default();
+        *lock(&self.slack) = slack::SlackState::new(self.options.world.anchor.timestamp());
         *lock(&self.faults) = self.options.faults.clone();
         lock(&self.requests).clear();
     }
@@ -143,6 +147,8 @@ fn error_response_for(path: &str, status: StatusCode, message: &str) -> Response
         dotdigital::error(status, message)
     } else if path.starts_with("/shopify/") {
         shopify::error(status, message)
+    } else if path.starts_with("/slack/") {
+        slack::error(status, message)
     } else {
         json_response(status, &serde_json::json!({ "error": message }))
     }
@@ -231,6 +237,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .nest("/iterable", iterable::routes())
         .nest("/dotdigital", dotdigital::routes())
         .nest("/shopify", shopify::routes())
+        .nest("/slack", slack::routes())
         .merge(inspect::routes())
         .layer(middleware::from_fn_with_state(
             shared.clone(),

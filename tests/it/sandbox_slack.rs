@@ -1,0 +1,319 @@
+//! Contract tests for the Slack simulator against `api-reference/slack.md`.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::{get_json, small_sandbox};
+
+async fn call_json(
+    base: &str,
+    method: &str,
+    body: Value,
+    token: Option<&str>,
+) -> (StatusCode, Option<String>, Value) {
+    let mut request = reqwest::Client::new()
+        .post(format!("{base}/slack/api/{method}"))
+        .json(&body);
+    if let Some(token) = token {
+        request = request.header("Authorization", format!("Bearer {token}"));
+    }
+    let response = request.send().await.expect("sent");
+    let status = response.status();
+    let retry = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    (status, retry, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn call_form(base: &str, method: &str, form: &[(&str, &str)]) -> Value {
+    let response = reqwest::Client::new()
+        .post(format!("{base}/slack/api/{method}"))
+        .form(form)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.expect("json")
+}
+
+#[tokio::test]
+async fn auth_errors_come_back_as_200_with_ok_false() {
+    let sandbox = small_sandbox().await;
+    let base = &sandbox.base_url;
+    let message = json!({ "channel": "#marketing", "text": "hi" });
+    let (status, _, body) = call_json(base, "chat.postMessage", message.clone(), None).await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::OK,
+            json!({ "ok": false, "error": "not_authed" })
+        )
+    );
+    let (_, _, body) = call_json(
+        base,
+        "chat.postMessage",
+        message.clone(),
+        Some("xoxb-wrong"),
+    )
+    .await;
+    assert_eq!(body["error"], "invalid_auth");
+    let form = call_form(
+        base,
+        "chat.postMessage",
+        &[
+            ("token", "sandbox"),
+            ("channel", "C0SANDBOX01"),
+            ("text", "from a form"),
+        ],
+    )
+    .await;
+    assert_eq!(form["ok"], true, "{form}");
+}
+
+#[tokio::test]
+async fn post_message_answers_with_the_channel_ts_and_message() {
+    let sandbox = small_sandbox().await;
+    let blocks = json!([
+        { "type": "header", "text": { "type": "plain_text", "text": "Weekly email performance" } },
+        { "type": "section", "text": { "type": "mrkdwn", "text": "*12* campaigns" }, "fields": [{ "type": "mrkdwn", "text": "*Opens*\n41%" }] },
+        { "type": "divider" },
+        { "type": "context", "elements": [{ "type": "mrkdwn", "text": "run `r-1`" }] },
+    ]);
+    let (status, _, body) = call_json(
+        &sandbox.base_url,
+        "chat.postMessage",
+        json!({ "channel": "#marketing", "text": "Weekly report", "blocks": blocks }),
+        Some("sandbox"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["ok"], true, "{body}");
+    assert_eq!(body["channel"], "C0SANDBOX01");
+    let ts = body["ts"].as_str().expect("ts is a string");
+    let (seconds, fraction) = ts.split_once('.').expect("seconds.micro");
+    assert!(
+        seconds.parse::<u64>().is_ok() && fraction.len() == 6,
+        "{ts}"
+    );
+    assert_eq!(body["message"]["blocks"], blocks);
+    assert_eq!(
+        body["response_metadata"]["warnings"],
+        json!(["missing_charset"]),
+        "JSON without a charset is warned about"
+    );
+
+    let (_, _, state) = get_json(&format!("{}/_sandbox/state", sandbox.base_url), &[]).await;
+    let messages = state["slack"]["messages"].as_array().expect("messages");
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0]["blocks"], blocks);
+    assert_eq!(messages[0]["channel"], "C0SANDBOX01");
+}
+
+#[tokio::test]
+async fn application_errors_name_what_is_wrong() {
+    let sandbox = small_sandbox().await;
+    let too_many: Vec<Value> = (0..51).map(|_| json!({ "type": "divider" })).collect();
+    let long_header =
+        json!([{ "type": "header", "text": { "type": "plain_text", "text": "x".repeat(151) } }]);
+    let cases = [
+        (
+            json!({ "channel": "#nowhere", "text": "x" }),
+            "channel_not_found",
+        ),
+        (
+            json!({ "channel": "#old-campaigns", "text": "x" }),
+            "is_archived",
+        ),
+        (
+            json!({ "channel": "#leadership", "text": "x" }),
+            "not_in_channel",
+        ),
+        (json!({ "channel": "#marketing" }), "no_text"),
+        (
+            json!({ "channel": "#marketing", "text": "x", "blocks": too_many }),
+            "invalid_blocks",
+        ),
+        (
+            json!({ "channel": "#marketing", "text": "x", "blocks": long_header }),
+            "invalid_blocks",
+        ),
+        (
+            json!({ "channel": "#marketing", "text": "x", "markdown_text": "*y*" }),
+            "markdown_text_conflict",
+        ),
+    ];
+    for (body, code) in cases {
+        let (status, _, answer) = call_json(
+            &sandbox.base_url,
+            "chat.postMessage",
+            body.clone(),
+            Some("sandbox"),
+        )
+        .await;
+        assert_eq!(
+            (status, answer["ok"].as_bool(), answer["error"].as_str()),
+            (StatusCode::OK, Some(false), Some(code)),
+            "{body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_burst_of_messages_to_one_channel_is_answered_429_with_retry_after() {
+    let sandbox = small_sandbox().await;
+    let started = std::time::Instant::now();
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for i in 0..5 {
+        let (status, retry, body) = call_json(
+            &sandbox.base_url,
+            "chat.postMessage",
+            json!({ "channel": "#loyalty", "text": format!("m{i}") }),
+            Some("sandbox"),
+        )
+        .await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(body["error"], "ratelimited");
+            retry_after = retry;
+        }
+        statuses.push(status.as_u16());
+    }
+    if started.elapsed() < std::time::Duration::from_millis(900) {
+        assert_eq!(statuses, [200, 200, 200, 429, 429]);
+        assert_eq!(retry_after.as_deref(), Some("1"));
+    }
+    let (status, _, _) = call_json(
+        &sandbox.base_url,
+        "chat.postMessage",
+        json!({ "channel": "#marketing", "text": "other channel" }),
+        Some("sandbox"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "limits are per channel");
+}
+
+#[tokio::test]
+async fn files_upload_in_three_steps_and_are_shared_into_the_channel() {
+    let sandbox = small_sandbox().await;
+    let base = &sandbox.base_url;
+    let csv = "platform,campaign,opens\niterable,Spring sale,410\n";
+    let step1 = call_form(
+        base,
+        "files.getUploadURLExternal",
+        &[
+            ("token", "sandbox"),
+            ("filename", "weekly.csv"),
+            ("length", &csv.len().to_string()),
+        ],
+    )
+    .await;
+    assert_eq!(step1["ok"], true, "{step1}");
+    let file_id = step1["file_id"].as_str().expect("file id").to_string();
+    let upload_url = step1["upload_url"].as_str().expect("upload url");
+    let uploaded = reqwest::Client::new()
+        .post(upload_url)
+        .body(csv)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(uploaded.status(), StatusCode::OK);
+    assert!(uploaded.text().await.expect("text").starts_with("OK"));
+
+    let complete = json!({ "files": [{ "id": file_id, "title": "Weekly email performance" }], "channel_id": "C0SANDBOX01", "initial_comment": "This week's numbers" });
+    let (_, _, body) = call_json(
+        base,
+        "files.completeUploadExternal",
+        complete.clone(),
+        Some("sandbox"),
+    )
+    .await;
+    assert_eq!(
+        body,
+        json!({ "ok": true, "files": [{ "id": file_id, "title": "Weekly email performance" }] })
+    );
+    let (_, _, again) = call_json(
+        base,
+        "files.completeUploadExternal",
+        complete,
+        Some("sandbox"),
+    )
+    .await;
+    assert_eq!(again["error"], "file_not_found", "a file is shared once");
+
+    let (_, _, state) = get_json(&format!("{base}/_sandbox/state"), &[]).await;
+    let file = &state["slack"]["files"][0];
+    assert_eq!(file["content"], csv);
+    assert_eq!(file["channel"], "C0SANDBOX01");
+    assert_eq!(file["initial_comment"], "This week's numbers");
+
+    let missing = call_form(
+        base,
+        "files.getUploadURLExternal",
+        &[("token", "sandbox"), ("filename", "x.csv")],
+    )
+    .await;
+    assert_eq!(missing["error"], "missing_argument");
+}
+
+#[tokio::test]
+async fn incoming_webhooks_answer_plain_text() {
+    let sandbox = small_sandbox().await;
+    let client = reqwest::Client::new();
+    let hook = format!(
+        "{}/slack/hooks/services/T0SANDBOX/B0SANDBOX/sandbox",
+        sandbox.base_url
+    );
+    let ok = client
+        .post(&hook)
+        .json(&json!({ "text": "Nightly export done" }))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert!(
+        ok.headers()["content-type"]
+            .to_str()
+            .expect("type")
+            .starts_with("text/plain")
+    );
+    assert_eq!(ok.text().await.expect("text"), "ok");
+    let cases = [
+        (
+            hook.clone(),
+            "{not json".to_string(),
+            StatusCode::BAD_REQUEST,
+            "invalid_payload",
+        ),
+        (
+            hook.clone(),
+            "{}".to_string(),
+            StatusCode::BAD_REQUEST,
+            "no_text",
+        ),
+        (
+            format!(
+                "{}/slack/hooks/services/T0SANDBOX/B0SANDBOX/revoked",
+                sandbox.base_url
+            ),
+            "{\"text\":\"x\"}".to_string(),
+            StatusCode::NOT_FOUND,
+            "no_service",
+        ),
+    ];
+    for (url, body, status, word) in cases {
+        let response = client
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), status);
+        assert_eq!(response.text().await.expect("text"), word);
+    }
+    let (_, _, state) = get_json(&format!("{}/_sandbox/state", sandbox.base_url), &[]).await;
+    assert_eq!(state["slack"]["messages"][0]["via"], "webhook");
+    assert_eq!(state["slack"]["messages"][0]["text"], "Nightly export done");
+}
