@@ -64,6 +64,7 @@ pub async fn execute(cli: Cli) -> Result<ExitCode, Failure> {
             customers,
             smile_rate_limit,
             faults,
+            key_file,
         } => {
             let mut options = SandboxOptions::new(
                 seed.unwrap_or(config.sandbox.seed),
@@ -73,7 +74,9 @@ pub async fn execute(cli: Cli) -> Result<ExitCode, Failure> {
             if let Some(path) = faults {
                 options.faults = read_fault_plan(&path)?;
             }
-            serve_sandbox(listen, options).await
+            let key_file =
+                key_file.unwrap_or_else(|| config.data_dir.join("sandbox-service-account.json"));
+            serve_sandbox(listen, options, &key_file).await
         }
         Command::Check => unreachable!("handled above"),
     }
@@ -420,6 +423,7 @@ fn read_fault_plan(path: &std::path::Path) -> Result<Vec<FaultRule>, Failure> {
 async fn serve_sandbox(
     listen: std::net::SocketAddr,
     options: SandboxOptions,
+    key_file: &std::path::Path,
 ) -> Result<ExitCode, Failure> {
     let mut signals = ShutdownSignals::install()?;
     let world = options.world;
@@ -435,9 +439,20 @@ async fn serve_sandbox(
     );
     for service in sandbox.services() {
         println!(
-            "  {:<11} {:<48} {}",
+            "  {:<14} {:<64} {}",
             service.name, service.base_url, service.credentials
         );
+    }
+    let key = serde_json::to_string_pretty(&sandbox.service_account_key()).unwrap_or_default();
+    let written = key_file
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::write(key_file, key));
+    match written {
+        Ok(()) => println!("  Google service-account key file: {}", key_file.display()),
+        Err(err) => {
+            tracing::warn!(path = %key_file.display(), error = %err, "could not write the service-account key file; it is also served at /_sandbox/service-account.json")
+        }
     }
     let signal = signals.recv().await;
     tracing::info!(signal, "stopping the sandbox");

@@ -76,6 +76,10 @@ pub enum Command {
         /// A fault plan: JSON file holding an array of rules
         #[arg(long, value_name = "FILE")]
         faults: Option<PathBuf>,
+        /// Where to write the Google service-account key file for configs to use
+        /// [default: <data dir>/sandbox-service-account.json]
+        #[arg(long, value_name = "FILE")]
+        key_file: Option<PathBuf>,
     },
 }
 

@@ -20,6 +20,7 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/_sandbox/state", get(state))
         .route("/_sandbox/reset", post(reset))
         .route("/_sandbox/faults", get(faults).post(set_faults))
+        .route("/_sandbox/service-account.json", get(service_account))
 }
 
 async fn state(
@@ -45,10 +46,26 @@ async fn state(
         "dotdigital": dotdigital::summary_state(&shared),
         "shopify": { "bulk_operations": lock(&shared.shopify).summary(&base) },
         "slack": lock(&shared.slack).summary(),
+        "sheets": lock(&shared.sheets).summary(),
         "faults": *lock(&shared.faults),
         "requests": requests,
     });
     json_response(StatusCode::OK, &body)
+}
+
+/// The service-account key file for the Google APIs, `token_uri` pointing here.
+async fn service_account(
+    State(shared): State<Arc<Shared>>,
+    headers: axum::http::HeaderMap,
+) -> Response<Body> {
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    json_response(
+        StatusCode::OK,
+        &shared.google.key_file(&format!("http://{host}")),
+    )
 }
 
 async fn reset(State(shared): State<Arc<Shared>>) -> Response<Body> {

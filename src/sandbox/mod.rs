@@ -19,9 +19,11 @@
 
 pub mod dotdigital;
 pub mod faults;
+pub mod google;
 mod inspect;
 pub mod iterable;
 mod ratelimit;
+pub mod sheets;
 pub mod shopify;
 pub mod slack;
 pub mod smartrmail;
@@ -92,6 +94,8 @@ pub struct Shared {
     dotdigital: Mutex<dotdigital::DotdigitalState>,
     shopify: Mutex<shopify::ShopifyState>,
     slack: Mutex<slack::SlackState>,
+    sheets: Mutex<sheets::SheetsState>,
+    google: google::GoogleAuth,
     shopify_catalog: std::sync::OnceLock<shopify::Catalog>,
     faults: Mutex<Vec<FaultRule>>,
     requests: Mutex<BTreeMap<String, EndpointCount>>,
@@ -114,6 +118,8 @@ impl Shared {
             dotdigital: Mutex::new(dotdigital::DotdigitalState::default()),
             shopify: Mutex::new(shopify::ShopifyState::default()),
             slack: Mutex::new(slack::SlackState::new(options.world.anchor.timestamp())),
+            sheets: Mutex::new(sheets::SheetsState::default()),
+            google: google::GoogleAuth::new(options.world.seed),
             shopify_catalog: std::sync::OnceLock::new(),
             faults: Mutex::new(options.faults.clone()),
             requests: Mutex::new(BTreeMap::new()),
@@ -130,6 +136,8 @@ impl Shared {
         *lock(&self.dotdigital) = dotdigital::DotdigitalState::default();
         *lock(&self.shopify) = shopify::ShopifyState::default();
         *lock(&self.slack) = slack::SlackState::new(self.options.world.anchor.timestamp());
+        *lock(&self.sheets) = sheets::SheetsState::default();
+        self.google.reset();
         *lock(&self.faults) = self.options.faults.clone();
         lock(&self.requests).clear();
     }
@@ -149,6 +157,11 @@ fn error_response_for(path: &str, status: StatusCode, message: &str) -> Response
         shopify::error(status, message)
     } else if path.starts_with("/slack/") {
         slack::error(status, message)
+    } else if path.starts_with("/sheets/")
+        || path.starts_with("/bigquery/")
+        || path.starts_with("/oauth2/")
+    {
+        google::error(status, message)
     } else {
         json_response(status, &serde_json::json!({ "error": message }))
     }
@@ -238,6 +251,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .nest("/dotdigital", dotdigital::routes())
         .nest("/shopify", shopify::routes())
         .nest("/slack", slack::routes())
+        .nest("/sheets", sheets::routes())
+        .merge(google::routes())
         .merge(inspect::routes())
         .layer(middleware::from_fn_with_state(
             shared.clone(),
@@ -250,6 +265,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
 pub struct RunningSandbox {
     /// Where it listens, e.g. `http://127.0.0.1:41234`.
     pub base_url: String,
+    shared: Arc<Shared>,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -262,7 +278,7 @@ impl RunningSandbox {
         let shared = Arc::new(Shared::new(options));
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
-        let app = router(shared);
+        let app = router(shared.clone());
         let task = tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move { stop.cancelled().await })
@@ -270,9 +286,15 @@ impl RunningSandbox {
         });
         Ok(RunningSandbox {
             base_url: format!("http://{local}"),
+            shared,
             shutdown,
             task,
         })
+    }
+
+    /// The Google service-account key file for this sandbox (`token_uri` pointing here).
+    pub fn service_account_key(&self) -> serde_json::Value {
+        self.shared.google.key_file(&self.base_url)
     }
 
     /// Each service's name, base URL and the credentials it accepts.
@@ -311,6 +333,29 @@ pub fn services(base: &str) -> Vec<ServiceEndpoint> {
             "SmartrMail",
             "/smartrmail/api/v1",
             "Authorization: token sandbox (or ?token=sandbox)",
+        ),
+        endpoint(
+            "Shopify",
+            "/shopify/admin/api/2026-10/graphql.json",
+            "X-Shopify-Access-Token: sandbox",
+        ),
+        endpoint("Iterable", "/iterable", "Api-Key: sandbox"),
+        endpoint("Dotdigital", "/dotdigital", "HTTP Basic sandbox:sandbox"),
+        endpoint("Slack", "/slack/api", "Authorization: Bearer sandbox"),
+        endpoint(
+            "Slack webhook",
+            &format!("/slack/hooks{}", slack::WEBHOOK_PATH),
+            "the URL is the secret",
+        ),
+        endpoint(
+            "Google Sheets",
+            "/sheets/v4",
+            "Bearer token from /oauth2/token",
+        ),
+        endpoint(
+            "Google OAuth",
+            "/oauth2/token",
+            "JWT-bearer grant signed with the service-account key",
         ),
         endpoint(
             "inspection",

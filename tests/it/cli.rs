@@ -21,6 +21,17 @@ fn mailroom(dir: &Path) -> Command {
     cmd
 }
 
+/// A child process killed when the test ends, passing or not, so no failure leaves it
+/// running or blocks the suite.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn run(cmd: &mut Command) -> (i32, String, String) {
     let Output {
         status,
@@ -223,12 +234,14 @@ fn a_second_process_on_the_same_data_directory_is_refused() {
 #[test]
 fn run_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = mailroom(dir.path())
-        .args(["run", "--log-format", "json"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let stderr = child.stderr.take().expect("stderr");
+    let mut child = KillOnDrop(
+        mailroom(dir.path())
+            .args(["run", "--log-format", "json"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn"),
+    );
+    let stderr = child.0.stderr.take().expect("stderr");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -244,11 +257,11 @@ fn run_stops_cleanly_on_sigterm() {
         log.push(line);
     }
     let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .expect("kill");
     assert!(killed.success());
-    let status = child.wait().expect("wait");
+    let status = child.0.wait().expect("wait");
     log.extend(rx.iter());
     assert_eq!(status.code(), Some(0), "{log:#?}");
     assert!(
@@ -294,20 +307,22 @@ fn run_job_marks_runs_a_crashed_process_left_running_as_interrupted() {
 #[test]
 fn sandbox_serves_until_sigterm_and_prints_each_services_url() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = mailroom(dir.path())
-        .args([
-            "sandbox",
-            "--listen",
-            "127.0.0.1:0",
-            "--customers",
-            "50",
-            "--log-format",
-            "json",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut child = KillOnDrop(
+        mailroom(dir.path())
+            .args([
+                "sandbox",
+                "--listen",
+                "127.0.0.1:0",
+                "--customers",
+                "50",
+                "--log-format",
+                "json",
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn"),
+    );
+    let mut lines = BufReader::new(child.0.stdout.take().expect("stdout")).lines();
     let banner = lines.next().expect("a banner").expect("utf-8");
     let base = banner
         .split_whitespace()
@@ -341,10 +356,21 @@ fn sandbox_serves_until_sigterm_and_prints_each_services_url() {
     assert_eq!(body["customers"].as_array().map(Vec::len), Some(2));
     assert!(body["metadata"]["next_cursor"].is_string());
 
+    let rest: Vec<String> = lines
+        .by_ref()
+        .map(|l| l.expect("line"))
+        .take_while(|l| !l.contains("key file"))
+        .collect();
+    assert!(rest.iter().any(|l| l.contains("/oauth2/token")), "{rest:?}");
+    let written = std::fs::read_to_string(dir.path().join("data/sandbox-service-account.json"))
+        .expect("key file written");
+    let key: serde_json::Value = serde_json::from_str(&written).expect("JSON");
+    assert_eq!(key["token_uri"], format!("{base}/oauth2/token"));
+
     let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .expect("kill");
     assert!(killed.success());
-    assert_eq!(child.wait().expect("wait").code(), Some(0));
+    assert_eq!(child.0.wait().expect("wait").code(), Some(0));
 }

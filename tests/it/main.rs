@@ -7,7 +7,7 @@
 //! - `retry`: retry classification and backoff of one run, timeouts and dry runs.
 //! - `cli`: the `mailroom` binary's commands, output and exit codes.
 //! - `sandbox_smile`, `sandbox_smartrmail`, `sandbox_iterable`, `sandbox_dotdigital`,
-//!   `sandbox_shopify`, `sandbox_slack`: contract tests of each simulated service
+//!   `sandbox_shopify`, `sandbox_slack`, `sandbox_google`: contract tests of each simulated service
 //!   against `api-reference/`: auth, envelopes, pagination to the last page, rate limits,
 //!   error shapes.
 //! - `sandbox_faults`: the fault plan, inspection, reset, and same-seed determinism.
@@ -18,6 +18,7 @@ mod config;
 mod retry;
 mod sandbox_dotdigital;
 mod sandbox_faults;
+mod sandbox_google;
 mod sandbox_iterable;
 mod sandbox_shopify;
 mod sandbox_slack;

@@ -1,0 +1,416 @@
+//! Contract tests for the Google OAuth token endpoint and the Sheets simulator against
+//! `api-reference/sheets.md` and `api-reference/bigquery.md` §1.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use reqwest::StatusCode;
+use rsa::RsaPrivateKey;
+use rsa::pkcs1v15::SigningKey;
+use rsa::pkcs8::DecodePrivateKey;
+use rsa::sha2::Sha256;
+use rsa::signature::{SignatureEncoding, Signer};
+use serde_json::{Value, json};
+
+use crate::support::{get_json, small_sandbox};
+
+const SHEETS_SCOPE: &str = "https://www.googleapis.com/auth/spreadsheets";
+const SHEET: &str = "1SandboxSheetMailroom0000000000000000000000";
+
+/// A JWT-bearer assertion signed with the key file's private key, as Google's client
+/// libraries build it.
+fn assertion(key_file: &Value, claims: Value) -> String {
+    let key = RsaPrivateKey::from_pkcs8_pem(key_file["private_key"].as_str().expect("pem"))
+        .expect("PKCS#8 key");
+    let header = URL_SAFE_NO_PAD.encode(
+        json!({ "alg": "RS256", "typ": "JWT", "kid": key_file["private_key_id"] }).to_string(),
+    );
+    let body = URL_SAFE_NO_PAD.encode(claims.to_string());
+    let signature = SigningKey::<Sha256>::new(key).sign(format!("{header}.{body}").as_bytes());
+    format!(
+        "{header}.{body}.{}",
+        URL_SAFE_NO_PAD.encode(signature.to_bytes())
+    )
+}
+
+fn claims(key_file: &Value, scope: &str) -> Value {
+    let now = chrono::Utc::now().timestamp();
+    json!({ "iss": key_file["client_email"], "scope": scope, "aud": key_file["token_uri"], "iat": now, "exp": now + 3600 })
+}
+
+async fn exchange(key_file: &Value, jwt: &str) -> (StatusCode, Value) {
+    let token_uri = key_file["token_uri"].as_str().expect("token_uri");
+    let form = [
+        ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+        ("assertion", jwt),
+    ];
+    let response = reqwest::Client::new()
+        .post(token_uri)
+        .form(&form)
+        .send()
+        .await
+        .expect("sent");
+    let status = response.status();
+    (status, response.json().await.expect("json"))
+}
+
+async fn key_file(base: &str) -> Value {
+    get_json(&format!("{base}/_sandbox/service-account.json"), &[])
+        .await
+        .2
+}
+
+async fn token(base: &str, scope: &str) -> String {
+    let key = key_file(base).await;
+    let (status, body) = exchange(&key, &assertion(&key, claims(&key, scope))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["access_token"].as_str().expect("token").to_string()
+}
+
+#[tokio::test]
+async fn the_key_file_is_a_service_account_key_whose_token_uri_points_at_the_sandbox() {
+    let (a, b) = (small_sandbox().await, small_sandbox().await);
+    let key = key_file(&a.base_url).await;
+    assert_eq!(key["type"], "service_account");
+    assert_eq!(key["token_uri"], format!("{}/oauth2/token", a.base_url));
+    assert!(
+        key["private_key"]
+            .as_str()
+            .is_some_and(|k| k.starts_with("-----BEGIN PRIVATE KEY-----"))
+    );
+    let other = key_file(&b.base_url).await;
+    assert_eq!(
+        key["private_key"], other["private_key"],
+        "the same seed gives the same key"
+    );
+}
+
+#[tokio::test]
+async fn the_jwt_bearer_grant_is_checked_like_google_checks_it() {
+    let sandbox = small_sandbox().await;
+    let key = key_file(&sandbox.base_url).await;
+    let (status, body) = exchange(&key, &assertion(&key, claims(&key, SHEETS_SCOPE))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (body["expires_in"].as_u64(), body["token_type"].as_str()),
+        (Some(3599), Some("Bearer"))
+    );
+
+    let mut tampered = assertion(&key, claims(&key, SHEETS_SCOPE));
+    tampered.replace_range(tampered.len() - 6.., "AAAAAA");
+    let mut wrong_issuer = claims(&key, SHEETS_SCOPE);
+    wrong_issuer["iss"] = json!("someone@else.iam.gserviceaccount.com");
+    let mut too_long = claims(&key, SHEETS_SCOPE);
+    too_long["exp"] = json!(too_long["iat"].as_i64().expect("iat") + 7200);
+    let cases = [
+        (tampered, "invalid_grant", "Invalid JWT Signature."),
+        (
+            assertion(&key, wrong_issuer),
+            "invalid_grant",
+            "Invalid grant: account not found",
+        ),
+        (assertion(&key, too_long), "invalid_grant", "short-lived"),
+        (
+            assertion(&key, claims(&key, "")),
+            "invalid_scope",
+            "Empty or missing scope",
+        ),
+    ];
+    for (jwt, error, description) in cases {
+        let (status, body) = exchange(&key, &jwt).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error"], error);
+        assert!(
+            body["error_description"]
+                .as_str()
+                .is_some_and(|d| d.contains(description)),
+            "{body}"
+        );
+    }
+    let response = reqwest::Client::new()
+        .post(format!("{}/oauth2/token", sandbox.base_url))
+        .form(&[("grant_type", "password")])
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(
+        response.json::<Value>().await.expect("json")["error"],
+        "unsupported_grant_type"
+    );
+}
+
+struct Sheets {
+    base: String,
+    token: String,
+    client: reqwest::Client,
+}
+
+impl Sheets {
+    async fn new(base: &str) -> Self {
+        Sheets {
+            base: base.to_string(),
+            token: token(base, SHEETS_SCOPE).await,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    async fn append(&self, range: &str, query: &str, values: Value) -> (StatusCode, Value) {
+        let range = range
+            .replace('!', "%21")
+            .replace(':', "%3A")
+            .replace('\'', "%27")
+            .replace(' ', "%20");
+        let url = format!(
+            "{}/sheets/v4/spreadsheets/{SHEET}/values/{range}:append?{query}",
+            self.base
+        );
+        let response = self
+            .client
+            .post(url)
+            .bearer_auth(&self.token)
+            .json(&json!({ "values": values }))
+            .send()
+            .await
+            .expect("sent");
+        let status = response.status();
+        (status, response.json().await.expect("json"))
+    }
+
+    async fn get(&self, range: &str, query: &str) -> (StatusCode, Value) {
+        let range = range.replace('!', "%21").replace(':', "%3A");
+        let url = format!(
+            "{}/sheets/v4/spreadsheets/{SHEET}/values/{range}?{query}",
+            self.base
+        );
+        let response = self
+            .client
+            .get(url)
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("sent");
+        let status = response.status();
+        (status, response.json().await.expect("json"))
+    }
+
+    async fn batch(&self, requests: Value) -> (StatusCode, Value) {
+        let url = format!("{}/sheets/v4/spreadsheets/{SHEET}:batchUpdate", self.base);
+        let response = self
+            .client
+            .post(url)
+            .bearer_auth(&self.token)
+            .json(&json!({ "requests": requests }))
+            .send()
+            .await
+            .expect("sent");
+        let status = response.status();
+        (status, response.json().await.expect("json"))
+    }
+}
+
+#[tokio::test]
+async fn sheets_requires_an_issued_token_with_a_sheets_scope() {
+    let sandbox = small_sandbox().await;
+    let url = format!("{}/sheets/v4/spreadsheets/{SHEET}", sandbox.base_url);
+    let (status, _, body) = get_json(&url, &[]).await;
+    assert_eq!(
+        (status, body["error"]["status"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("UNAUTHENTICATED"))
+    );
+    let (status, _, _) = get_json(&url, &[("Authorization", "Bearer sandbox")]).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "only tokens from the OAuth endpoint"
+    );
+    let bigquery_only = token(
+        &sandbox.base_url,
+        "https://www.googleapis.com/auth/bigquery",
+    )
+    .await;
+    let (status, _, body) = get_json(
+        &url,
+        &[("Authorization", &format!("Bearer {bigquery_only}"))],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["status"].as_str()),
+        (StatusCode::FORBIDDEN, Some("PERMISSION_DENIED"))
+    );
+    let good = token(&sandbox.base_url, SHEETS_SCOPE).await;
+    let (status, _, body) = get_json(&url, &[("Authorization", &format!("Bearer {good}"))]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["sheets"][0]["properties"]["title"], "Sheet1");
+    let (status, _, _) = get_json(
+        &format!("{}/sheets/v4/spreadsheets/nope", sandbox.base_url),
+        &[("Authorization", &format!("Bearer {good}"))],
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn append_writes_after_the_table_and_reports_the_updated_range() {
+    let sandbox = small_sandbox().await;
+    let sheets = Sheets::new(&sandbox.base_url).await;
+    let (status, first) = sheets
+        .append(
+            "Sheet1!A1",
+            "valueInputOption=RAW",
+            json!([
+                ["platform", "campaign", "opens"],
+                ["iterable", "Spring sale", 410]
+            ]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first["updates"]["updatedRange"], "Sheet1!A1:C2");
+    assert_eq!(
+        (
+            first["updates"]["updatedRows"].as_u64(),
+            first["updates"]["updatedCells"].as_u64()
+        ),
+        (Some(2), Some(6))
+    );
+    assert!(
+        first.get("tableRange").is_none(),
+        "no table in an empty sheet"
+    );
+
+    let (_, second) = sheets
+        .append(
+            "Sheet1!A1",
+            "valueInputOption=USER_ENTERED&insertDataOption=INSERT_ROWS",
+            json!([["dotdigital", "00123", "TRUE"]]),
+        )
+        .await;
+    assert_eq!(second["tableRange"], "Sheet1!A1:C2");
+    assert_eq!(second["updates"]["updatedRange"], "Sheet1!A3:C3");
+
+    let (_, values) = sheets.get("Sheet1!A1:Z", "").await;
+    assert_eq!(
+        values["values"],
+        json!([
+            ["platform", "campaign", "opens"],
+            ["iterable", "Spring sale", "410"],
+            ["dotdigital", "123", "TRUE"]
+        ]),
+        "formatted values are strings; USER_ENTERED parsed 00123"
+    );
+    let (_, raw) = sheets
+        .get("Sheet1!A1:C3", "valueRenderOption=UNFORMATTED_VALUE")
+        .await;
+    assert_eq!(raw["values"][2], json!(["dotdigital", 123, true]));
+    let (_, empty) = sheets.get("Sheet1!F10:G12", "").await;
+    assert!(
+        empty.get("values").is_none(),
+        "no data, no values key: {empty}"
+    );
+
+    let (status, body) = sheets.append("Sheet1!A1", "", json!([["x"]])).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body["error"]["message"],
+        "'valueInputOption' is required but not specified"
+    );
+    let (status, body) = sheets
+        .append(
+            "Sheet1!A1",
+            "valueInputOption=RAW",
+            json!([[{ "nested": true }]]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("Invalid values[0][0]"))
+    );
+    let (status, body) = sheets
+        .append("Nowhere!A1", "valueInputOption=RAW", json!([["x"]]))
+        .await;
+    assert_eq!(
+        (status, body["error"]["message"].as_str()),
+        (
+            StatusCode::BAD_REQUEST,
+            Some("Unable to parse range: Nowhere!A1")
+        )
+    );
+
+    let (_, state) = (
+        0,
+        get_json(&format!("{}/_sandbox/state", sandbox.base_url), &[])
+            .await
+            .2,
+    );
+    assert_eq!(
+        state["sheets"]["tabs"]["Sheet1"].as_array().map(Vec::len),
+        Some(3)
+    );
+}
+
+#[tokio::test]
+async fn add_sheet_batches_are_atomic_and_titles_unique() {
+    let sandbox = small_sandbox().await;
+    let sheets = Sheets::new(&sandbox.base_url).await;
+    let (status, body) = sheets.batch(json!([{ "addSheet": { "properties": { "title": "Weekly email", "gridProperties": { "rowCount": 2000, "columnCount": 12, "frozenRowCount": 1 } } } }])).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let props = &body["replies"][0]["addSheet"]["properties"];
+    assert_eq!(
+        (
+            props["title"].as_str(),
+            props["index"].as_u64(),
+            props["sheetType"].as_str()
+        ),
+        (Some("Weekly email"), Some(1), Some("GRID"))
+    );
+    assert_eq!(props["gridProperties"]["frozenRowCount"], 1);
+    assert!(props["sheetId"].as_i64().is_some_and(|id| id >= 0));
+
+    let (status, body) = sheets.batch(json!([{ "addSheet": { "properties": { "title": "Loyalty" } } }, { "addSheet": { "properties": { "title": "Weekly email" } } }])).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["status"], "INVALID_ARGUMENT");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("A sheet with the name \"Weekly email\" already exists"))
+    );
+    let (_, values) = sheets
+        .append("'Weekly email'!A1", "valueInputOption=RAW", json!([["ok"]]))
+        .await;
+    assert_eq!(values["updates"]["updatedRange"], "'Weekly email'!A1:A1");
+    let (_, state) = (
+        0,
+        get_json(&format!("{}/_sandbox/state", sandbox.base_url), &[])
+            .await
+            .2,
+    );
+    assert!(
+        state["sheets"]["tabs"].get("Loyalty").is_none(),
+        "the failed batch added nothing"
+    );
+}
+
+#[tokio::test]
+async fn reads_over_the_per_minute_quota_get_429_resource_exhausted() {
+    let sandbox = small_sandbox().await;
+    let sheets = Sheets::new(&sandbox.base_url).await;
+    for i in 0..60 {
+        assert_eq!(
+            sheets.get("Sheet1!A1:B2", "").await.0,
+            StatusCode::OK,
+            "read {i}"
+        );
+    }
+    let (status, body) = sheets.get("Sheet1!A1:B2", "").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(body["error"]["status"], "RESOURCE_EXHAUSTED");
+    assert_eq!(body["error"]["details"][0]["reason"], "RATE_LIMIT_EXCEEDED");
+    let (status, _) = sheets
+        .append(
+            "Sheet1!A1",
+            "valueInputOption=RAW",
+            json!([["writes have their own quota"]]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}
