@@ -47,6 +47,7 @@ async fn state(
         "shopify": { "bulk_operations": lock(&shared.shopify).summary(&base) },
         "slack": lock(&shared.slack).summary(),
         "sheets": lock(&shared.sheets).summary(),
+        "bigquery": shared.bigquery.lock().await.summary(),
         "faults": *lock(&shared.faults),
         "requests": requests,
     });
@@ -69,7 +70,7 @@ async fn service_account(
 }
 
 async fn reset(State(shared): State<Arc<Shared>>) -> Response<Body> {
-    shared.reset();
+    shared.reset().await;
     json_response(StatusCode::OK, &json!({ "reset": true }))
 }
 

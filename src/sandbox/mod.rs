@@ -17,6 +17,7 @@
     reason = "simulator handlers return early with the whole HTTP error response"
 )]
 
+pub mod bigquery;
 pub mod dotdigital;
 pub mod faults;
 pub mod google;
@@ -95,6 +96,7 @@ pub struct Shared {
     shopify: Mutex<shopify::ShopifyState>,
     slack: Mutex<slack::SlackState>,
     sheets: Mutex<sheets::SheetsState>,
+    bigquery: tokio::sync::Mutex<bigquery::BigQueryState>,
     google: google::GoogleAuth,
     shopify_catalog: std::sync::OnceLock<shopify::Catalog>,
     faults: Mutex<Vec<FaultRule>>,
@@ -119,6 +121,7 @@ impl Shared {
             shopify: Mutex::new(shopify::ShopifyState::default()),
             slack: Mutex::new(slack::SlackState::new(options.world.anchor.timestamp())),
             sheets: Mutex::new(sheets::SheetsState::default()),
+            bigquery: tokio::sync::Mutex::new(bigquery::BigQueryState::default()),
             google: google::GoogleAuth::new(options.world.seed),
             shopify_catalog: std::sync::OnceLock::new(),
             faults: Mutex::new(options.faults.clone()),
@@ -129,7 +132,7 @@ impl Shared {
     }
 
     /// Restores the seeded world and the start-up fault plan; clears the counters.
-    fn reset(&self) {
+    async fn reset(&self) {
         *lock(&self.smile) = smile::SmileState::new(self.options.smile_rate_limit);
         *lock(&self.smartrmail) = smartrmail::SmartrMailState::default();
         *lock(&self.iterable) = iterable::IterableState::default();
@@ -137,6 +140,7 @@ impl Shared {
         *lock(&self.shopify) = shopify::ShopifyState::default();
         *lock(&self.slack) = slack::SlackState::new(self.options.world.anchor.timestamp());
         *lock(&self.sheets) = sheets::SheetsState::default();
+        *self.bigquery.lock().await = bigquery::BigQueryState::default();
         self.google.reset();
         *lock(&self.faults) = self.options.faults.clone();
         lock(&self.requests).clear();
@@ -252,6 +256,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .nest("/shopify", shopify::routes())
         .nest("/slack", slack::routes())
         .nest("/sheets", sheets::routes())
+        .nest("/bigquery", bigquery::routes())
         .merge(google::routes())
         .merge(inspect::routes())
         .layer(middleware::from_fn_with_state(
@@ -351,6 +356,11 @@ pub fn services(base: &str) -> Vec<ServiceEndpoint> {
             "Google Sheets",
             "/sheets/v4",
             "Bearer token from /oauth2/token",
+        ),
+        endpoint(
+            "BigQuery",
+            "/bigquery/bigquery/v2",
+            "Bearer token from /oauth2/token; uploads at /bigquery/upload/bigquery/v2",
         ),
         endpoint(
             "Google OAuth",

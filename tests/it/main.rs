@@ -7,7 +7,8 @@
 //! - `retry`: retry classification and backoff of one run, timeouts and dry runs.
 //! - `cli`: the `mailroom` binary's commands, output and exit codes.
 //! - `sandbox_smile`, `sandbox_smartrmail`, `sandbox_iterable`, `sandbox_dotdigital`,
-//!   `sandbox_shopify`, `sandbox_slack`, `sandbox_google`: contract tests of each simulated service
+//!   `sandbox_shopify`, `sandbox_slack`, `sandbox_google`, `sandbox_bigquery`:
+//!   contract tests of each simulated service
 //!   against `api-reference/`: auth, envelopes, pagination to the last page, rate limits,
 //!   error shapes.
 //! - `sandbox_faults`: the fault plan, inspection, reset, and same-seed determinism.
@@ -16,6 +17,7 @@
 mod cli;
 mod config;
 mod retry;
+mod sandbox_bigquery;
 mod sandbox_dotdigital;
 mod sandbox_faults;
 mod sandbox_google;

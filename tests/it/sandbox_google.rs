@@ -1,70 +1,13 @@
 //! Contract tests for the Google OAuth token endpoint and the Sheets simulator against
 //! `api-reference/sheets.md` and `api-reference/bigquery.md` §1.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::StatusCode;
-use rsa::RsaPrivateKey;
-use rsa::pkcs1v15::SigningKey;
-use rsa::pkcs8::DecodePrivateKey;
-use rsa::sha2::Sha256;
-use rsa::signature::{SignatureEncoding, Signer};
 use serde_json::{Value, json};
 
-use crate::support::{get_json, small_sandbox};
+use crate::support::{assertion, claims, exchange, get_json, key_file, small_sandbox, token};
 
 const SHEETS_SCOPE: &str = "https://www.googleapis.com/auth/spreadsheets";
 const SHEET: &str = "1SandboxSheetMailroom0000000000000000000000";
-
-/// A JWT-bearer assertion signed with the key file's private key, as Google's client
-/// libraries build it.
-fn assertion(key_file: &Value, claims: Value) -> String {
-    let key = RsaPrivateKey::from_pkcs8_pem(key_file["private_key"].as_str().expect("pem"))
-        .expect("PKCS#8 key");
-    let header = URL_SAFE_NO_PAD.encode(
-        json!({ "alg": "RS256", "typ": "JWT", "kid": key_file["private_key_id"] }).to_string(),
-    );
-    let body = URL_SAFE_NO_PAD.encode(claims.to_string());
-    let signature = SigningKey::<Sha256>::new(key).sign(format!("{header}.{body}").as_bytes());
-    format!(
-        "{header}.{body}.{}",
-        URL_SAFE_NO_PAD.encode(signature.to_bytes())
-    )
-}
-
-fn claims(key_file: &Value, scope: &str) -> Value {
-    let now = chrono::Utc::now().timestamp();
-    json!({ "iss": key_file["client_email"], "scope": scope, "aud": key_file["token_uri"], "iat": now, "exp": now + 3600 })
-}
-
-async fn exchange(key_file: &Value, jwt: &str) -> (StatusCode, Value) {
-    let token_uri = key_file["token_uri"].as_str().expect("token_uri");
-    let form = [
-        ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
-        ("assertion", jwt),
-    ];
-    let response = reqwest::Client::new()
-        .post(token_uri)
-        .form(&form)
-        .send()
-        .await
-        .expect("sent");
-    let status = response.status();
-    (status, response.json().await.expect("json"))
-}
-
-async fn key_file(base: &str) -> Value {
-    get_json(&format!("{base}/_sandbox/service-account.json"), &[])
-        .await
-        .2
-}
-
-async fn token(base: &str, scope: &str) -> String {
-    let key = key_file(base).await;
-    let (status, body) = exchange(&key, &assertion(&key, claims(&key, scope))).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body["access_token"].as_str().expect("token").to_string()
-}
 
 #[tokio::test]
 async fn the_key_file_is_a_service_account_key_whose_token_uri_points_at_the_sandbox() {

@@ -222,3 +222,64 @@ pub async fn get_json(
     let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
     (status, headers, json)
 }
+
+// Google service-account auth against the sandbox, as Google's client libraries do it.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rsa::RsaPrivateKey;
+use rsa::pkcs1v15::SigningKey;
+use rsa::pkcs8::DecodePrivateKey;
+use rsa::sha2::Sha256;
+use rsa::signature::{SignatureEncoding, Signer};
+use serde_json::{Value, json};
+
+/// A JWT-bearer assertion signed with the key file's private key, as Google's client
+/// libraries build it.
+pub fn assertion(key_file: &Value, claims: Value) -> String {
+    let key = RsaPrivateKey::from_pkcs8_pem(key_file["private_key"].as_str().expect("pem"))
+        .expect("PKCS#8 key");
+    let header = URL_SAFE_NO_PAD.encode(
+        json!({ "alg": "RS256", "typ": "JWT", "kid": key_file["private_key_id"] }).to_string(),
+    );
+    let body = URL_SAFE_NO_PAD.encode(claims.to_string());
+    let signature = SigningKey::<Sha256>::new(key).sign(format!("{header}.{body}").as_bytes());
+    format!(
+        "{header}.{body}.{}",
+        URL_SAFE_NO_PAD.encode(signature.to_bytes())
+    )
+}
+
+pub fn claims(key_file: &Value, scope: &str) -> Value {
+    let now = chrono::Utc::now().timestamp();
+    json!({ "iss": key_file["client_email"], "scope": scope, "aud": key_file["token_uri"], "iat": now, "exp": now + 3600 })
+}
+
+pub async fn exchange(key_file: &Value, jwt: &str) -> (reqwest::StatusCode, Value) {
+    let token_uri = key_file["token_uri"].as_str().expect("token_uri");
+    let form = [
+        ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+        ("assertion", jwt),
+    ];
+    let response = reqwest::Client::new()
+        .post(token_uri)
+        .form(&form)
+        .send()
+        .await
+        .expect("sent");
+    let status = response.status();
+    (status, response.json().await.expect("json"))
+}
+
+pub async fn key_file(base: &str) -> Value {
+    get_json(&format!("{base}/_sandbox/service-account.json"), &[])
+        .await
+        .2
+}
+
+pub async fn token(base: &str, scope: &str) -> String {
+    let key = key_file(base).await;
+    let (status, body) = exchange(&key, &assertion(&key, claims(&key, scope))).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    body["access_token"].as_str().expect("token").to_string()
+}
