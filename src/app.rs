@@ -13,7 +13,6 @@ use crate::config::diagnostic::choices_help;
 use crate::config::{self, Config, ConfigErrors, LoadError, ProcessEnvironment, WarehouseConfig};
 use crate::error::{Classify, EXIT_INTERRUPTED, ErrorKind};
 use crate::pipeline::Pipeline;
-use crate::sandbox::faults::FaultRule;
 use crate::sandbox::{RunningSandbox, SandboxOptions};
 use crate::scheduler::clock::{Clock, SystemClock};
 use crate::scheduler::{self, InFlight, Runtime, Scheduler};
@@ -71,8 +70,12 @@ pub async fn execute(cli: Cli) -> Result<ExitCode, Failure> {
                 customers.unwrap_or(config.sandbox.customers),
             );
             options.smile_rate_limit = (smile_rate_limit > 0).then_some(smile_rate_limit);
-            if let Some(path) = faults {
-                options.faults = read_fault_plan(&path)?;
+            if let Some(path) = faults.as_ref().or(config.sandbox.faults.as_ref()) {
+                options.faults =
+                    crate::sandbox::faults::read_plan(path).map_err(|message| Failure {
+                        kind: ErrorKind::Config,
+                        message,
+                    })?;
             }
             let key_file =
                 key_file.unwrap_or_else(|| config.data_dir.join("sandbox-service-account.json"));
@@ -86,6 +89,10 @@ fn load_config(cli: &Cli) -> Result<Config, LoadError> {
     let mut config = config::load(cli.config.as_deref())?;
     if let Some(dir) = &cli.data_dir {
         config.data_dir = dir.clone();
+    }
+    if let Some(url) = &cli.sandbox_url {
+        config.sandbox.enabled = true;
+        config.sandbox.url = Some(url.clone());
     }
     Ok(config)
 }
@@ -319,6 +326,15 @@ fn open_state(config: &Config) -> Result<(DataDirLock, Arc<StateStore>), Failure
     Ok((lock, Arc::new(state)))
 }
 
+/// Starts or reaches the sandbox the config asks for; it lives as long as the returned value.
+async fn connect_sandbox(config: &Config) -> Result<Option<crate::sandbox::Connection>, Failure> {
+    let connection = crate::sandbox::connect(&config.sandbox).await?;
+    if let Some(connection) = &connection {
+        tracing::info!(sandbox = %connection.base_url(), "services are simulated by the {}", connection.describe());
+    }
+    Ok(connection)
+}
+
 fn runtime(config: &Arc<Config>, state: Arc<StateStore>) -> Runtime<Pipeline> {
     Runtime {
         executor: Pipeline::new(config.clone()),
@@ -331,6 +347,7 @@ fn runtime(config: &Arc<Config>, state: Arc<StateStore>) -> Runtime<Pipeline> {
 async fn run(config: Config) -> Result<ExitCode, Failure> {
     let config = Arc::new(config);
     let (_lock, state) = open_state(&config)?;
+    let _sandbox = connect_sandbox(&config).await?;
     tracing::info!(config_dir = %config.base_dir.display(), data_dir = %config.data_dir.display(), jobs = config.jobs.len(), "mailroom starting");
     let scheduler = Scheduler::new(
         runtime(&config, state),
@@ -354,6 +371,7 @@ async fn run_job(config: Config, name: &str, dry_run: bool) -> Result<ExitCode, 
     let config = Arc::new(config);
     let job = Arc::new(find_job(&config, name)?.clone());
     let (_lock, state) = open_state(&config)?;
+    let _sandbox = connect_sandbox(&config).await?;
     let runtime = Arc::new(runtime(&config, state));
     scheduler::recover_abandoned(&runtime);
     let now = runtime.clock.now();
@@ -400,23 +418,6 @@ async fn run_job(config: Config, name: &str, dry_run: bool) -> Result<ExitCode, 
             })
         }
     }
-}
-
-fn read_fault_plan(path: &std::path::Path) -> Result<Vec<FaultRule>, Failure> {
-    let config_error = |message: String| Failure {
-        kind: ErrorKind::Config,
-        message,
-    };
-    let text = std::fs::read_to_string(path)
-        .map_err(|err| config_error(format!("cannot read fault plan {}: {err}", path.display())))?;
-    serde_json::from_str(&text).map_err(|err| {
-        config_error(format!(
-            "{}:{}:{}: the fault plan must be a JSON array of rules: {err}",
-            path.display(),
-            err.line(),
-            err.column()
-        ))
-    })
 }
 
 /// `mailroom sandbox`: serve the simulators until SIGINT or SIGTERM.

@@ -20,6 +20,10 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "DIR", env = "MAILROOM_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
 
+    /// Use the running `mailroom sandbox` at this URL for every service [overrides `[sandbox] url`]
+    #[arg(long, global = true, value_name = "URL", env = "MAILROOM_SANDBOX_URL")]
+    pub sandbox_url: Option<url::Url>,
+
     /// Log format on stderr
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto)]
     pub log_format: LogFormat,

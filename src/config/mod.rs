@@ -87,6 +87,8 @@ pub struct SandboxConfig {
     pub seed: u64,
     /// Number of simulated customers.
     pub customers: u32,
+    /// A fault plan (JSON array of rules) for an in-process sandbox to start with.
+    pub faults: Option<PathBuf>,
 }
 
 /// `[scheduler]`: settings for `mailroom run`.

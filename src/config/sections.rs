@@ -28,7 +28,7 @@ pub(super) fn validate(
         .string(d, "data_dir")
         .map(|dir| base_dir.join(dir.value))
         .unwrap_or_else(|| base_dir.join("data"));
-    let sandbox = read_sandbox(top.table(d, "sandbox"), d);
+    let sandbox = read_sandbox(top.table(d, "sandbox"), base_dir, d);
     let warehouse = read_warehouse(top.table(d, "warehouse"), base_dir, &sandbox, d);
     let scheduler = read_scheduler(top.table(d, "scheduler"), d);
     let sources = read_sources(top.table(d, "sources"), &sandbox, d);
@@ -52,12 +52,17 @@ pub(super) fn validate(
     })
 }
 
-fn read_sandbox(table: Option<TableReader<'_>>, d: &mut Diagnostics<'_>) -> SandboxConfig {
+fn read_sandbox(
+    table: Option<TableReader<'_>>,
+    base_dir: &Path,
+    d: &mut Diagnostics<'_>,
+) -> SandboxConfig {
     let mut sandbox = SandboxConfig {
         enabled: false,
         url: None,
         seed: 42,
         customers: 2_000,
+        faults: None,
     };
     let Some(mut t) = table else {
         return sandbox;
@@ -69,6 +74,23 @@ fn read_sandbox(table: Option<TableReader<'_>>, d: &mut Diagnostics<'_>) -> Sand
     }
     if let Some(customers) = t.integer(d, "customers", 1..=10_000_000) {
         sandbox.customers = customers.value as u32;
+    }
+    if let Some(faults) = t.string(d, "faults") {
+        let path = base_dir.join(&faults.value);
+        if path.is_file() {
+            sandbox.faults = Some(path);
+        } else {
+            d.report(
+                faults.span.start,
+                t.key_path("faults"),
+                format!(
+                    "fault plan \"{}\" not found (looked for {})",
+                    faults.value,
+                    path.display()
+                ),
+                Some("a JSON array of fault rules; see README, \"The sandbox\"".into()),
+            );
+        }
     }
     t.finish(d);
     sandbox

@@ -88,6 +88,20 @@ impl FaultRule {
     }
 }
 
+/// Reads a fault plan file (a JSON array of rules); errors name the file, line and column.
+pub fn read_plan(path: &std::path::Path) -> Result<Vec<FaultRule>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|err| format!("cannot read fault plan {}: {err}", path.display()))?;
+    serde_json::from_str(&text).map_err(|err| {
+        format!(
+            "{}:{}:{}: the fault plan must be a JSON array of rules: {err}",
+            path.display(),
+            err.line(),
+            err.column()
+        )
+    })
+}
+
 /// How a fault changes the normal answer.
 pub enum Applied {
     /// Answer with this instead of calling the service.

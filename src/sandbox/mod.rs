@@ -325,6 +325,134 @@ pub struct ServiceEndpoint {
     pub credentials: &'static str,
 }
 
+/// How a command reaches the sandbox.
+pub enum Connection {
+    /// Started in this process for the command's lifetime.
+    InProcess(RunningSandbox),
+    /// A `mailroom sandbox` running elsewhere.
+    Running {
+        /// Its address.
+        base_url: String,
+        /// Its world's seed.
+        seed: u64,
+        /// Its world's size.
+        customers: u64,
+    },
+}
+
+impl Connection {
+    /// The sandbox's address; each service is under its prefix.
+    pub fn base_url(&self) -> &str {
+        match self {
+            Connection::InProcess(sandbox) => &sandbox.base_url,
+            Connection::Running { base_url, .. } => base_url,
+        }
+    }
+
+    /// A sentence for the logs.
+    pub fn describe(&self) -> String {
+        match self {
+            Connection::InProcess(sandbox) => format!("in-process sandbox at {}", sandbox.base_url),
+            Connection::Running {
+                base_url,
+                seed,
+                customers,
+            } => {
+                format!("running sandbox at {base_url} (seed {seed}, {customers} customers)")
+            }
+        }
+    }
+}
+
+/// Why the sandbox could not be reached.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The in-process sandbox could not listen.
+    #[error("cannot start the in-process sandbox: {0}")]
+    Start(std::io::Error),
+    /// Nothing answered as a sandbox at the configured address.
+    #[error(
+        "cannot reach the sandbox at {url}: {reason}; start one with `mailroom sandbox --listen ADDR`, or fix [sandbox] url / --sandbox-url"
+    )]
+    Unreachable {
+        /// The address tried.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The configured fault plan is unreadable.
+    #[error("{0}")]
+    Faults(String),
+}
+
+impl crate::error::Classify for ConnectError {
+    fn kind(&self) -> crate::error::ErrorKind {
+        match self {
+            ConnectError::Faults(_) => crate::error::ErrorKind::Config,
+            _ => crate::error::ErrorKind::Transient,
+        }
+    }
+}
+
+/// Reaches the sandbox a config asks for: none when it is disabled, the running one at
+/// `[sandbox] url` (checked to answer), else one started in this process on a free port.
+pub async fn connect(
+    config: &crate::config::SandboxConfig,
+) -> Result<Option<Connection>, ConnectError> {
+    if !config.enabled {
+        return Ok(None);
+    }
+    if let Some(url) = &config.url {
+        return probe(url.as_str().trim_end_matches('/')).await.map(Some);
+    }
+    let mut options = SandboxOptions::new(config.seed, config.customers);
+    if let Some(path) = &config.faults {
+        options.faults = faults::read_plan(path).map_err(ConnectError::Faults)?;
+    }
+    let addr = SocketAddr::from(([127, 0, 0, 1], 0));
+    let sandbox = RunningSandbox::start(addr, options)
+        .await
+        .map_err(ConnectError::Start)?;
+    Ok(Some(Connection::InProcess(sandbox)))
+}
+
+async fn probe(base_url: &str) -> Result<Connection, ConnectError> {
+    let unreachable = |reason: String| ConnectError::Unreachable {
+        url: base_url.to_string(),
+        reason,
+    };
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+        .map_err(|e| unreachable(e.to_string()))?;
+    let response = client
+        .get(format!("{base_url}/_sandbox/state"))
+        .send()
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    if !response.status().is_success() {
+        return Err(unreachable(format!(
+            "GET /_sandbox/state answered {}",
+            response.status()
+        )));
+    }
+    let state: serde_json::Value = response
+        .json()
+        .await
+        .map_err(|_| unreachable("it did not answer as a mailroom sandbox".into()))?;
+    let world = &state["world"];
+    match (world["seed"].as_u64(), world["customers"].as_u64()) {
+        (Some(seed), Some(customers)) => Ok(Connection::Running {
+            base_url: base_url.to_string(),
+            seed,
+            customers,
+        }),
+        _ => Err(unreachable(
+            "it did not answer as a mailroom sandbox".into(),
+        )),
+    }
+}
+
 /// Each simulated service under a sandbox at `base`.
 pub fn services(base: &str) -> Vec<ServiceEndpoint> {
     let endpoint = |name, path: &str, credentials| ServiceEndpoint {

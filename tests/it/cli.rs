@@ -374,3 +374,70 @@ fn sandbox_serves_until_sigterm_and_prints_each_services_url() {
     assert!(killed.success());
     assert_eq!(child.0.wait().expect("wait").code(), Some(0));
 }
+
+#[test]
+fn run_job_starts_the_sandbox_in_process_when_the_config_enables_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, _, stderr) =
+        run(mailroom(dir.path()).args(["run-job", "extract-orders", "--log-format", "json"]));
+    assert_eq!(code, 1, "the extract stage is not built yet: {stderr}");
+    assert!(
+        stderr.contains("services are simulated by the in-process sandbox at http://127.0.0.1:"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn sandbox_url_uses_a_running_sandbox_and_refuses_one_that_does_not_answer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let sandbox = runtime.block_on(crate::support::small_sandbox());
+    let (code, _, stderr) = run(mailroom(dir.path()).args([
+        "run-job",
+        "extract-orders",
+        "--log-format",
+        "json",
+        "--sandbox-url",
+        &sandbox.base_url,
+    ]));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "running sandbox at {} (seed 42, 300 customers)",
+            sandbox.base_url
+        )),
+        "{stderr}"
+    );
+
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr")
+    };
+    let (code, _, stderr) = run(mailroom(dir.path()).args([
+        "run-job",
+        "extract-orders",
+        "--sandbox-url",
+        &format!("http://{closed}"),
+    ]));
+    assert_eq!(code, 75, "unreachable is transient: {stderr}");
+    assert!(
+        stderr.contains(&format!("cannot reach the sandbox at http://{closed}")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_missing_fault_plan_in_the_config_is_a_config_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("config.toml"),
+        "[sandbox]\nenabled = true\nfaults = \"faults.json\"\n",
+    )
+    .expect("write");
+    let (code, _, stderr) = run(mailroom(dir.path()).arg("check"));
+    assert_eq!(code, 78, "{stderr}");
+    assert!(
+        stderr.contains("config.toml:3:11: sandbox.faults: fault plan \"faults.json\" not found"),
+        "{stderr}"
+    );
+}
