@@ -19,7 +19,7 @@ use axum::http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use axum::routing::get;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use super::world::{Campaign, Platform, World};
@@ -204,14 +204,11 @@ fn dd_time(t: DateTime<Utc>) -> String {
 
 async fn account_info(headers: HeaderMap) -> Response<Body> {
     authorize!(headers);
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
+    let base = super::public_base(&headers);
     json_response(
         StatusCode::OK,
         &json!({ "id": 500123, "properties": [
-            { "name": "ApiEndpoint", "type": "String", "value": format!("http://{host}/dotdigital") },
+            { "name": "ApiEndpoint", "type": "String", "value": format!("{base}/dotdigital") },
             { "name": "Name", "type": "String", "value": "Trailhead Outfitters (sandbox)" },
         ]}),
     )
@@ -244,23 +241,6 @@ async fn list_campaigns(
     page(campaigns.iter().map(campaign_json).collect(), &query)
 }
 
-fn parse_date(text: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .ok()
-        .or_else(|| {
-            chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S")
-                .ok()
-                .map(|t| t.and_utc())
-        })
-        .or_else(|| {
-            NaiveDate::parse_from_str(text, "%Y-%m-%d")
-                .ok()
-                .and_then(|d| d.and_hms_opt(0, 0, 0))
-                .map(|t| t.and_utc())
-        })
-}
-
 async fn campaigns_since(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
@@ -268,7 +248,7 @@ async fn campaigns_since(
     Query(query): Q,
 ) -> Response<Body> {
     authorize!(headers);
-    let Some(since) = parse_date(&date) else {
+    let Some(since) = super::parse_time(&date) else {
         return fail(
             StatusCode::BAD_REQUEST,
             "The date is not valid.",
@@ -491,7 +471,7 @@ impl DotdigitalState {
                 (_, Value::Null) => true,
                 ("Numeric", v) => v.is_number(),
                 ("Boolean", v) => v.is_boolean(),
-                ("Date", Value::String(s)) => parse_date(s).is_some(),
+                ("Date", Value::String(s)) => super::parse_time(s).is_some(),
                 ("String", Value::String(s)) => s.chars().count() <= 255,
                 _ => false,
             };
@@ -942,26 +922,8 @@ async fn enrol(
         }
     };
     let sequence = state.enrolments.len() as u64 + 1;
-    let x = shared
-        .options
-        .world
-        .seed
-        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        ^ sequence;
-    let hex = format!(
-        "{:016x}{:016x}",
-        x.rotate_left(29),
-        x.wrapping_mul(0xD6E8_FEB8_6659_FD93)
-    );
     let enrolment = Enrolment {
-        id: format!(
-            "{}-{}-4{}-8{}-{}",
-            &hex[0..8],
-            &hex[8..12],
-            &hex[13..16],
-            &hex[17..20],
-            &hex[20..32]
-        ),
+        id: super::guid(shared.options.world.seed, 29, sequence),
         program_id,
         contacts,
         address_books: books,

@@ -27,11 +27,7 @@ async fn state(
     State(shared): State<Arc<Shared>>,
     headers: axum::http::HeaderMap,
 ) -> Response<Body> {
-    let host = headers
-        .get(axum::http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
-    let base = format!("http://{host}");
+    let base = super::public_base(&headers);
     let world = shared.options.world;
     let requests = lock(&shared.requests).clone();
     let body = json!({
@@ -59,14 +55,8 @@ async fn service_account(
     State(shared): State<Arc<Shared>>,
     headers: axum::http::HeaderMap,
 ) -> Response<Body> {
-    let host = headers
-        .get(axum::http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
-    json_response(
-        StatusCode::OK,
-        &shared.google.key_file(&format!("http://{host}")),
-    )
+    let base = super::public_base(&headers);
+    json_response(StatusCode::OK, &shared.google.key_file(&base))
 }
 
 async fn reset(State(shared): State<Arc<Shared>>) -> Response<Body> {

@@ -18,7 +18,7 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use axum::routing::{get, post};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
 use super::ratelimit::Windows;
@@ -239,10 +239,7 @@ async fn list_campaigns(
         .skip((page - 1) * page_size)
         .take(page_size)
         .collect();
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
+    let base = super::public_base(&headers);
     let page_url = |p: usize| {
         let rest: String = params
             .iter()
@@ -255,7 +252,7 @@ async fn list_campaigns(
                 )
             })
             .collect();
-        format!("http://{host}/iterable/api/campaigns?page={p}{rest}")
+        format!("{base}/iterable/api/campaigns?page={p}{rest}")
     };
     let mut body = json!({ "campaigns": items, "totalCampaignsCount": total });
     if page * page_size < total {
@@ -318,20 +315,6 @@ pub const METRIC_COLUMNS: [&str; 29] = [
     "Unique Purchases",
     "Unique Unsubscribes",
 ];
-
-/// A date or date-time bound as Iterable accepts it.
-fn parse_bound(text: &str) -> Option<DateTime<Utc>> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Some(t.with_timezone(&Utc));
-    }
-    if let Ok(t) = chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S") {
-        return Some(t.and_utc());
-    }
-    NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|t| t.and_utc())
-}
 
 /// The share of a campaign's events inside `[start, end)`: events fall evenly over the
 /// seven days after the send.
@@ -431,7 +414,7 @@ async fn metrics(
     let mut window = [None, None];
     for (slot, key) in window.iter_mut().zip(["startDateTime", "endDateTime"]) {
         if let Some(text) = bound(key) {
-            match parse_bound(text) {
+            match super::parse_time(text) {
                 Some(t) => *slot = Some(t),
                 None => return bad_params(&format!("{key} is not a date: {text}")),
             }

@@ -171,6 +171,59 @@ fn error_response_for(path: &str, status: StatusCode, message: &str) -> Response
     }
 }
 
+/// The sandbox's address as the client reached it (its `Host`), for URLs handed back in
+/// answers (next pages, upload sessions, result files).
+pub fn public_base(headers: &axum::http::HeaderMap) -> String {
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    format!("http://{host}")
+}
+
+/// A GUID-shaped id, the same for the same seed, stream and sequence number.
+pub fn guid(seed: u64, stream: u32, sequence: u64) -> String {
+    let x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ sequence;
+    let hex = format!(
+        "{:016x}{:016x}",
+        x.rotate_left(stream),
+        x.wrapping_mul(0xD6E8_FEB8_6659_FD93)
+    );
+    format!(
+        "{}-{}-4{}-8{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[13..16],
+        &hex[17..20],
+        &hex[20..32]
+    )
+}
+
+/// A timestamp as the simulated APIs accept one: RFC 3339, `YYYY-MM-DDTHH:MM:SS`,
+/// `YYYY-MM-DD HH:MM:SS` or a bare date (midnight), all UTC.
+pub fn parse_time(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .ok()
+        .or_else(|| {
+            NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S")
+                .ok()
+                .map(|t| t.and_utc())
+        })
+        .or_else(|| {
+            NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S")
+                .ok()
+                .map(|t| t.and_utc())
+        })
+        .or_else(|| {
+            NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|t| t.and_utc())
+        })
+}
+
 /// A JSON response.
 pub fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Body> {
     let bytes = serde_json::to_vec(body).unwrap_or_default();

@@ -370,13 +370,10 @@ async fn get_upload_url(
         bytes: None,
         shared: false,
     });
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
+    let base = super::public_base(&headers);
     json_response(
         StatusCode::OK,
-        &json!({ "ok": true, "upload_url": format!("http://{host}/slack/upload/v1/{id}"), "file_id": id }),
+        &json!({ "ok": true, "upload_url": format!("{base}/slack/upload/v1/{id}"), "file_id": id }),
     )
 }
 

@@ -83,25 +83,7 @@ fn error_with_id(status: StatusCode, message: &str, request_id: &str) -> Respons
 
 /// A request id: deterministic for a given seed and request sequence.
 fn request_id(shared: &Shared, sequence: u64) -> String {
-    let x = shared
-        .options
-        .world
-        .seed
-        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        ^ sequence;
-    let hex = format!(
-        "{:016x}{:016x}",
-        x.rotate_left(17),
-        x.wrapping_mul(0xD6E8_FEB8_6659_FD93)
-    );
-    format!(
-        "{}-{}-4{}-a{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[13..16],
-        &hex[17..20],
-        &hex[20..32]
-    )
+    super::guid(shared.options.world.seed, 17, sequence)
 }
 
 /// Checks the bearer token and the rate limit; on failure, the response to send.

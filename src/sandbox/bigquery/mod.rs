@@ -797,12 +797,9 @@ async fn upload_job(
             state
                 .uploads
                 .insert(upload_id.clone(), (resource, Vec::new()));
-            let host = headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or("localhost");
+            let base = crate::sandbox::public_base(&headers);
             let location = format!(
-                "http://{host}/bigquery/upload/bigquery/v2/projects/{PROJECT_ID}/jobs?uploadType=resumable&upload_id={upload_id}"
+                "{base}/bigquery/upload/bigquery/v2/projects/{PROJECT_ID}/jobs?uploadType=resumable&upload_id={upload_id}"
             );
             let mut response = Response::new(Body::empty());
             if let Ok(value) = HeaderValue::from_str(&location) {

@@ -133,14 +133,6 @@ pub fn error(status: StatusCode, message: &str) -> Response<Body> {
     json_response(status, &json!({ "errors": message }))
 }
 
-fn base_url(headers: &HeaderMap) -> String {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
-    format!("http://{host}")
-}
-
 fn graphql_errors(errors: Vec<Value>) -> Response<Body> {
     json_response(StatusCode::OK, &json!({ "errors": errors }))
 }
@@ -181,7 +173,13 @@ async fn graphql(
             ]);
         }
     };
-    let mut response = answer(&shared, &doc, operation_name, &vars, &base_url(&headers));
+    let mut response = answer(
+        &shared,
+        &doc,
+        operation_name,
+        &vars,
+        &super::public_base(&headers),
+    );
     if let Ok(value) = HeaderValue::from_str(&version) {
         response
             .headers_mut()

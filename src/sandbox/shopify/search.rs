@@ -3,7 +3,7 @@
 //! prefix for negation, parentheses, and quoted values (dates must be quoted). Terms on
 //! fields an object does not have match everything, as Shopify ignores unknown filters.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 
 /// A value an object offers to a filter.
 #[derive(Debug, Clone, PartialEq)]
@@ -195,29 +195,6 @@ fn term(word: &str) -> Filter {
     }
 }
 
-/// A date or date-time as Shopify's search accepts it.
-pub fn parse_time(text: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .ok()
-        .or_else(|| {
-            NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S")
-                .ok()
-                .map(|t| t.and_utc())
-        })
-        .or_else(|| {
-            NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S")
-                .ok()
-                .map(|t| t.and_utc())
-        })
-        .or_else(|| {
-            NaiveDate::parse_from_str(text, "%Y-%m-%d")
-                .ok()
-                .and_then(|d| d.and_hms_opt(0, 0, 0))
-                .map(|t| t.and_utc())
-        })
-}
-
 fn compare<T: PartialOrd>(left: T, op: Op, right: T) -> bool {
     match op {
         Op::Eq => left == right,
@@ -238,7 +215,7 @@ impl Filter {
             Filter::Not(inner) => !inner.matches(item),
             Filter::Term { field, op, value } => match item.attr(field) {
                 None => true,
-                Some(Attr::Time(t)) => match parse_time(value) {
+                Some(Attr::Time(t)) => match crate::sandbox::parse_time(value) {
                     // `created_at:2024-01-01` means that day.
                     Some(v) if *op == Op::Eq && value.len() == 10 => {
                         t.date_naive() == v.date_naive()
@@ -276,7 +253,7 @@ mod tests {
 
     fn item(updated: &str, status: &'static str) -> Item {
         Item {
-            updated: parse_time(updated).expect("time"),
+            updated: crate::sandbox::parse_time(updated).expect("time"),
             status,
             email: "Ana@Example.com",
         }
