@@ -197,6 +197,17 @@ fn authorize(headers: &HeaderMap, call: &Call) -> Result<(), Response<Body>> {
     }
 }
 
+/// A Web API call's arguments, once its token is accepted.
+fn accept(
+    headers: &HeaderMap,
+    query: &BTreeMap<String, String>,
+    body: &Bytes,
+) -> Result<Call, Response<Body>> {
+    let call = parse_call(headers, query, body)?;
+    authorize(headers, &call)?;
+    Ok(call)
+}
+
 /// A channel by id or name (with or without `#`), or the error code for it.
 fn channel(arg: Option<&Value>) -> Result<&'static str, &'static str> {
     let wanted = arg.and_then(Value::as_str).ok_or("channel_not_found")?;
@@ -265,13 +276,10 @@ async fn post_message(
     Query(query): Query<BTreeMap<String, String>>,
     body: Bytes,
 ) -> Response<Body> {
-    let call = match parse_call(&headers, &query, &body) {
+    let call = match accept(&headers, &query, &body) {
         Ok(call) => call,
         Err(response) => return response,
     };
-    if let Err(response) = authorize(&headers, &call) {
-        return response;
-    }
     let args = &call.args;
     let channel_id = match channel(args.get("channel")) {
         Ok(id) => id,
@@ -330,13 +338,10 @@ async fn get_upload_url(
     Query(query): Query<BTreeMap<String, String>>,
     body: Bytes,
 ) -> Response<Body> {
-    let call = match parse_call(&headers, &query, &body) {
+    let call = match accept(&headers, &query, &body) {
         Ok(call) => call,
         Err(response) => return response,
     };
-    if let Err(response) = authorize(&headers, &call) {
-        return response;
-    }
     let Some(filename) = call
         .args
         .get("filename")
@@ -439,13 +444,10 @@ async fn complete_upload(
     Query(query): Query<BTreeMap<String, String>>,
     body: Bytes,
 ) -> Response<Body> {
-    let call = match parse_call(&headers, &query, &body) {
+    let call = match accept(&headers, &query, &body) {
         Ok(call) => call,
         Err(response) => return response,
     };
-    if let Err(response) = authorize(&headers, &call) {
-        return response;
-    }
     let Some(files) = call
         .args
         .get("files")

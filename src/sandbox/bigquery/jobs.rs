@@ -341,12 +341,9 @@ pub(super) async fn insert_job(
     body: String,
 ) -> Response<Body> {
     admit!(shared, headers, project);
-    let Ok(resource) = serde_json::from_str::<Value>(&body) else {
-        return bq_error(
-            StatusCode::BAD_REQUEST,
-            "invalid",
-            "Invalid JSON payload received.",
-        );
+    let resource = match json_body(body.as_bytes()) {
+        Ok(value) => value,
+        Err(response) => return response,
     };
     let mut state = shared.bigquery.lock().await;
     match state.register(resource, None) {

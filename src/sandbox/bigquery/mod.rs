@@ -108,6 +108,17 @@ fn bq_error(status: StatusCode, reason: &str, message: &str) -> Response<Body> {
     google_error(status, message, name, reason)
 }
 
+/// A JSON request body, or Google's answer to one that is not JSON.
+fn json_body(body: &[u8]) -> Result<Value, Response<Body>> {
+    serde_json::from_slice(body).map_err(|_| {
+        bq_error(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "Invalid JSON payload received.",
+        )
+    })
+}
+
 fn not_found(what: &str) -> Response<Body> {
     bq_error(
         StatusCode::NOT_FOUND,

@@ -60,12 +60,9 @@ pub(super) async fn query(
     body: String,
 ) -> Response<Body> {
     admit!(shared, headers, project);
-    let Ok(request) = serde_json::from_str::<Value>(&body) else {
-        return bq_error(
-            StatusCode::BAD_REQUEST,
-            "invalid",
-            "Invalid JSON payload received.",
-        );
+    let request = match json_body(body.as_bytes()) {
+        Ok(value) => value,
+        Err(response) => return response,
     };
     let mut state = shared.bigquery.lock().await;
     let mut config =
