@@ -9,6 +9,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod http;
 pub mod pipeline;
 pub mod sandbox;
 pub mod scheduler;

@@ -470,25 +470,33 @@ pub async fn connect(
 }
 
 async fn probe(base_url: &str) -> Result<Connection, ConnectError> {
+    use crate::http::{Auth, Call, HttpClient, Service, Timeouts, retry::RetryPolicy};
     let unreachable = |reason: String| ConnectError::Unreachable {
         url: base_url.to_string(),
         reason,
     };
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(5))
-        .build()
-        .map_err(|e| unreachable(e.to_string()))?;
+    let parsed = base_url
+        .parse()
+        .map_err(|e: url::ParseError| unreachable(e.to_string()))?;
+    let service = Service {
+        name: "sandbox",
+        base_url: parsed,
+        auth: Auth::None,
+        retry: RetryPolicy {
+            max_retries: 1,
+            ..RetryPolicy::default()
+        },
+        budget: None,
+    };
+    let timeouts = Timeouts {
+        connect: std::time::Duration::from_secs(3),
+        request: std::time::Duration::from_secs(10),
+    };
+    let client = HttpClient::new(timeouts).map_err(|e| unreachable(e.message))?;
     let response = client
-        .get(format!("{base_url}/_sandbox/state"))
-        .send()
+        .send(&service, &Call::get("/_sandbox/state"))
         .await
-        .map_err(|e| unreachable(e.to_string()))?;
-    if !response.status().is_success() {
-        return Err(unreachable(format!(
-            "GET /_sandbox/state answered {}",
-            response.status()
-        )));
-    }
+        .map_err(|e| unreachable(e.message))?;
     let state: serde_json::Value = response
         .json()
         .await

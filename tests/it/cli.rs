@@ -8,10 +8,6 @@ use std::time::{Duration, Instant};
 use mailroom::state::{DataDirLock, RunStatus, StateStore};
 
 /// `mailroom` in `dir`, with no `MAILROOM_*` or secret variables from the test's environment.
-#[allow(
-    clippy::disallowed_methods,
-    reason = "passes PATH through to the child"
-)]
 fn mailroom(dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailroom"));
     cmd.current_dir(dir)

@@ -4,6 +4,8 @@
 //!   once with file, line, key path and hints; secrets resolve from the environment.
 //! - `scheduler`: DST-correct firing with a fake clock, overlap, restart catch-up,
 //!   shutdown with a grace period, and jobs that keep failing stay scheduled.
+//! - `http`: the shared HTTP client against the sandbox: retries, `Retry-After` floors,
+//!   errors that name what failed, redaction, rate budgets.
 //! - `retry`: retry classification and backoff of one run, timeouts and dry runs.
 //! - `cli`: the `mailroom` binary's commands, output and exit codes.
 //! - `sandbox_smile`, `sandbox_smartrmail`, `sandbox_iterable`, `sandbox_dotdigital`,
@@ -14,8 +16,12 @@
 //! - `sandbox_faults`: the fault plan, inspection, reset, and same-seed determinism.
 //! - `support`: a scripted executor and helpers shared by the above.
 
+// The tests talk to the sandbox as independent clients would, with reqwest directly.
+#![allow(clippy::disallowed_methods)]
+
 mod cli;
 mod config;
+mod http;
 mod retry;
 mod sandbox_bigquery;
 mod sandbox_dotdigital;

@@ -1,0 +1,56 @@
+//! Per-credential rate budgets: calls wait their turn instead of being refused.
+//!
+//! The APIs count fixed windows per token (Smile: 10 per second, Iterable metrics: 10 per
+//! minute), so a budget spaces calls evenly with no burst: at most `n` fall in any window,
+//! and a steady extraction runs right at the documented limit.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+
+/// A rate budget shared by every call made with one credential.
+pub struct RateBudget {
+    limiter: DefaultDirectRateLimiter,
+    /// The limit, for logs: "10 per second".
+    pub description: String,
+}
+
+impl std::fmt::Debug for RateBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateBudget")
+            .field("description", &self.description)
+            .finish()
+    }
+}
+
+fn non_zero(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
+}
+
+impl RateBudget {
+    /// At most `n` calls per second, evenly spaced.
+    pub fn per_second(n: u32) -> Arc<Self> {
+        Arc::new(RateBudget {
+            limiter: RateLimiter::direct(
+                Quota::per_second(non_zero(n)).allow_burst(NonZeroU32::MIN),
+            ),
+            description: format!("{n} per second"),
+        })
+    }
+
+    /// At most `n` calls per minute, evenly spaced.
+    pub fn per_minute(n: u32) -> Arc<Self> {
+        Arc::new(RateBudget {
+            limiter: RateLimiter::direct(
+                Quota::per_minute(non_zero(n)).allow_burst(NonZeroU32::MIN),
+            ),
+            description: format!("{n} per minute"),
+        })
+    }
+
+    /// Waits until the next call may go.
+    pub async fn wait(&self) {
+        self.limiter.until_ready().await;
+    }
+}
