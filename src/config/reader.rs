@@ -76,11 +76,6 @@ impl<'de> TableReader<'de> {
         join(&self.path, key)
     }
 
-    /// Where the table starts, for problems about the table as a whole.
-    pub fn start(&self) -> usize {
-        self.span.start
-    }
-
     /// Whether the table has a key (without taking it).
     pub fn contains(&self, key: &str) -> bool {
         self.entries.contains_key(key)

@@ -149,25 +149,21 @@ impl Shared {
 
 /// The service a path belongs to, and how it shapes error bodies.
 fn error_response_for(path: &str, status: StatusCode, message: &str) -> Response<Body> {
-    if path.starts_with("/smile/") {
-        smile::error(status, message)
-    } else if path.starts_with("/smartrmail/") {
-        smartrmail::error(status, message)
-    } else if path.starts_with("/iterable/") {
-        iterable::error(status, message)
-    } else if path.starts_with("/dotdigital/") {
-        dotdigital::error(status, message)
-    } else if path.starts_with("/shopify/") {
-        shopify::error(status, message)
-    } else if path.starts_with("/slack/") {
-        slack::error(status, message)
-    } else if path.starts_with("/sheets/")
-        || path.starts_with("/bigquery/")
-        || path.starts_with("/oauth2/")
-    {
-        google::error(status, message)
-    } else {
-        json_response(status, &serde_json::json!({ "error": message }))
+    type ErrorBody = fn(StatusCode, &str) -> Response<Body>;
+    const SERVICES: [(&str, ErrorBody); 9] = [
+        ("/smile/", smile::error),
+        ("/smartrmail/", smartrmail::error),
+        ("/iterable/", iterable::error),
+        ("/dotdigital/", dotdigital::error),
+        ("/shopify/", shopify::error),
+        ("/slack/", slack::error),
+        ("/sheets/", google::error),
+        ("/bigquery/", google::error),
+        ("/oauth2/", google::error),
+    ];
+    match SERVICES.iter().find(|(prefix, _)| path.starts_with(prefix)) {
+        Some((_, error)) => error(status, message),
+        None => json_response(status, &serde_json::json!({ "error": message })),
     }
 }
 

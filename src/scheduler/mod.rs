@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{JobConfig, MissedPolicy, OverlapPolicy};
 use crate::error::ErrorKind;
-use crate::state::{NewRun, RunStatus, Trigger};
+use crate::state::{NewRun, Trigger};
 use clock::sleep_until;
 pub use job::{Executor, RunContext, RunError, RunOutcome, Runtime};
 
@@ -325,18 +325,5 @@ impl InFlight {
                 format!("internal error, please report it: the run panicked: {err}"),
             )
         })
-    }
-}
-
-/// `RunStatus` of an outcome as an exit status for one-shot commands.
-pub fn outcome_kind(outcome: &RunOutcome) -> Option<ErrorKind> {
-    match outcome.status {
-        RunStatus::Succeeded | RunStatus::Skipped => None,
-        _ => Some(
-            outcome
-                .error
-                .as_ref()
-                .map_or(ErrorKind::Terminal, |e| e.kind),
-        ),
     }
 }

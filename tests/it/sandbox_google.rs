@@ -279,12 +279,7 @@ async fn append_writes_after_the_table_and_reports_the_updated_range() {
         )
     );
 
-    let (_, state) = (
-        0,
-        get_json(&format!("{}/_sandbox/state", sandbox.base_url), &[])
-            .await
-            .2,
-    );
+    let (_, _, state) = get_json(&format!("{}/_sandbox/state", sandbox.base_url), &[]).await;
     assert_eq!(
         state["sheets"]["tabs"]["Sheet1"].as_array().map(Vec::len),
         Some(3)
@@ -321,12 +316,7 @@ async fn add_sheet_batches_are_atomic_and_titles_unique() {
         .append("'Weekly email'!A1", "valueInputOption=RAW", json!([["ok"]]))
         .await;
     assert_eq!(values["updates"]["updatedRange"], "'Weekly email'!A1:A1");
-    let (_, state) = (
-        0,
-        get_json(&format!("{}/_sandbox/state", sandbox.base_url), &[])
-            .await
-            .2,
-    );
+    let (_, _, state) = get_json(&format!("{}/_sandbox/state", sandbox.base_url), &[]).await;
     assert!(
         state["sheets"]["tabs"].get("Loyalty").is_none(),
         "the failed batch added nothing"

@@ -186,17 +186,18 @@ impl Searchable for Order {
 }
 
 /// A customer with what filters need to know.
-pub struct CustomerRow {
+#[derive(Clone, Copy)]
+pub struct CustomerRow<'a> {
     /// The person.
-    pub person: Person,
+    pub person: &'a Person,
     /// Their orders.
-    pub orders: Vec<Order>,
+    pub orders: &'a [Order],
 }
 
-impl Searchable for CustomerRow {
+impl Searchable for CustomerRow<'_> {
     fn attr(&self, field: &str) -> Option<Attr> {
         Some(match field {
-            "updated_at" => Attr::Time(customer_updated_at(&self.person, &self.orders)),
+            "updated_at" => Attr::Time(customer_updated_at(self.person, self.orders)),
             "created_at" => Attr::Time(self.person.created_at),
             "email" => Attr::Text(self.person.shopify_email.clone()),
             "id" => Attr::Number(CUSTOMER_BASE as i64 + i64::from(self.person.index)),

@@ -253,7 +253,14 @@ fn answer(
 }
 
 /// An object with the key connections sort it by.
-type Keyed = (Value, (SortValue, u64));
+/// A matching order or customer, rendered to JSON only once it is on the page.
+#[derive(Clone, Copy)]
+enum Hit<'a> {
+    Order(&'a Order),
+    Customer(CustomerRow<'a>),
+}
+
+type Keyed<'a> = (Hit<'a>, (SortValue, u64));
 
 /// Resolves root fields for one request.
 struct ShopifyRoot<'a> {
@@ -304,13 +311,13 @@ fn sort_key<'k>(
     }
 }
 
-impl ShopifyRoot<'_> {
+impl<'a> ShopifyRoot<'a> {
     /// Every order matching the arguments, keyed for sorting.
-    fn orders(&self, args: &Map<String, Value>) -> Result<Vec<Keyed>, String> {
+    fn orders(&self, args: &Map<String, Value>) -> Result<Vec<Keyed<'a>>, String> {
         let filter = search::parse(args.get("query").and_then(Value::as_str).unwrap_or(""));
         let key = sort_key(args, &ORDER_SORT_KEYS, "PROCESSED_AT", "OrderSortKeys")?;
-        Ok(self
-            .catalog
+        let catalog: &'a Catalog = self.catalog;
+        Ok(catalog
             .orders
             .iter()
             .filter(|o| filter.matches(*o))
@@ -325,38 +332,46 @@ impl ShopifyRoot<'_> {
                     "CUSTOMER_NAME" => SortValue::Text(o.email.to_lowercase()),
                     _ => SortValue::Number(o.id as i64),
                 };
-                (self.catalog.order(o), (sort, o.id))
+                (Hit::Order(o), (sort, o.id))
             })
             .collect())
     }
 
     /// Every customer matching the arguments, keyed for sorting.
-    fn customers(&self, args: &Map<String, Value>) -> Result<Vec<Keyed>, String> {
+    fn customers(&self, args: &Map<String, Value>) -> Result<Vec<Keyed<'a>>, String> {
         let filter = search::parse(args.get("query").and_then(Value::as_str).unwrap_or(""));
         let key = sort_key(args, &CUSTOMER_SORT_KEYS, "ID", "CustomerSortKeys")?;
-        Ok(self
-            .catalog
+        let catalog: &'a Catalog = self.catalog;
+        Ok(catalog
             .people
             .iter()
             .map(|p| CustomerRow {
-                person: p.clone(),
-                orders: self.catalog.person_orders(p.index).to_vec(),
+                person: p,
+                orders: catalog.person_orders(p.index),
             })
             .filter(|row| filter.matches(row))
             .map(|row| {
                 let id = data::CUSTOMER_BASE + u64::from(row.person.index);
                 let sort = match key {
                     "CREATED_AT" => SortValue::Time(row.person.created_at),
-                    "UPDATED_AT" => SortValue::Time(customer_updated_at(&row.person, &row.orders)),
+                    "UPDATED_AT" => SortValue::Time(customer_updated_at(row.person, row.orders)),
                     "NAME" => SortValue::Text(format!(
                         "{} {}",
                         row.person.first_name, row.person.last_name
                     )),
                     _ => SortValue::Number(id as i64),
                 };
-                (customer_json(&row.person, &row.orders), (sort, id))
+                (Hit::Customer(row), (sort, id))
             })
             .collect())
+    }
+
+    /// The JSON of one hit, built only for what a page or bulk result returns.
+    fn render(&self, hit: Hit<'_>) -> Value {
+        match hit {
+            Hit::Order(order) => self.catalog.order(order),
+            Hit::Customer(row) => customer_json(row.person, row.orders),
+        }
     }
 
     fn by_gid(&mut self, id: &str) -> Value {
@@ -425,7 +440,7 @@ impl ShopifyRoot<'_> {
         };
         let mut items = items;
         items.sort_by(|a, b| a.1.partial_cmp(&b.1).unwrap_or(std::cmp::Ordering::Equal));
-        let items: Vec<Value> = items.into_iter().map(|(v, _)| v).collect();
+        let items: Vec<Value> = items.into_iter().map(|(hit, _)| self.render(hit)).collect();
         let vars = Map::new();
         let mut exec = Exec::new(doc, &vars);
         let mut lines = Vec::new();
@@ -536,9 +551,13 @@ impl ShopifyRoot<'_> {
 impl Root for ShopifyRoot<'_> {
     fn resolve(&mut self, name: &str, args: &Map<String, Value>) -> Result<Resolved, String> {
         let page_args: PageArgs = exec::page_args(args);
-        let page = |items: Vec<Keyed>| {
+        let page = |root: &Self, items: Vec<Keyed>| {
             paginate(items, |(_, key)| key.clone(), &page_args).map(|p| data::Page {
-                items: p.items.into_iter().map(|((v, _), c)| (v, c)).collect(),
+                items: p
+                    .items
+                    .into_iter()
+                    .map(|((hit, _), cursor)| (root.render(hit), cursor))
+                    .collect(),
                 has_next: p.has_next,
                 has_previous: p.has_previous,
             })
@@ -549,8 +568,8 @@ impl Root for ShopifyRoot<'_> {
             .unwrap_or_default()
             .to_string();
         Ok(match name {
-            "orders" => Resolved::Page(page(self.orders(args)?)?),
-            "customers" => Resolved::Page(page(self.customers(args)?)?),
+            "orders" => Resolved::Page(page(self, self.orders(args)?)?),
+            "customers" => Resolved::Page(page(self, self.customers(args)?)?),
             "order" | "customer" | "node" => Resolved::Value(self.by_gid(&id)),
             "bulkOperation" => {
                 Resolved::Value(parse_gid(&id).map_or(Value::Null, |(_, n)| self.poll(n)))
