@@ -184,14 +184,9 @@ async fn the_fault_plan_can_be_replaced_at_run_time_and_reset_restores_the_world
         StatusCode::INTERNAL_SERVER_ERROR
     );
 
-    let subscriber = format!(
-        "{}/smartrmail/api/v1/subscribers/s_0001?token=sandbox",
-        sandbox.base_url
-    );
     let (_, _, state) = get_json(&format!("{}/_sandbox/state", sandbox.base_url), &[]).await;
     assert_eq!(state["faults"][0]["fault"]["kind"], "server_error");
     assert_eq!(state["faults"][0]["seen"], 1);
-    let _ = subscriber;
 
     let w = mailroom::sandbox::world::World::new(mailroom::sandbox::world::WorldParams {
         seed: 42,
