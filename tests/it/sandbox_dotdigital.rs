@@ -1,21 +1,13 @@
 //! Contract tests for the Dotdigital simulator against `api-reference/dotdigital.md`.
 
-use mailroom::sandbox::world::{Platform, World, WorldParams};
+use mailroom::sandbox::world::Platform;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{get_json, small_sandbox};
+use crate::support::{get_json, small_sandbox, small_world};
 
 /// `Authorization: Basic base64("sandbox:sandbox")`.
 const AUTH: (&str, &str) = ("Authorization", "Basic c2FuZGJveDpzYW5kYm94");
-
-fn world() -> World {
-    World::new(WorldParams {
-        seed: 42,
-        customers: 300,
-        anchor: WorldParams::default_anchor(),
-    })
-}
 
 /// The trailing `ERROR_*` token of a v2 error message.
 fn token(body: &Value) -> String {
@@ -73,7 +65,7 @@ async fn basic_auth_is_required_and_account_info_names_the_endpoint() {
 #[tokio::test]
 async fn campaigns_page_with_select_and_skip_until_a_short_page() {
     let sandbox = small_sandbox().await;
-    let expected: Vec<u64> = world()
+    let expected: Vec<u64> = small_world()
         .campaigns(Platform::Dotdigital)
         .iter()
         .map(|c| c.id)
@@ -108,7 +100,7 @@ async fn campaigns_page_with_select_and_skip_until_a_short_page() {
         )
     );
 
-    let campaigns = world().campaigns(Platform::Dotdigital);
+    let campaigns = small_world().campaigns(Platform::Dotdigital);
     let since = campaigns[campaigns.len() / 2].sent_at;
     let url = format!(
         "{}/dotdigital/v2/campaigns/with-activity-since/{}",
@@ -128,7 +120,7 @@ async fn campaigns_page_with_select_and_skip_until_a_short_page() {
 #[tokio::test]
 async fn summaries_keep_html_text_and_total_triples_and_rates_as_fractions() {
     let sandbox = small_sandbox().await;
-    let campaign = world().campaigns(Platform::Dotdigital)[3].clone();
+    let campaign = small_world().campaigns(Platform::Dotdigital)[3].clone();
     let url = format!(
         "{}/dotdigital/v2/campaigns/{}/summary",
         sandbox.base_url, campaign.id
@@ -205,7 +197,7 @@ async fn summaries_keep_html_text_and_total_triples_and_rates_as_fractions() {
 #[tokio::test]
 async fn contact_writes_need_existing_typed_data_fields_and_never_change_status() {
     let sandbox = small_sandbox().await;
-    let w = world();
+    let w = small_world();
     let unsubscribed = w
         .people()
         .filter_map(|p| w.subscriber_of(&p))
@@ -346,7 +338,7 @@ async fn address_books_hold_contacts_and_refuse_duplicate_names() {
 #[tokio::test]
 async fn enrolments_process_then_finish_report_faults_and_stop_at_20_an_hour() {
     let sandbox = small_sandbox().await;
-    let w = world();
+    let w = small_world();
     let contact_id = 4_400_000
         + w.people()
             .find(|p| w.subscriber_of(p).is_some())

@@ -188,11 +188,7 @@ async fn the_fault_plan_can_be_replaced_at_run_time_and_reset_restores_the_world
     assert_eq!(state["faults"][0]["fault"]["kind"], "server_error");
     assert_eq!(state["faults"][0]["seen"], 1);
 
-    let w = mailroom::sandbox::world::World::new(mailroom::sandbox::world::WorldParams {
-        seed: 42,
-        customers: 300,
-        anchor: mailroom::sandbox::world::WorldParams::default_anchor(),
-    });
+    let w = crate::support::small_world();
     let email = w
         .people()
         .filter_map(|p| w.subscriber_of(&p))

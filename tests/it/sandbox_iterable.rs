@@ -1,21 +1,16 @@
 //! Contract tests for the Iterable simulator against `api-reference/iterable.md`.
 
 use mailroom::sandbox::iterable::METRIC_COLUMNS;
-use mailroom::sandbox::world::{Platform, World, WorldParams};
+use mailroom::sandbox::world::Platform;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{get_json, small_sandbox};
+use crate::support::{get_json, small_sandbox, small_world};
 
 const KEY: (&str, &str) = ("Api-Key", "sandbox");
 
 fn campaigns() -> Vec<mailroom::sandbox::world::Campaign> {
-    World::new(WorldParams {
-        seed: 42,
-        customers: 300,
-        anchor: WorldParams::default_anchor(),
-    })
-    .campaigns(Platform::Iterable)
+    small_world().campaigns(Platform::Iterable)
 }
 
 async fn post(url: &str, body: Value) -> (StatusCode, Value) {

@@ -3,19 +3,10 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use mailroom::sandbox::world::{World, WorldParams};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::small_sandbox;
-
-fn world() -> World {
-    World::new(WorldParams {
-        seed: 42,
-        customers: 300,
-        anchor: WorldParams::default_anchor(),
-    })
-}
+use crate::support::{small_sandbox, small_world};
 
 struct Shop {
     url: String,
@@ -136,7 +127,7 @@ async fn orders_page_to_the_end_sorted_by_updated_at_with_every_order_once() {
     let sandbox = small_sandbox().await;
     let shop = Shop::new(&sandbox.base_url);
     let orders = all_orders(&shop, "").await;
-    let w = world();
+    let w = small_world();
     let expected: Vec<_> = w.people().flat_map(|p| w.orders_of(&p)).collect();
     let ids: BTreeSet<&str> = orders
         .iter()
@@ -176,7 +167,7 @@ async fn the_query_argument_filters_with_shopify_search_syntax() {
     let shop = Shop::new(&sandbox.base_url);
     let since = "2026-09-01T00:00:00Z";
     let recent = all_orders(&shop, &format!("updated_at:>'{since}'")).await;
-    let w = world();
+    let w = small_world();
     let expected = w
         .people()
         .flat_map(|p| w.orders_of(&p))
@@ -209,7 +200,7 @@ async fn customers_carry_consent_counts_and_emails_as_shopify_has_them() {
         .as_array()
         .expect("nodes");
     assert_eq!(customers.len(), 200);
-    let w = world();
+    let w = small_world();
     let person = w.person(29);
     let c = customers
         .iter()
@@ -416,7 +407,7 @@ async fn bulk_operations_run_through_polls_to_a_jsonl_file_with_parent_ids() {
     assert_eq!(operation["objectCount"], lines.len().to_string());
     assert_eq!(operation["fileSize"], jsonl.len().to_string());
 
-    let w = world();
+    let w = small_world();
     let since = chrono::DateTime::parse_from_rfc3339("2026-06-01T00:00:00Z").expect("ts");
     let orders: Vec<_> = w
         .people()

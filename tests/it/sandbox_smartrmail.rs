@@ -1,20 +1,11 @@
 //! Contract tests for the SmartrMail simulator against `api-reference/smartrmail.md`.
 
-use mailroom::sandbox::world::{World, WorldParams};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{get_json, small_sandbox};
+use crate::support::{get_json, small_sandbox, small_world};
 
 const AUTH: (&str, &str) = ("Authorization", "token sandbox");
-
-fn world() -> World {
-    World::new(WorldParams {
-        seed: 42,
-        customers: 300,
-        anchor: WorldParams::default_anchor(),
-    })
-}
 
 fn encode(ident: &str) -> String {
     ident.replace('@', "%40").replace('+', "%2B")
@@ -59,7 +50,7 @@ async fn lists_and_their_subscribers_are_bare_arrays_with_everything_in_one_resp
         .iter()
         .find(|l| l["name"] == "Newsletter")
         .expect("newsletter");
-    let w = world();
+    let w = small_world();
     let seeded = w.people().filter(|p| w.subscriber_of(p).is_some()).count();
     assert_eq!(newsletter["subscribers_count"], seeded);
 
@@ -89,7 +80,7 @@ async fn lists_and_their_subscribers_are_bare_arrays_with_everything_in_one_resp
 #[tokio::test]
 async fn subscribers_are_found_by_encoded_email_any_case_phone_or_uid() {
     let sandbox = small_sandbox().await;
-    let w = world();
+    let w = small_world();
     let subscriber = w
         .people()
         .filter_map(|p| w.subscriber_of(&p))
@@ -114,7 +105,7 @@ async fn subscribers_are_found_by_encoded_email_any_case_phone_or_uid() {
 #[tokio::test]
 async fn bulk_add_creates_new_subscribers_but_never_updates_existing_ones() {
     let sandbox = small_sandbox().await;
-    let w = world();
+    let w = small_world();
     let unsubscribed = w
         .people()
         .filter_map(|p| w.subscriber_of(&p))
@@ -183,7 +174,7 @@ async fn bulk_add_creates_new_subscribers_but_never_updates_existing_ones() {
 #[tokio::test]
 async fn put_updates_only_the_given_fields_and_unsubscribe_resubscribe_toggle_status() {
     let sandbox = small_sandbox().await;
-    let w = world();
+    let w = small_world();
     let subscriber = w
         .people()
         .filter_map(|p| w.subscriber_of(&p))

@@ -2,21 +2,12 @@
 
 use std::collections::BTreeSet;
 
-use mailroom::sandbox::world::{World, WorldParams};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{get_json, small_sandbox};
+use crate::support::{get_json, small_sandbox, small_world};
 
 const AUTH: (&str, &str) = ("Authorization", "Bearer sandbox");
-
-fn world() -> World {
-    World::new(WorldParams {
-        seed: 42,
-        customers: 300,
-        anchor: WorldParams::default_anchor(),
-    })
-}
 
 fn assert_error_envelope(body: &Value) {
     assert!(
@@ -56,7 +47,7 @@ async fn requests_without_a_valid_bearer_token_get_401_with_the_error_envelope()
 #[tokio::test]
 async fn cursor_pagination_walks_every_customer_newest_first_to_a_null_next_cursor() {
     let sandbox = small_sandbox().await;
-    let w = world();
+    let w = small_world();
     let expected: BTreeSet<u64> = w
         .people()
         .flat_map(|p| w.smile_customers_of(&p))
@@ -141,7 +132,7 @@ async fn limit_defaults_to_50_and_must_be_between_1_and_250() {
 #[tokio::test]
 async fn email_filter_may_match_several_records_or_none() {
     let sandbox = small_sandbox().await;
-    let w = world();
+    let w = small_world();
     let shared = w
         .people()
         .find(|p| w.smile_customers_of(p).len() == 2)
@@ -175,7 +166,7 @@ async fn email_filter_may_match_several_records_or_none() {
 #[tokio::test]
 async fn include_embeds_vip_status_and_its_tier_and_fields_follow_the_reference() {
     let sandbox = small_sandbox().await;
-    let w = world();
+    let w = small_world();
     let gold = w
         .people()
         .flat_map(|p| w.smile_customers_of(&p))
@@ -231,7 +222,7 @@ async fn updated_at_min_returns_only_records_changed_since() {
             .iter()
             .all(|c| c["updated_at"].as_str().expect("ts") >= "2026-09-01T00:00:00.000Z")
     );
-    let w = world();
+    let w = small_world();
     let expected = w
         .people()
         .flat_map(|p| w.smile_customers_of(&p))
@@ -261,7 +252,7 @@ async fn vip_tiers_come_by_milestone_without_pagination() {
 #[tokio::test]
 async fn points_transactions_move_the_balance_and_never_below_zero() {
     let sandbox = small_sandbox().await;
-    let w = world();
+    let w = small_world();
     let member = w
         .people()
         .flat_map(|p| w.smile_customers_of(&p))

@@ -196,9 +196,26 @@ pub async fn sandbox(
         .expect("sandbox starts")
 }
 
+const SMALL_SEED: u64 = 42;
+const SMALL_CUSTOMERS: u32 = 300;
+
 /// A small world (seed 42, 300 customers) with the real services' rate limits.
 pub async fn small_sandbox() -> mailroom::sandbox::RunningSandbox {
-    sandbox(mailroom::sandbox::SandboxOptions::new(42, 300)).await
+    sandbox(mailroom::sandbox::SandboxOptions::new(
+        SMALL_SEED,
+        SMALL_CUSTOMERS,
+    ))
+    .await
+}
+
+/// The world [`small_sandbox`] serves, for computing what its answers must contain.
+pub fn small_world() -> mailroom::sandbox::world::World {
+    use mailroom::sandbox::world::{World, WorldParams};
+    World::new(WorldParams {
+        seed: SMALL_SEED,
+        customers: SMALL_CUSTOMERS,
+        anchor: WorldParams::default_anchor(),
+    })
 }
 
 /// GET `url` with optional extra headers; returns status, headers and parsed JSON (or
