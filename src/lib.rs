@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod normalize;
 pub mod pipeline;
 pub mod sandbox;
 pub mod scheduler;

@@ -1,0 +1,732 @@
+//! Source records → Arrow record batches, following a [`TableSchema`].
+//!
+//! JSON records are read in one pass by a serde visitor that walks the declared field tree
+//! and writes each value into its column's slot: no per-record map is built, strings are
+//! borrowed from the page when they have no escapes, and nested arrays (Shopify line items)
+//! are kept as raw JSON and decoded into their child table. CSV rows (Iterable metrics) go
+//! through the same typing. A record that does not fit is quarantined with the reason and
+//! the decoder goes on; a field the declaration does not know is reported once per run and,
+//! under [`SchemaPolicy::Evolve`], added as a nullable column.
+
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanBuilder, Date32Builder, Decimal128Builder, Float64Builder, Int64Builder,
+    StringBuilder, TimestampMicrosecondBuilder,
+};
+use arrow::datatypes::SchemaRef;
+use arrow::error::ArrowError;
+use arrow::record_batch::RecordBatch;
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+use super::RunStamp;
+use super::quarantine::Quarantined;
+use super::schema::{
+    Column, ColumnType, Convert, MONEY_PRECISION, MONEY_SCALE, SchemaPolicy, TableSchema, ValueFrom,
+};
+use super::value::{Cell, Typed, convert, parse_date};
+
+/// Rows per batch handed to the sink.
+pub const BATCH_ROWS: usize = 8192;
+
+/// Decodes one table's records (and its child tables') into batches.
+pub struct Decoder {
+    table: TableSchema,
+    schema: SchemaRef,
+    policy: SchemaPolicy,
+    stamp: Arc<RunStamp>,
+    tree: Node,
+    builders: Vec<ColumnBuilder>,
+    rows: usize,
+    children: Vec<ChildDecoder>,
+    quarantined: Vec<Quarantined>,
+    reported: HashSet<String>,
+    new_fields: Vec<String>,
+    cursor_column: Option<usize>,
+    cursor_max: Option<i64>,
+    records: u64,
+}
+
+struct ChildDecoder {
+    /// For each child column, the parent column it copies (if it is a `Parent` column).
+    parent_columns: Vec<Option<usize>>,
+    decoder: Decoder,
+}
+
+/// Where a field path leads.
+#[derive(Debug)]
+enum Slot {
+    Column(usize),
+    Object(Node),
+    Child(usize),
+    Ignored,
+}
+
+#[derive(Debug, Default)]
+struct Node {
+    fields: HashMap<String, Slot>,
+}
+
+impl Node {
+    fn insert(&mut self, path: &str, slot: Slot) {
+        match path.split_once('.') {
+            None => {
+                self.fields.insert(path.to_string(), slot);
+            }
+            Some((head, rest)) => {
+                let entry = self
+                    .fields
+                    .entry(head.to_string())
+                    .or_insert_with(|| Slot::Object(Node::default()));
+                if let Slot::Object(node) = entry {
+                    node.insert(rest, slot);
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Decoder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Decoder")
+            .field("table", &self.table.name)
+            .field("rows", &self.rows)
+            .finish()
+    }
+}
+
+impl Decoder {
+    /// A decoder for `table`'s records, stamping rows with `stamp`.
+    pub fn new(table: &TableSchema, policy: SchemaPolicy, stamp: Arc<RunStamp>) -> Self {
+        let mut tree = Node::default();
+        for (i, column) in table.columns.iter().enumerate() {
+            if let Some(path) = column.path() {
+                tree.insert(path, Slot::Column(i));
+            }
+        }
+        for path in &table.ignored {
+            tree.insert(path, Slot::Ignored);
+        }
+        let children = table
+            .children
+            .iter()
+            .enumerate()
+            .map(|(i, child)| {
+                tree.insert(child.path, Slot::Child(table.columns.len() + i));
+                let parent_columns = child
+                    .table
+                    .columns
+                    .iter()
+                    .map(|c| match &c.from {
+                        ValueFrom::Parent(name) => {
+                            table.columns.iter().position(|p| p.name == *name)
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                ChildDecoder {
+                    parent_columns,
+                    decoder: Decoder::new(&child.table, policy, stamp.clone()),
+                }
+            })
+            .collect();
+        Decoder {
+            schema: table.arrow_schema(),
+            builders: table
+                .columns
+                .iter()
+                .map(|c| ColumnBuilder::new(c.kind))
+                .collect(),
+            cursor_column: table
+                .cursor
+                .and_then(|name| table.columns.iter().position(|c| c.name == name))
+                .filter(|&i| table.columns[i].kind == ColumnType::Timestamp),
+            table: table.clone(),
+            policy,
+            stamp,
+            tree,
+            rows: 0,
+            children,
+            quarantined: Vec::new(),
+            reported: HashSet::new(),
+            new_fields: Vec::new(),
+            cursor_max: None,
+            records: 0,
+        }
+    }
+
+    /// The table as declared, plus any columns added under [`SchemaPolicy::Evolve`].
+    pub fn table(&self) -> &TableSchema {
+        &self.table
+    }
+
+    /// Rows waiting in the current batch.
+    pub fn pending_rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Records accepted so far (this table only).
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// The greatest value of the table's timestamp cursor column seen so far (UTC micros).
+    pub fn cursor_max(&self) -> Option<i64> {
+        self.cursor_max
+    }
+
+    /// Decodes one JSON record; a record that does not fit is quarantined.
+    pub fn push_json(&mut self, raw: &str) {
+        self.push_json_with_parent(raw, &[]);
+    }
+
+    fn push_json_with_parent(&mut self, raw: &str, parent: &[Typed<'_>]) {
+        let mut record = RecordState {
+            cells: vec![Cell::Missing; self.table.columns.len() + self.children.len()],
+            unknown: Vec::new(),
+            problem: None,
+        };
+        let walk = Walk {
+            node: &self.tree,
+            prefix: "",
+            state: &mut record,
+        };
+        let mut deserializer = serde_json::Deserializer::from_str(raw);
+        let read = walk
+            .deserialize(&mut deserializer)
+            .and_then(|()| deserializer.end());
+        if let Err(err) = read {
+            let reason = record
+                .problem
+                .take()
+                .unwrap_or_else(|| format!("not valid JSON: {err}"));
+            self.reject(raw, reason);
+            return;
+        }
+        let RecordState { cells, unknown, .. } = record;
+        let unknown = self.note_unknown(unknown);
+        self.accept(cells, unknown, parent, || raw.to_string());
+    }
+
+    /// Decodes one CSV row whose columns `layout` maps; empty cells are null.
+    pub fn push_csv(&mut self, layout: &CsvLayout, row: &[&str]) {
+        let mut cells = vec![Cell::Missing; self.table.columns.len() + self.children.len()];
+        for (slot, field) in layout.columns.iter().zip(row) {
+            if let Some(i) = slot {
+                cells[*i] = if field.is_empty() {
+                    Cell::Null
+                } else {
+                    Cell::Text(Cow::Borrowed(field))
+                };
+            }
+        }
+        self.accept(cells, Vec::new(), &[], || row.join(","));
+    }
+
+    /// Maps a CSV header row onto the table's columns; unknown headers are reported once.
+    pub fn csv_layout(&mut self, headers: &[&str]) -> CsvLayout {
+        let columns = headers
+            .iter()
+            .map(|header| match self.tree.fields.get(*header) {
+                Some(Slot::Column(i)) => Some(*i),
+                Some(_) => None,
+                None => {
+                    self.report_new_field(header);
+                    None
+                }
+            })
+            .collect();
+        CsvLayout { columns }
+    }
+
+    /// Types a record's cells, checks them and appends the row; else quarantines it.
+    fn accept<'a>(
+        &mut self,
+        mut cells: Vec<Cell<'a>>,
+        extra: Vec<(usize, Cell<'a>)>,
+        parent: &[Typed<'_>],
+        raw: impl FnOnce() -> String,
+    ) {
+        // New columns sit after the declared ones, before the children's raw arrays.
+        for (i, cell) in extra {
+            cells.insert(i.min(cells.len()), cell);
+        }
+        let typed = match self.type_row(&mut cells, parent) {
+            Ok(typed) => typed,
+            Err(reason) => {
+                self.reject_with(raw(), reason);
+                return;
+            }
+        };
+        for (builder, value) in self.builders.iter_mut().zip(&typed) {
+            builder.append(value);
+        }
+        if let Some(Typed::Micros(t)) = self.cursor_column.map(|i| &typed[i]) {
+            self.cursor_max = Some(self.cursor_max.map_or(*t, |m| m.max(*t)));
+        }
+        self.rows += 1;
+        self.records += 1;
+        let columns = self.table.columns.len();
+        for (i, child) in self.children.iter_mut().enumerate() {
+            let Some(Cell::Raw(array)) = cells.get(columns + i) else {
+                continue;
+            };
+            let parent_values: Vec<Typed<'_>> = child
+                .parent_columns
+                .iter()
+                .map(|p| p.map_or(Typed::Null, |p| typed[p].clone()))
+                .collect();
+            match serde_json::from_str::<Vec<&RawValue>>(array.get()) {
+                Ok(items) => {
+                    for item in items {
+                        child
+                            .decoder
+                            .push_json_with_parent(item.get(), &parent_values);
+                    }
+                }
+                Err(err) => child.decoder.reject(
+                    array.get(),
+                    format!(
+                        "field `{}`: expected an array: {err}",
+                        self.table.children[i].path
+                    ),
+                ),
+            }
+        }
+    }
+
+    /// The row's typed values in column order, or why it does not fit.
+    fn type_row<'a>(
+        &self,
+        cells: &mut [Cell<'a>],
+        parent: &[Typed<'_>],
+    ) -> Result<Vec<Typed<'a>>, String> {
+        let columns = &self.table.columns;
+        let index = |name: &str| columns.iter().position(|c| c.name == name);
+        let mut typed = vec![Typed::Null; columns.len()];
+        // Values derived from other fields' text come first, before those cells are typed.
+        for (i, column) in columns.iter().enumerate() {
+            let source_text = |name: &str| index(name).and_then(|j| cells[j].text());
+            typed[i] = match &column.from {
+                ValueFrom::Lowercase(name) => source_text(name).map_or(Typed::Null, |t| {
+                    Typed::Text(Cow::Owned(t.trim().to_lowercase()))
+                }),
+                ValueFrom::MonthOf(name) => source_text(name)
+                    .and_then(parse_date)
+                    .map_or(Typed::Null, |d| {
+                        Typed::Int(chrono::Datelike::month(&d).into())
+                    }),
+                ValueFrom::DayOf(name) => source_text(name)
+                    .and_then(parse_date)
+                    .map_or(Typed::Null, |d| {
+                        Typed::Int(chrono::Datelike::day(&d).into())
+                    }),
+                ValueFrom::Constant(text) => Typed::Text(Cow::Borrowed(text)),
+                _ => continue,
+            };
+        }
+        for (i, column) in columns.iter().enumerate() {
+            if let ValueFrom::Field(path, conversion) = &column.from {
+                let cell = std::mem::replace(&mut cells[i], Cell::Missing);
+                typed[i] = convert(cell, column.kind, *conversion)
+                    .map_err(|reason| format!("field `{path}`: {reason}"))?;
+            }
+        }
+        for (i, column) in columns.iter().enumerate() {
+            typed[i] = match &column.from {
+                ValueFrom::Ratio(numerator, denominator) => {
+                    let value = |name: &str| index(name).and_then(|j| typed[j].as_f64());
+                    match (value(numerator), value(denominator)) {
+                        (Some(n), Some(d)) if d != 0.0 => Typed::Float(n / d),
+                        _ => Typed::Null,
+                    }
+                }
+                ValueFrom::Parent(_) => parent.get(i).map_or(Typed::Null, Typed::to_owned_value),
+                _ => continue,
+            };
+        }
+        if let Some(column) = columns
+            .iter()
+            .zip(&typed)
+            .find_map(|(c, v)| (!c.nullable && *v == Typed::Null).then_some(c))
+        {
+            let what = column.path().unwrap_or(column.name.as_ref());
+            return Err(format!("field `{what}`: required, but missing or null"));
+        }
+        Ok(typed)
+    }
+
+    /// Reports unknown fields once per run; under `Evolve`, turns top-level scalars into
+    /// new columns. Returns the cells of new columns for this record.
+    fn note_unknown<'a>(&mut self, unknown: Vec<(String, Cell<'a>)>) -> Vec<(usize, Cell<'a>)> {
+        let mut extra = Vec::new();
+        for (path, cell) in unknown {
+            self.report_new_field(&path);
+            if self.policy != SchemaPolicy::Evolve || path.contains('.') {
+                continue;
+            }
+            let kind = match cell {
+                Cell::Bool(_) => ColumnType::Boolean,
+                Cell::Int(_) => ColumnType::Int64,
+                Cell::Float(_) => ColumnType::Float64,
+                Cell::Text(_) => ColumnType::Text,
+                _ => continue,
+            };
+            let index = self.add_column(path, kind);
+            extra.push((index, cell));
+        }
+        extra
+    }
+
+    fn report_new_field(&mut self, path: &str) {
+        if self.reported.insert(path.to_string()) {
+            let stored = self.policy == SchemaPolicy::Evolve && !path.contains('.');
+            tracing::warn!(
+                table = self.table.name,
+                field = path,
+                stored,
+                "the source sent a field the table does not declare"
+            );
+            self.new_fields.push(path.to_string());
+        }
+    }
+
+    fn add_column(&mut self, name: String, kind: ColumnType) -> usize {
+        let index = self.table.columns.len();
+        let mut builder = ColumnBuilder::new(kind);
+        for _ in 0..self.rows {
+            builder.append(&Typed::Null);
+        }
+        self.builders.push(builder);
+        self.tree.insert(&name, Slot::Column(index));
+        // Children's raw cells sit after the columns: move their slots one along.
+        for slot in self.tree.fields.values_mut() {
+            shift_child_slots(slot, index);
+        }
+        self.table.columns.push(Column {
+            name: Cow::Owned(name.clone()),
+            kind,
+            nullable: true,
+            from: ValueFrom::Field(Cow::Owned(name), Convert::Plain),
+        });
+        self.schema = self.table.arrow_schema();
+        index
+    }
+
+    fn reject(&mut self, raw: &str, reason: String) {
+        self.reject_with(raw.to_string(), reason);
+    }
+
+    fn reject_with(&mut self, record: String, reason: String) {
+        tracing::warn!(table = self.table.name, reason = %reason, "record quarantined");
+        self.quarantined.push(Quarantined {
+            table: self.table.name,
+            record,
+            reason,
+        });
+    }
+
+    /// Takes the records quarantined so far, this table's and its children's.
+    pub fn take_quarantined(&mut self) -> Vec<Quarantined> {
+        let mut all = std::mem::take(&mut self.quarantined);
+        for child in &mut self.children {
+            all.extend(child.decoder.take_quarantined());
+        }
+        all
+    }
+
+    /// Fields first seen in this run (this table and its children), in order.
+    pub fn new_fields(&self) -> Vec<(String, String)> {
+        let mut all: Vec<(String, String)> = self
+            .new_fields
+            .iter()
+            .map(|f| (self.table.name.to_string(), f.clone()))
+            .collect();
+        for child in &self.children {
+            all.extend(child.decoder.new_fields());
+        }
+        all
+    }
+
+    /// The rows so far as one batch (none if there are none); the decoder starts afresh.
+    pub fn finish_batch(&mut self) -> Result<Option<RecordBatch>, ArrowError> {
+        if self.rows == 0 {
+            return Ok(None);
+        }
+        let mut arrays: Vec<ArrayRef> = self
+            .builders
+            .iter_mut()
+            .map(ColumnBuilder::finish)
+            .collect();
+        arrays.extend(self.stamp.columns(self.rows));
+        self.rows = 0;
+        RecordBatch::try_new(self.schema.clone(), arrays).map(Some)
+    }
+
+    /// The child tables' decoders, for their batches.
+    pub fn children_mut(&mut self) -> impl Iterator<Item = &mut Decoder> {
+        self.children.iter_mut().map(|c| &mut c.decoder)
+    }
+}
+
+fn shift_child_slots(slot: &mut Slot, from: usize) {
+    match slot {
+        Slot::Child(i) if *i >= from => *i += 1,
+        Slot::Object(node) => {
+            for inner in node.fields.values_mut() {
+                shift_child_slots(inner, from);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Which column each CSV column fills.
+#[derive(Debug, Clone)]
+pub struct CsvLayout {
+    columns: Vec<Option<usize>>,
+}
+
+/// What the visitor collected from one record.
+struct RecordState<'de> {
+    cells: Vec<Cell<'de>>,
+    unknown: Vec<(String, Cell<'de>)>,
+    problem: Option<String>,
+}
+
+/// Walks one object level of a record against its part of the field tree.
+struct Walk<'t, 's, 'de> {
+    node: &'t Node,
+    prefix: &'t str,
+    state: &'s mut RecordState<'de>,
+}
+
+impl<'de> DeserializeSeed<'de> for Walk<'_, '_, 'de> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Walk<'_, '_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            match self.node.fields.get(key.as_ref()) {
+                Some(Slot::Column(i)) => {
+                    let cell = map.next_value_seed(CellSeed)?;
+                    self.state.cells[*i] = cell;
+                }
+                Some(Slot::Object(node)) => {
+                    let prefix = join(self.prefix, &key);
+                    let nested = map.next_value_seed(Walk {
+                        node,
+                        prefix: &prefix,
+                        state: &mut *self.state,
+                    });
+                    if let Err(err) = nested {
+                        if self.state.problem.is_none() {
+                            self.state.problem =
+                                Some(format!("field `{prefix}`: expected an object ({err})"));
+                        }
+                        return Err(err);
+                    }
+                }
+                Some(Slot::Child(i)) => {
+                    let raw: &'de RawValue = map.next_value()?;
+                    self.state.cells[*i] = Cell::Raw(raw);
+                }
+                Some(Slot::Ignored) => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+                None => {
+                    let cell = map.next_value_seed(CellSeed)?;
+                    self.state.unknown.push((join(self.prefix, &key), cell));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn join(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_string()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
+/// A key, borrowed from the page when it has no escapes.
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer
+            .deserialize_str(CellVisitor)
+            .and_then(|cell| match cell {
+                Cell::Text(text) => Ok(text),
+                _ => Err(de::Error::custom("expected a string key")),
+            })
+    }
+}
+
+/// A scalar value; objects and arrays are skipped and described.
+struct CellSeed;
+
+impl<'de> DeserializeSeed<'de> for CellSeed {
+    type Value = Cell<'de>;
+
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(CellVisitor)
+    }
+}
+
+struct CellVisitor;
+
+impl<'de> Visitor<'de> for CellVisitor {
+    type Value = Cell<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Cell::Bool(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Cell::Int(v))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(i64::try_from(v).map_or(Cell::Float(v as f64), Cell::Int))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(Cell::Float(v))
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cell::Text(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cell::Text(Cow::Owned(v.to_string())))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Cell::Text(Cow::Owned(v)))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Cell::Null)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Cell::Null)
+    }
+
+    fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Cell::Shape("an object"))
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Cell::Shape("an array"))
+    }
+}
+
+/// One column's Arrow builder.
+enum ColumnBuilder {
+    Boolean(BooleanBuilder),
+    Int64(Int64Builder),
+    Float64(Float64Builder),
+    Text(StringBuilder),
+    Timestamp(TimestampMicrosecondBuilder),
+    Date(Date32Builder),
+    Money(Decimal128Builder),
+}
+
+impl ColumnBuilder {
+    fn new(kind: ColumnType) -> Self {
+        match kind {
+            ColumnType::Boolean => ColumnBuilder::Boolean(BooleanBuilder::new()),
+            ColumnType::Int64 => ColumnBuilder::Int64(Int64Builder::new()),
+            ColumnType::Float64 => ColumnBuilder::Float64(Float64Builder::new()),
+            ColumnType::Text => ColumnBuilder::Text(StringBuilder::new()),
+            ColumnType::Timestamp => {
+                ColumnBuilder::Timestamp(TimestampMicrosecondBuilder::new().with_timezone("UTC"))
+            }
+            ColumnType::Date => ColumnBuilder::Date(Date32Builder::new()),
+            ColumnType::Money => ColumnBuilder::Money(
+                Decimal128Builder::new()
+                    .with_precision_and_scale(MONEY_PRECISION, MONEY_SCALE)
+                    .unwrap_or_default(),
+            ),
+        }
+    }
+
+    /// Appends a value `type_row` produced for this column's type.
+    fn append(&mut self, value: &Typed<'_>) {
+        match (self, value) {
+            (ColumnBuilder::Boolean(b), Typed::Bool(v)) => b.append_value(*v),
+            (ColumnBuilder::Int64(b), Typed::Int(v)) => b.append_value(*v),
+            (ColumnBuilder::Float64(b), Typed::Float(v)) => b.append_value(*v),
+            (ColumnBuilder::Text(b), Typed::Text(v)) => b.append_value(v),
+            (ColumnBuilder::Timestamp(b), Typed::Micros(v)) => b.append_value(*v),
+            (ColumnBuilder::Date(b), Typed::Days(v)) => b.append_value(*v),
+            (ColumnBuilder::Money(b), Typed::Money(v)) => b.append_value(*v),
+            (ColumnBuilder::Boolean(b), _) => b.append_null(),
+            (ColumnBuilder::Int64(b), _) => b.append_null(),
+            (ColumnBuilder::Float64(b), _) => b.append_null(),
+            (ColumnBuilder::Text(b), _) => b.append_null(),
+            (ColumnBuilder::Timestamp(b), _) => b.append_null(),
+            (ColumnBuilder::Date(b), _) => b.append_null(),
+            (ColumnBuilder::Money(b), _) => b.append_null(),
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            ColumnBuilder::Boolean(b) => Arc::new(b.finish()),
+            ColumnBuilder::Int64(b) => Arc::new(b.finish()),
+            ColumnBuilder::Float64(b) => Arc::new(b.finish()),
+            ColumnBuilder::Text(b) => Arc::new(b.finish()),
+            ColumnBuilder::Timestamp(b) => Arc::new(b.finish()),
+            ColumnBuilder::Date(b) => Arc::new(b.finish()),
+            ColumnBuilder::Money(b) => Arc::new(b.finish()),
+        }
+    }
+}
