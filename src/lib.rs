@@ -17,3 +17,4 @@ pub mod scheduler;
 pub mod sql;
 pub mod state;
 pub mod telemetry;
+pub mod warehouse;

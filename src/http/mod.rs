@@ -10,6 +10,7 @@
 
 pub mod budget;
 pub mod error;
+pub mod paginate;
 pub mod redact;
 pub mod retry;
 
@@ -176,7 +177,8 @@ impl HttpClient {
         Ok(HttpClient { inner })
     }
 
-    fn url(service: &Service, call: &Call) -> Url {
+    /// The URL `call` goes to.
+    pub fn url(service: &Service, call: &Call) -> Url {
         let mut url = service.base_url.clone();
         let base_path = url.path().trim_end_matches('/').to_string();
         url.set_path(&format!(

@@ -143,7 +143,9 @@ pub fn convert<'a>(
             Cell::Text(t) => Typed::Text(t),
             _ => unreachable!("matched above"),
         },
-        (Cell::Int(i), ColumnType::Text) => Typed::Text(Cow::Owned(i.to_string())),
+        (Cell::Int(i), ColumnType::Text) if convert == Convert::NumberOrText => {
+            Typed::Text(Cow::Owned(i.to_string()))
+        }
         (Cell::Int(ms), ColumnType::Timestamp) if convert == Convert::EpochMillis => {
             Typed::Micros(ms.checked_mul(1000).ok_or_else(expected)?)
         }

@@ -1,0 +1,104 @@
+//! Where extracted tables live: the [`Warehouse`] trait every store implements.
+//!
+//! A load of one stream is staged table by table ([`Warehouse::write`]) and becomes visible
+//! only at [`Warehouse::commit`], together with the stream's new cursor and the run id, in
+//! one step (DESIGN.md, Guarantees 1): a cursor never moves without its data, and replaying
+//! a committed run's load changes nothing. [`memory::MemoryWarehouse`] keeps tables in
+//! memory with exactly these semantics; it backs tests and dry runs.
+
+pub mod memory;
+
+use std::future::Future;
+
+use arrow::record_batch::RecordBatch;
+
+use crate::error::{Classify, ErrorKind};
+use crate::normalize::TableSchema;
+
+/// Identifies one stream's load in one run.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LoadId {
+    /// The source's config name (`smile`).
+    pub source: String,
+    /// The stream (`customers`).
+    pub stream: String,
+    /// The run loading it.
+    pub run_id: String,
+}
+
+/// What a commit makes visible at once.
+#[derive(Debug, Clone)]
+pub struct Commit {
+    /// The load.
+    pub load: LoadId,
+    /// The tables written, as declared (with columns added by schema evolution).
+    pub tables: Vec<TableSchema>,
+    /// The stream's cursor after this load; `None` leaves it as it was.
+    pub cursor: Option<String>,
+}
+
+/// What a committed load changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommitOutcome {
+    /// Rows written per table, in commit order.
+    pub rows: Vec<(String, u64)>,
+    /// The load had been committed before (a replayed run): nothing changed.
+    pub already_committed: bool,
+}
+
+/// Why a warehouse operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WarehouseError {
+    /// A batch does not match its table (a column's type changed, ...).
+    #[error("table {table}: {message}")]
+    Schema {
+        /// The table.
+        table: String,
+        /// What does not match.
+        message: String,
+    },
+    /// Arrow failed while combining batches.
+    #[error("table {table}: {source}")]
+    Arrow {
+        /// The table.
+        table: String,
+        /// The Arrow error.
+        source: arrow::error::ArrowError,
+    },
+}
+
+impl Classify for WarehouseError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            WarehouseError::Schema { .. } => ErrorKind::Terminal,
+            WarehouseError::Arrow { .. } => ErrorKind::Bug,
+        }
+    }
+}
+
+/// A store of tables with atomic, cursor-carrying loads.
+pub trait Warehouse: Send {
+    /// The committed cursor of a source's stream, if it has one.
+    fn cursor(
+        &self,
+        source: &str,
+        stream: &str,
+    ) -> impl Future<Output = Result<Option<String>, WarehouseError>> + Send;
+
+    /// Stages `batch` for `table` in `load`; nothing is visible until [`Warehouse::commit`].
+    fn write(
+        &mut self,
+        load: &LoadId,
+        table: &TableSchema,
+        batch: RecordBatch,
+    ) -> impl Future<Output = Result<(), WarehouseError>> + Send;
+
+    /// Applies everything staged for the load and moves the cursor, all at once.
+    fn commit(
+        &mut self,
+        commit: Commit,
+    ) -> impl Future<Output = Result<CommitOutcome, WarehouseError>> + Send;
+
+    /// Drops what was staged for a load that will not be committed.
+    fn abort(&mut self, load: &LoadId) -> impl Future<Output = ()> + Send;
+}
