@@ -419,7 +419,12 @@ pub async fn fetch_page(
             });
         }
         tracing::warn!(service = service.name, endpoint = %redacted_endpoint(service, call), reason = %problem, "unreadable page; asking for it again");
-        tokio::time::sleep(Duration::from_millis(250 << bad_pages)).await;
+        let wait = service
+            .retry
+            .base
+            .saturating_mul(1 << bad_pages)
+            .min(service.retry.cap);
+        tokio::time::sleep(wait).await;
     }
 }
 

@@ -28,7 +28,7 @@ use super::quarantine::Quarantined;
 use super::schema::{
     Column, ColumnType, Convert, MONEY_PRECISION, MONEY_SCALE, SchemaPolicy, TableSchema, ValueFrom,
 };
-use super::value::{Cell, Typed, convert, parse_date};
+use super::value::{Cell, Typed, convert, days_since_epoch, parse_date};
 
 /// Rows per batch handed to the sink.
 pub const BATCH_ROWS: usize = 8192;
@@ -326,6 +326,9 @@ impl Decoder {
                         Typed::Int(chrono::Datelike::day(&d).into())
                     }),
                 ValueFrom::Constant(text) => Typed::Text(Cow::Borrowed(text)),
+                ValueFrom::RunDate => {
+                    Typed::Days(days_since_epoch(self.stamp.scheduled_for.date_naive()))
+                }
                 _ => continue,
             };
         }

@@ -28,6 +28,8 @@ pub struct RunStamp {
     pub run_id: String,
     /// When the run extracted the rows.
     pub extracted_at: DateTime<Utc>,
+    /// The fire time the run stands for (daily snapshots are dated by it).
+    pub scheduled_for: DateTime<Utc>,
 }
 
 impl RunStamp {

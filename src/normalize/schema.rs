@@ -102,6 +102,8 @@ pub enum ValueFrom {
     Constant(&'static str),
     /// A column of the parent record (child tables).
     Parent(&'static str),
+    /// The UTC date of the run's scheduled time (daily snapshots).
+    RunDate,
 }
 
 /// One column of a table.

@@ -13,6 +13,7 @@ fn stamp() -> Arc<RunStamp> {
     Arc::new(RunStamp {
         run_id: "run-1".into(),
         extracted_at: Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap(),
+        scheduled_for: Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap(),
     })
 }
 

@@ -201,7 +201,8 @@ pub fn parse_date(text: &str) -> Option<NaiveDate> {
     NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()
 }
 
-fn days_since_epoch(date: NaiveDate) -> i32 {
+/// Days from 1970-01-01 to `date` (Arrow's `Date32`).
+pub fn days_since_epoch(date: NaiveDate) -> i32 {
     (date - NaiveDate::default()).num_days() as i32
 }
 

@@ -21,6 +21,8 @@
 
 mod cli;
 mod config;
+mod extract_faults;
+mod extract_smile;
 mod http;
 mod retry;
 mod sandbox_bigquery;

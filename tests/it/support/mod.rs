@@ -300,3 +300,75 @@ pub async fn token(base: &str, scope: &str) -> String {
     assert_eq!(status, reqwest::StatusCode::OK, "{body}");
     body["access_token"].as_str().expect("token").to_string()
 }
+
+/// The shipped config pointed at a sandbox: every source and destination configured.
+pub fn shipped_config() -> mailroom::config::Config {
+    mailroom::config::parse(
+        mailroom::config::DEFAULT_CONFIG,
+        "config.toml",
+        std::path::Path::new("."),
+    )
+    .expect("the shipped config parses")
+}
+
+/// A source of the shipped config talking to the sandbox at `base`, retrying quickly.
+pub fn source(kind: SourceKind, base: &str) -> mailroom::sources::AnySource {
+    let client =
+        mailroom::http::HttpClient::new(mailroom::http::Timeouts::default()).expect("HTTP client");
+    let retry = mailroom::http::retry::RetryPolicy {
+        max_retries: 5,
+        base: Duration::from_millis(20),
+        cap: Duration::from_secs(2),
+        retry_after_floor: Duration::from_millis(20),
+    };
+    mailroom::sources::build(
+        kind,
+        &shipped_config(),
+        Some(base),
+        &[("UNUSED", "")],
+        &client,
+        retry,
+    )
+    .expect("source builds")
+}
+
+/// A run stamp for run `run_id` scheduled at `at`.
+pub fn stamp(run_id: &str, at: &str) -> Arc<mailroom::normalize::RunStamp> {
+    Arc::new(mailroom::normalize::RunStamp {
+        run_id: run_id.to_string(),
+        extracted_at: utc(at),
+        scheduled_for: utc(at),
+    })
+}
+
+/// Extracts one stream incrementally into `warehouse` as run `run_id`.
+pub async fn extract(
+    source: &mailroom::sources::AnySource,
+    stream: &str,
+    warehouse: &mut mailroom::warehouse::memory::MemoryWarehouse,
+    run_id: &str,
+) -> Result<mailroom::extract::StreamReport, mailroom::extract::ExtractError> {
+    mailroom::extract::extract_stream(
+        source,
+        stream,
+        warehouse,
+        stamp(run_id, "2026-11-22T10:00:00Z"),
+        mailroom::extract::Mode::Incremental,
+        mailroom::normalize::SchemaPolicy::Fixed,
+        &|_| {},
+    )
+    .await
+}
+
+/// Requests the sandbox saw for endpoints whose pattern starts with `prefix`: (all, 429s).
+pub async fn requests(base: &str, prefix: &str) -> (u64, u64) {
+    let (_, _, state) = get_json(&format!("{base}/_sandbox/state"), &[]).await;
+    let mut total = (0, 0);
+    for (endpoint, count) in state["requests"].as_object().expect("request counts") {
+        if endpoint.contains(prefix) {
+            total.0 += count["requests"].as_u64().unwrap_or(0);
+            total.1 += count["rate_limited"].as_u64().unwrap_or(0);
+        }
+    }
+    total
+}

@@ -1,0 +1,92 @@
+//! Extraction under the sandbox's fault plan: 429s with `Retry-After: 0` and `1`, a 503
+//! burst, a reset connection, a malformed page, a wrong-typed record and an unknown field.
+//! The stream still completes with nothing lost and nothing duplicated, the bad record in
+//! quarantine with its reason.
+
+use std::collections::HashSet;
+
+use arrow::array::AsArray;
+use arrow::datatypes::Int64Type;
+use mailroom::config::SourceKind;
+use mailroom::sandbox::SandboxOptions;
+use mailroom::sandbox::faults::FaultRule;
+use mailroom::sandbox::world::World;
+use mailroom::warehouse::memory::MemoryWarehouse;
+use serde_json::json;
+
+use crate::support::{extract, requests, sandbox, source};
+
+/// The whole fault plan, aimed at one endpoint's successive requests.
+fn plan(path: &str, wrong_field: &str) -> Vec<FaultRule> {
+    let rules = json!([
+        {"path": path, "after": 0, "times": 1, "fault": {"kind": "rate_limit", "retry_after_secs": 0}},
+        {"path": path, "after": 1, "times": 1, "fault": {"kind": "rate_limit", "retry_after_secs": 1}},
+        {"path": path, "after": 2, "times": 2, "fault": {"kind": "server_error", "status": 503}},
+        {"path": path, "after": 4, "times": 1, "fault": {"kind": "connection_reset"}},
+        {"path": path, "after": 5, "times": 1, "fault": {"kind": "malformed_body"}},
+        {"path": path, "after": 6, "times": 1, "fault": {"kind": "wrong_type", "field": wrong_field}},
+        {"path": path, "after": 7, "times": 1, "fault": {"kind": "unknown_field", "field": "loyalty_score"}},
+    ]);
+    serde_json::from_value(rules).expect("fault rules")
+}
+
+#[tokio::test]
+async fn smile_customers_survive_every_fault_and_quarantine_the_bad_record() {
+    let mut options = SandboxOptions::new(42, 700);
+    options.faults = plan("/smile/v1/customers", "points_balance");
+    let world = World::new(options.world);
+    let expected: HashSet<i64> = world
+        .people()
+        .flat_map(|p| world.smile_customers_of(&p))
+        .map(|c| c.id as i64)
+        .collect();
+    let sandbox = sandbox(options).await;
+    let smile = source(SourceKind::Smile, &sandbox.base_url);
+    let mut warehouse = MemoryWarehouse::new();
+
+    let report = extract(&smile, "customers", &mut warehouse, "run-1")
+        .await
+        .unwrap();
+
+    assert_eq!(report.quarantined, 1);
+    assert_eq!(
+        report.new_fields,
+        [("smile_customers".to_string(), "loyalty_score".to_string())]
+    );
+    let table = warehouse.table("smile_customers").unwrap();
+    let ids = table
+        .column_by_name("id")
+        .unwrap()
+        .as_primitive::<Int64Type>();
+    let loaded: Vec<i64> = ids.iter().flatten().collect();
+    let unique: HashSet<i64> = loaded.iter().copied().collect();
+    assert_eq!(unique.len(), loaded.len(), "no duplicates");
+    let quarantine = warehouse.table("_quarantine").unwrap();
+    let record = quarantine
+        .column_by_name("record")
+        .unwrap()
+        .as_string::<i32>()
+        .value(0);
+    let reason = quarantine
+        .column_by_name("reason")
+        .unwrap()
+        .as_string::<i32>()
+        .value(0);
+    assert!(
+        reason.starts_with("field `points_balance`: expected an integer"),
+        "{reason}"
+    );
+    let bad: serde_json::Value = serde_json::from_str(record).unwrap();
+    let bad_id = bad["id"].as_i64().unwrap();
+    let mut all = unique.clone();
+    assert!(
+        all.insert(bad_id),
+        "the quarantined record is not also loaded"
+    );
+    assert_eq!(all, expected, "every customer is loaded or quarantined");
+
+    let (calls, rate_limited) = requests(&sandbox.base_url, "/smile/v1/customers").await;
+    assert_eq!(rate_limited, 2, "only the injected 429s");
+    let pages = expected.len().div_ceil(250) as u64;
+    assert_eq!(calls, pages + 6, "each fault cost one retry of its page");
+}
