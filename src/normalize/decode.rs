@@ -69,11 +69,14 @@ enum Slot {
 #[derive(Debug, Default)]
 struct Node {
     fields: HashMap<String, Slot>,
+    /// Keys not in `fields` are skipped without being reported (an ignored `path.*`).
+    open: bool,
 }
 
 impl Node {
     fn insert(&mut self, path: &str, slot: Slot) {
         match path.split_once('.') {
+            None if path == "*" => self.open = true,
             None => {
                 self.fields.insert(path.to_string(), slot);
             }
@@ -558,6 +561,9 @@ impl<'de> Visitor<'de> for Walk<'_, '_, 'de> {
                     self.state.cells[*i] = Cell::Raw(raw);
                 }
                 Some(Slot::Ignored) => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+                None if self.node.open => {
                     map.next_value::<IgnoredAny>()?;
                 }
                 None => {

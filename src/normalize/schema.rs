@@ -100,6 +100,8 @@ pub enum ValueFrom {
     Ratio(&'static str, &'static str),
     /// The same text on every row (the platform of a campaign).
     Constant(&'static str),
+    /// Always null: the source does not report it (Iterable has no campaign subject).
+    Absent,
     /// A column of the parent record (child tables).
     Parent(&'static str),
     /// The UTC date of the run's scheduled time (daily snapshots).
@@ -223,7 +225,7 @@ pub struct TableSchema {
     /// The column whose greatest value is the stream's cursor, if it is incremental.
     pub cursor: Option<&'static str>,
     /// Dotted paths of fields the source sends that are deliberately not stored; they are
-    /// not reported as new.
+    /// not reported as new. `path.*` skips every field of that object not declared.
     pub ignored: Vec<&'static str>,
     /// Nested arrays stored as child tables.
     pub children: Vec<ChildTable>,

@@ -6,6 +6,8 @@
 //! A [`Source`] names its streams ([`Stream`]: the table, how it is incremental) and
 //! fetches a stream's pages for a [`Window`] into a bounded channel.
 
+pub mod campaign_metrics;
+pub mod smartrmail;
 pub mod smile;
 
 use std::future::Future;
@@ -127,18 +129,22 @@ pub trait Source: Clone + Send + Sync + 'static {
 pub enum AnySource {
     /// Smile.io.
     Smile(smile::Smile),
+    /// SmartrMail.
+    SmartrMail(smartrmail::SmartrMail),
 }
 
 impl Source for AnySource {
     fn name(&self) -> &'static str {
         match self {
             AnySource::Smile(s) => s.name(),
+            AnySource::SmartrMail(s) => s.name(),
         }
     }
 
     fn streams(&self) -> Vec<Stream> {
         match self {
             AnySource::Smile(s) => s.streams(),
+            AnySource::SmartrMail(s) => s.streams(),
         }
     }
 
@@ -150,6 +156,7 @@ impl Source for AnySource {
     ) -> Result<(), SourceError> {
         match self {
             AnySource::Smile(s) => s.fetch(stream, window, pages).await,
+            AnySource::SmartrMail(s) => s.fetch(stream, window, pages).await,
         }
     }
 }
@@ -218,6 +225,13 @@ pub fn build(
             "Smile.io",
             Auth::Bearer(secret("api_key")?),
         )))),
+        SourceKind::SmartrMail => AnySource::SmartrMail(smartrmail::SmartrMail::new(
+            connection(service(
+                "SmartrMail",
+                Auth::TokenScheme(secret("api_token")?),
+            )),
+            config.sources.smartrmail_experimental_campaigns,
+        )),
         other => {
             return Err(SourceError::Config(format!(
                 "the {} source is not part of this build yet",

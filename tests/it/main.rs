@@ -21,6 +21,7 @@
 
 mod cli;
 mod config;
+mod extract_email;
 mod extract_faults;
 mod extract_smile;
 mod http;
