@@ -141,10 +141,12 @@ pub async fn extract_stream<S: Source, W: Warehouse>(
             run_at,
         },
         (Mode::Incremental, Incremental::Since { overlap }) => Window {
-            since: committed
-                .as_deref()
-                .and_then(|c| DateTime::parse_from_rfc3339(c).ok())
-                .map(|c| c.with_timezone(&Utc) - overlap),
+            since: parse_cursor(committed.as_deref()).map(|c| c - overlap),
+            until: None,
+            run_at,
+        },
+        (Mode::Incremental, Incremental::SinceLastRun) => Window {
+            since: parse_cursor(committed.as_deref()),
             until: None,
             run_at,
         },
@@ -214,6 +216,9 @@ pub async fn extract_stream<S: Source, W: Warehouse>(
     let cursor = match (mode, definition.incremental) {
         (Mode::Backfill { .. }, _) | (_, Incremental::Full) => None,
         (Mode::Incremental, Incremental::Daily) => Some(run_day),
+        (Mode::Incremental, Incremental::SinceLastRun) => {
+            Some(run_at.to_rfc3339_opts(SecondsFormat::Micros, true))
+        }
         (Mode::Incremental, Incremental::Since { .. }) => {
             newest(committed.as_deref(), decoder.cursor_max())
         }
@@ -274,13 +279,17 @@ async fn write_batch<W: Warehouse>(
     Ok(())
 }
 
+/// A committed time cursor.
+fn parse_cursor(cursor: Option<&str>) -> Option<DateTime<Utc>> {
+    cursor
+        .and_then(|c| DateTime::parse_from_rfc3339(c).ok())
+        .map(|c| c.with_timezone(&Utc))
+}
+
 /// The later of the committed cursor and the newest change seen, as RFC 3339.
 fn newest(committed: Option<&str>, seen_micros: Option<i64>) -> Option<String> {
     let seen = seen_micros.and_then(DateTime::<Utc>::from_timestamp_micros);
-    let committed = committed
-        .and_then(|c| DateTime::parse_from_rfc3339(c).ok())
-        .map(|c| c.with_timezone(&Utc));
-    committed
+    parse_cursor(committed)
         .into_iter()
         .chain(seen)
         .max()

@@ -81,6 +81,11 @@ impl Page {
         self.records.is_empty()
     }
 
+    /// A page of records built by a source (records composed from several answers).
+    pub fn from_records(records: &[String]) -> Result<Page, String> {
+        Page::parse(format!("[{}]", records.join(",")), RecordsAt::Root)
+    }
+
     /// The (small) value at a JSON pointer, such as `/metadata/next_cursor`.
     pub fn value(&self, pointer: &str) -> Option<Value> {
         let root: &RawValue = serde_json::from_str(&self.text).ok()?;
@@ -373,40 +378,51 @@ impl crate::error::Classify for PageError {
     }
 }
 
-/// Asks for one page until its body arrives whole and parses, and the paginator accepts it.
-pub async fn fetch_page(
+/// What a parser made of one answer's text.
+#[derive(Debug)]
+pub enum Parsed<T> {
+    /// A good answer.
+    Ok(T),
+    /// Not a readable answer (cut off, malformed): ask again.
+    Bad(String),
+    /// Ask again after this wait (a cost budget).
+    Wait(Duration),
+    /// An error the service sent with a success status.
+    Fail(String),
+}
+
+/// Asks for one answer until its body arrives whole and `parse` accepts it; answers that
+/// break off or do not parse are asked for again a few times, then fail as transient.
+pub async fn fetch_parsed<T>(
     client: &HttpClient,
     service: &Service,
     call: &Call,
-    at: RecordsAt,
-    paginator: &mut dyn Paginator,
-) -> Result<Page, PageError> {
+    mut parse: impl FnMut(String) -> Parsed<T>,
+) -> Result<T, PageError> {
     let mut bad_pages = 0;
     loop {
         let response = client.send(service, call).await?;
         let problem = match response.text().await {
             Err(err) => format!("the answer broke off: {err}"),
-            Ok(text) => match Page::parse(text, at) {
-                Err(reason) => reason,
-                Ok(page) => match paginator.check(&page) {
-                    Verdict::Accept => return Ok(page),
-                    Verdict::RetryAfter(wait) => {
-                        tracing::info!(
-                            service = service.name,
-                            wait_ms = wait.as_millis() as u64,
-                            "throttled by the service's cost budget; waiting"
-                        );
-                        tokio::time::sleep(wait).await;
-                        continue;
-                    }
-                    Verdict::Fail(message) => {
-                        return Err(PageError::Rejected {
-                            service: service.name,
-                            endpoint: redacted_endpoint(service, call),
-                            message,
-                        });
-                    }
-                },
+            Ok(text) => match parse(text) {
+                Parsed::Ok(value) => return Ok(value),
+                Parsed::Bad(reason) => reason,
+                Parsed::Wait(wait) => {
+                    tracing::info!(
+                        service = service.name,
+                        wait_ms = wait.as_millis() as u64,
+                        "throttled by the service's cost budget; waiting"
+                    );
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+                Parsed::Fail(message) => {
+                    return Err(PageError::Rejected {
+                        service: service.name,
+                        endpoint: redacted_endpoint(service, call),
+                        message,
+                    });
+                }
             },
         };
         bad_pages += 1;
@@ -418,7 +434,7 @@ pub async fn fetch_page(
                 attempts: bad_pages,
             });
         }
-        tracing::warn!(service = service.name, endpoint = %redacted_endpoint(service, call), reason = %problem, "unreadable page; asking for it again");
+        tracing::warn!(service = service.name, endpoint = %redacted_endpoint(service, call), reason = %problem, "unreadable answer; asking for it again");
         let wait = service
             .retry
             .base
@@ -426,6 +442,89 @@ pub async fn fetch_page(
             .min(service.retry.cap);
         tokio::time::sleep(wait).await;
     }
+}
+
+/// Asks for one page until it arrives whole, parses, and the paginator accepts it.
+pub async fn fetch_page(
+    client: &HttpClient,
+    service: &Service,
+    call: &Call,
+    at: RecordsAt,
+    paginator: &mut dyn Paginator,
+) -> Result<Page, PageError> {
+    fetch_parsed(client, service, call, |text| match Page::parse(text, at) {
+        Err(reason) => Parsed::Bad(reason),
+        Ok(page) => match paginator.check(&page) {
+            Verdict::Accept => Parsed::Ok(page),
+            Verdict::RetryAfter(wait) => Parsed::Wait(wait),
+            Verdict::Fail(message) => Parsed::Fail(message),
+        },
+    })
+    .await
+}
+
+/// One JSON object (a Dotdigital campaign summary), as text; an answer that breaks off or
+/// is not an object is asked for again.
+pub async fn fetch_object(
+    client: &HttpClient,
+    service: &Service,
+    call: &Call,
+) -> Result<String, PageError> {
+    fetch_parsed(client, service, call, |text| {
+        match serde_json::from_str::<&RawValue>(&text) {
+            Ok(raw) if raw.get().starts_with('{') => Parsed::Ok(text),
+            Ok(_) => Parsed::Bad("expected a JSON object".into()),
+            Err(e) => Parsed::Bad(format!("not valid JSON: {e}")),
+        }
+    })
+    .await
+}
+
+/// A CSV answer: its header row and its rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CsvTable {
+    /// Column names, in order.
+    pub headers: Vec<String>,
+    /// Rows, each as long as the headers.
+    pub rows: Vec<Vec<String>>,
+}
+
+impl CsvTable {
+    /// Parses CSV text whose first row names the columns; the error says what is wrong.
+    pub fn parse(text: &str, required_header: &str) -> Result<CsvTable, String> {
+        let mut reader = csv::ReaderBuilder::new().from_reader(text.as_bytes());
+        let headers: Vec<String> = reader
+            .headers()
+            .map_err(|e| format!("not CSV: {e}"))?
+            .iter()
+            .map(|h| h.trim().to_string())
+            .collect();
+        if !headers.iter().any(|h| h == required_header) {
+            return Err(format!("no `{required_header}` column in the CSV header"));
+        }
+        let rows = reader
+            .records()
+            .map(|row| {
+                row.map(|r| r.iter().map(str::to_string).collect())
+                    .map_err(|e| format!("not CSV: {e}"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(CsvTable { headers, rows })
+    }
+}
+
+/// The CSV strategy: one answer holds the whole table (Iterable's campaign metrics). An
+/// answer that breaks off or lacks `required_header` is asked for again.
+pub async fn fetch_csv(
+    client: &HttpClient,
+    service: &Service,
+    call: &Call,
+    required_header: &str,
+) -> Result<CsvTable, PageError> {
+    fetch_parsed(client, service, call, |text| {
+        CsvTable::parse(&text, required_header).map_or_else(Parsed::Bad, Parsed::Ok)
+    })
+    .await
 }
 
 fn redacted_endpoint(service: &Service, call: &Call) -> String {
@@ -506,6 +605,18 @@ mod tests {
         .unwrap();
         assert!(nested.is_empty());
         assert!(Page::parse(r#"{"customers": [{"id": 1}, {"#.into(), RecordsAt::Root).is_err());
+    }
+
+    #[test]
+    fn csv_answers_need_their_key_column() {
+        let table = CsvTable::parse("id,Revenue\n1,2.5\n2,\n", "id").unwrap();
+        assert_eq!(table.headers, ["id", "Revenue"]);
+        assert_eq!(table.rows, [vec!["1", "2.5"], vec!["2", ""]]);
+        assert!(CsvTable::parse("id,Revenue\n1,2.5\n2,", "campaign").is_err());
+        assert!(
+            CsvTable::parse("id,Revenue\n1,2.5,9\n", "id").is_err(),
+            "a ragged row"
+        );
     }
 
     #[test]

@@ -3,8 +3,7 @@
 //! JSON records are read in one pass by a serde visitor that walks the declared field tree
 //! and writes each value into its column's slot: no per-record map is built, strings are
 //! borrowed from the page when they have no escapes, and nested arrays (Shopify line items)
-//! are kept as raw JSON and decoded into their child table. CSV rows (Iterable metrics) go
-//! through the same typing. A record that does not fit is quarantined with the reason and
+//! are kept as raw JSON and decoded into their child table. A record that does not fit is quarantined with the reason and
 //! the decoder goes on; a field the declaration does not know is reported once per run and,
 //! under [`SchemaPolicy::Evolve`], added as a nullable column.
 
@@ -213,37 +212,6 @@ impl Decoder {
         let RecordState { cells, unknown, .. } = record;
         let unknown = self.note_unknown(unknown);
         self.accept(cells, unknown, parent, || raw.to_string());
-    }
-
-    /// Decodes one CSV row whose columns `layout` maps; empty cells are null.
-    pub fn push_csv(&mut self, layout: &CsvLayout, row: &[&str]) {
-        let mut cells = vec![Cell::Missing; self.table.columns.len() + self.children.len()];
-        for (slot, field) in layout.columns.iter().zip(row) {
-            if let Some(i) = slot {
-                cells[*i] = if field.is_empty() {
-                    Cell::Null
-                } else {
-                    Cell::Text(Cow::Borrowed(field))
-                };
-            }
-        }
-        self.accept(cells, Vec::new(), &[], || row.join(","));
-    }
-
-    /// Maps a CSV header row onto the table's columns; unknown headers are reported once.
-    pub fn csv_layout(&mut self, headers: &[&str]) -> CsvLayout {
-        let columns = headers
-            .iter()
-            .map(|header| match self.tree.fields.get(*header) {
-                Some(Slot::Column(i)) => Some(*i),
-                Some(_) => None,
-                None => {
-                    self.report_new_field(header);
-                    None
-                }
-            })
-            .collect();
-        CsvLayout { columns }
     }
 
     /// Types a record's cells, checks them and appends the row; else quarantines it.
@@ -489,12 +457,6 @@ fn shift_child_slots(slot: &mut Slot, from: usize) {
         }
         _ => {}
     }
-}
-
-/// Which column each CSV column fills.
-#[derive(Debug, Clone)]
-pub struct CsvLayout {
-    columns: Vec<Option<usize>>,
 }
 
 /// What the visitor collected from one record.

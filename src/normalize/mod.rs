@@ -1,4 +1,4 @@
-//! Normalize: source records (JSON objects, CSV rows) → Arrow record batches of declared
+//! Normalize: source records (JSON objects) → Arrow record batches of declared
 //! tables, with bad records in quarantine.
 //!
 //! [`schema`] declares tables, [`value`] types single fields, [`decode`] turns records into
@@ -15,7 +15,7 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, StringArray, TimestampMicrosecondArray};
 use chrono::{DateTime, Utc};
 
-pub use decode::{BATCH_ROWS, CsvLayout, Decoder};
+pub use decode::{BATCH_ROWS, Decoder};
 pub use quarantine::{QUARANTINE_TABLE, Quarantined, quarantine_table};
 pub use schema::{
     Column, ColumnType, Convert, SchemaPolicy, TableSchema, ValueFrom, WriteDisposition,

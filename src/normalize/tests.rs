@@ -1,4 +1,4 @@
-//! Decoder tests: nested fields, derivations, quarantine, new fields, child tables, CSV.
+//! Decoder tests: nested fields, derivations, quarantine, new fields, child tables.
 
 use std::sync::Arc;
 
@@ -212,54 +212,4 @@ fn nested_arrays_become_child_rows_keyed_by_their_parent() {
     let quarantined = decoder.take_quarantined();
     assert_eq!(quarantined.len(), 1);
     assert_eq!(quarantined[0].table, "order_lines");
-}
-
-#[test]
-fn csv_rows_are_typed_by_header_name() {
-    let metrics = TableSchema::new(
-        "metrics",
-        vec![
-            Column::field("campaign_id", ColumnType::Int64, "id").convert(Convert::NumberOrText),
-            Column::field("opens", ColumnType::Int64, "Unique Email Opens")
-                .convert(Convert::NumberOrText),
-            Column::field("delivered", ColumnType::Int64, "Total Emails Delivered")
-                .convert(Convert::NumberOrText),
-            Column::field("revenue", ColumnType::Money, "Revenue"),
-            Column::derived(
-                "open_rate",
-                ColumnType::Float64,
-                ValueFrom::Ratio("opens", "delivered"),
-            ),
-        ],
-    );
-    let mut decoder = Decoder::new(&metrics, SchemaPolicy::Fixed, stamp());
-    let layout = decoder.csv_layout(&[
-        "Revenue",
-        "id",
-        "Total Emails Delivered",
-        "Unique Email Opens",
-        "Total Pushes Sent",
-    ]);
-    decoder.push_csv(&layout, &["1528.2", "4411201", "1180", "590", ""]);
-    decoder.push_csv(&layout, &["", "4411202", "0", "0", ""]);
-    decoder.push_csv(&layout, &["1", "x", "0", "0", ""]);
-    let batch = one_batch(&mut decoder);
-    assert_eq!(batch.num_rows(), 2);
-    let rate = batch
-        .column_by_name("open_rate")
-        .unwrap()
-        .as_primitive::<Float64Type>();
-    assert_eq!(rate.value(0), 0.5);
-    assert!(rate.is_null(1), "no division by zero");
-    assert_eq!(
-        decoder.new_fields(),
-        [("metrics".to_string(), "Total Pushes Sent".to_string())]
-    );
-    let quarantined = decoder.take_quarantined();
-    assert_eq!(quarantined[0].record, "1,x,0,0,");
-    assert!(
-        quarantined[0]
-            .reason
-            .starts_with("field `id`: expected an integer")
-    );
 }

@@ -7,6 +7,8 @@
 //! fetches a stream's pages for a [`Window`] into a bounded channel.
 
 pub mod campaign_metrics;
+pub mod dotdigital;
+pub mod iterable;
 pub mod smartrmail;
 pub mod smile;
 
@@ -39,6 +41,10 @@ pub enum Incremental {
     },
     /// One snapshot per UTC day of the run's scheduled time; later runs that day do nothing.
     Daily,
+    /// Runs read what changed since the previous run's scheduled time (sources that can
+    /// list "changed since" but whose records carry no change time, like Dotdigital's
+    /// campaigns with activity).
+    SinceLastRun,
 }
 
 /// One extractable stream.
@@ -131,6 +137,10 @@ pub enum AnySource {
     Smile(smile::Smile),
     /// SmartrMail.
     SmartrMail(smartrmail::SmartrMail),
+    /// Iterable.
+    Iterable(iterable::Iterable),
+    /// Dotdigital.
+    Dotdigital(dotdigital::Dotdigital),
 }
 
 impl Source for AnySource {
@@ -138,6 +148,8 @@ impl Source for AnySource {
         match self {
             AnySource::Smile(s) => s.name(),
             AnySource::SmartrMail(s) => s.name(),
+            AnySource::Iterable(s) => s.name(),
+            AnySource::Dotdigital(s) => s.name(),
         }
     }
 
@@ -145,6 +157,8 @@ impl Source for AnySource {
         match self {
             AnySource::Smile(s) => s.streams(),
             AnySource::SmartrMail(s) => s.streams(),
+            AnySource::Iterable(s) => s.streams(),
+            AnySource::Dotdigital(s) => s.streams(),
         }
     }
 
@@ -157,6 +171,8 @@ impl Source for AnySource {
         match self {
             AnySource::Smile(s) => s.fetch(stream, window, pages).await,
             AnySource::SmartrMail(s) => s.fetch(stream, window, pages).await,
+            AnySource::Iterable(s) => s.fetch(stream, window, pages).await,
+            AnySource::Dotdigital(s) => s.fetch(stream, window, pages).await,
         }
     }
 }
@@ -232,6 +248,30 @@ pub fn build(
             )),
             config.sources.smartrmail_experimental_campaigns,
         )),
+        SourceKind::Iterable => AnySource::Iterable(iterable::Iterable::new(connection(service(
+            "Iterable",
+            Auth::Header {
+                name: "Api-Key",
+                value: secret("api_key")?,
+            },
+        )))),
+        SourceKind::Dotdigital => {
+            let user = match sandbox {
+                Some(_) => CREDENTIAL.to_string(),
+                None => section
+                    .settings
+                    .get("username")
+                    .cloned()
+                    .unwrap_or_default(),
+            };
+            AnySource::Dotdigital(dotdigital::Dotdigital::new(connection(service(
+                "Dotdigital",
+                Auth::Basic {
+                    user,
+                    password: secret("password")?,
+                },
+            ))))
+        }
         other => {
             return Err(SourceError::Config(format!(
                 "the {} source is not part of this build yet",

@@ -174,3 +174,50 @@ async fn smartrmail_campaigns_follow_the_experimental_contract() {
         format!("c_{}", c.id)
     });
 }
+
+#[tokio::test]
+async fn iterable_campaigns_join_their_metrics_csv() {
+    let sandbox = small_sandbox().await;
+    let iterable = source(SourceKind::Iterable, &sandbox.base_url);
+    let mut warehouse = MemoryWarehouse::new();
+    let report = extract(&iterable, "campaigns", &mut warehouse, "run-1")
+        .await
+        .unwrap();
+    assert!(report.new_fields.is_empty(), "{:?}", report.new_fields);
+    assert_eq!(report.quarantined, 0);
+    assert_campaigns(&warehouse, Platform::Iterable, "iterable", |c| {
+        c.id.to_string()
+    });
+}
+
+#[tokio::test]
+async fn dotdigital_summaries_use_totals_and_later_runs_read_only_active_campaigns() {
+    let sandbox = small_sandbox().await;
+    let dotdigital = source(SourceKind::Dotdigital, &sandbox.base_url);
+    let mut warehouse = MemoryWarehouse::new();
+    let report = extract(&dotdigital, "campaigns", &mut warehouse, "run-1")
+        .await
+        .unwrap();
+    assert!(report.new_fields.is_empty(), "{:?}", report.new_fields);
+    assert_campaigns(&warehouse, Platform::Dotdigital, "dotdigital", |c| {
+        c.id.to_string()
+    });
+    let campaigns = small_world().campaigns(Platform::Dotdigital).len() as u64;
+    assert_eq!(
+        report.cursor.as_deref(),
+        Some("2026-11-22T10:00:00.000000Z")
+    );
+
+    let (summaries_before, _) = crate::support::requests(&sandbox.base_url, "summary").await;
+    let again = extract(&dotdigital, "campaigns", &mut warehouse, "run-2")
+        .await
+        .unwrap();
+    let (summaries_after, _) = crate::support::requests(&sandbox.base_url, "summary").await;
+    assert_eq!(summaries_before, campaigns, "one summary per campaign");
+    assert_eq!(
+        summaries_after, summaries_before,
+        "no activity since the last run, no summaries"
+    );
+    assert_eq!(again.rows_in("email_campaign_metrics"), 0);
+    assert_eq!(warehouse.rows("email_campaign_metrics"), campaigns);
+}
