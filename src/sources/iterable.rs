@@ -8,6 +8,7 @@
 //! record `{"campaign": …, "metrics": {…}}` for the decoder.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use serde::Deserialize;
@@ -32,7 +33,8 @@ const PAGE_SIZE: u32 = 200;
 #[derive(Debug, Clone)]
 pub struct Iterable {
     api: Connection,
-    metrics: Service,
+    /// The metrics endpoint's own budget, on the same credentials.
+    metrics: Arc<Service>,
 }
 
 impl Iterable {
@@ -41,7 +43,10 @@ impl Iterable {
         api.service.budget = Some(RateBudget::per_second(CAMPAIGNS_PER_SECOND));
         let mut metrics = api.service.clone();
         metrics.budget = Some(RateBudget::per_minute(METRICS_PER_MINUTE));
-        Iterable { api, metrics }
+        Iterable {
+            api,
+            metrics: Arc::new(metrics),
+        }
     }
 
     /// Every email campaign: its id, start and record as sent.
