@@ -180,11 +180,14 @@ impl HttpClient {
     /// The URL `call` goes to.
     pub fn url(service: &Service, call: &Call) -> Url {
         let mut url = service.base_url.clone();
-        let base_path = url.path().trim_end_matches('/').to_string();
-        url.set_path(&format!(
-            "{base_path}/{}",
-            call.path.trim_start_matches('/')
-        ));
+        // An empty path calls the base URL itself (a signed download link).
+        if !call.path.is_empty() {
+            let base_path = url.path().trim_end_matches('/').to_string();
+            url.set_path(&format!(
+                "{base_path}/{}",
+                call.path.trim_start_matches('/')
+            ));
+        }
         if !call.query.is_empty() {
             url.query_pairs_mut().extend_pairs(&call.query);
         }

@@ -26,6 +26,8 @@ pub enum RecordsAt {
     Root,
     /// The array at this JSON pointer (`/customers`, `/data/orders/nodes`).
     Pointer(&'static str),
+    /// The answer has no records (a status query).
+    None,
 }
 
 /// One answer: its text and the byte ranges of its records.
@@ -44,6 +46,7 @@ impl Page {
             let array = match at {
                 RecordsAt::Root => Some(root),
                 RecordsAt::Pointer(pointer) => raw_at(root, pointer)?,
+                RecordsAt::None => None,
             };
             match array {
                 None => Vec::new(),
@@ -98,6 +101,7 @@ fn describe(at: RecordsAt) -> String {
     match at {
         RecordsAt::Root => "the top level".into(),
         RecordsAt::Pointer(p) => p.to_string(),
+        RecordsAt::None => "nowhere".into(),
     }
 }
 

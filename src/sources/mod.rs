@@ -9,6 +9,7 @@
 pub mod campaign_metrics;
 pub mod dotdigital;
 pub mod iterable;
+pub mod shopify;
 pub mod smartrmail;
 pub mod smile;
 
@@ -135,6 +136,8 @@ pub trait Source: Clone + Send + Sync + 'static {
 pub enum AnySource {
     /// Smile.io.
     Smile(smile::Smile),
+    /// Shopify.
+    Shopify(shopify::Shopify),
     /// SmartrMail.
     SmartrMail(smartrmail::SmartrMail),
     /// Iterable.
@@ -147,6 +150,7 @@ impl Source for AnySource {
     fn name(&self) -> &'static str {
         match self {
             AnySource::Smile(s) => s.name(),
+            AnySource::Shopify(s) => s.name(),
             AnySource::SmartrMail(s) => s.name(),
             AnySource::Iterable(s) => s.name(),
             AnySource::Dotdigital(s) => s.name(),
@@ -156,6 +160,7 @@ impl Source for AnySource {
     fn streams(&self) -> Vec<Stream> {
         match self {
             AnySource::Smile(s) => s.streams(),
+            AnySource::Shopify(s) => s.streams(),
             AnySource::SmartrMail(s) => s.streams(),
             AnySource::Iterable(s) => s.streams(),
             AnySource::Dotdigital(s) => s.streams(),
@@ -170,6 +175,7 @@ impl Source for AnySource {
     ) -> Result<(), SourceError> {
         match self {
             AnySource::Smile(s) => s.fetch(stream, window, pages).await,
+            AnySource::Shopify(s) => s.fetch(stream, window, pages).await,
             AnySource::SmartrMail(s) => s.fetch(stream, window, pages).await,
             AnySource::Iterable(s) => s.fetch(stream, window, pages).await,
             AnySource::Dotdigital(s) => s.fetch(stream, window, pages).await,
@@ -272,12 +278,13 @@ pub fn build(
                 },
             ))))
         }
-        other => {
-            return Err(SourceError::Config(format!(
-                "the {} source is not part of this build yet",
-                other.name()
-            )));
-        }
+        SourceKind::Shopify => AnySource::Shopify(shopify::Shopify::new(connection(service(
+            "Shopify",
+            Auth::Header {
+                name: "X-Shopify-Access-Token",
+                value: secret("access_token")?,
+            },
+        )))),
     })
 }
 

@@ -23,6 +23,7 @@ mod cli;
 mod config;
 mod extract_email;
 mod extract_faults;
+mod extract_shopify;
 mod extract_smile;
 mod http;
 mod retry;

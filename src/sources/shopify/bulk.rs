@@ -1,0 +1,253 @@
+//! Shopify bulk operations: start an export of a whole connection, poll it until it is
+//! done, then stream its JSONL result into pages.
+//!
+//! The export asks for `groupObjects: true`, so each nested connection's lines (line items,
+//! marked `__parentId`) come right below their parent; they are folded back into the
+//! parent's record as `{"lineItems": {"nodes": [...]}}`, the shape the paged query gives,
+//! so one table declaration serves both. The result is read chunk by chunk and sent in
+//! pages of [`RECORDS_PER_PAGE`], never held whole.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{BULK_POLL, Shopify};
+use crate::http::paginate::{GraphQlConnection, Page, RecordsAt, fetch_page};
+use crate::http::{Auth, Body, Call, Service};
+use crate::sources::{Connection, PageSender, SourceError};
+
+/// Records per page sent on from the result.
+const RECORDS_PER_PAGE: usize = 250;
+
+/// Runs `query` as a bulk operation and sends its records; `children` names the nested
+/// connection whose lines are folded into their parents.
+pub(super) async fn export(
+    api: &Connection,
+    query: &str,
+    children: Option<&'static str>,
+    pages: &PageSender,
+) -> Result<(), SourceError> {
+    let id = start(api, query).await?;
+    tracing::info!(operation = %id, "Shopify bulk export started");
+    match wait(api, &id).await? {
+        Some(url) => download(api, &url, children, pages).await,
+        None => Ok(()),
+    }
+}
+
+fn contract(message: String) -> SourceError {
+    SourceError::Contract {
+        service: "Shopify",
+        message,
+    }
+}
+
+/// Starts the operation; returns its id.
+async fn start(api: &Connection, query: &str) -> Result<String, SourceError> {
+    let mutation = "mutation Run($query: String!) { bulkOperationRunQuery(query: $query, groupObjects: true) { bulkOperation { id status } userErrors { field message code } } }";
+    let call = Call::post(
+        "/graphql.json",
+        Body::Json(json!({ "query": mutation, "variables": { "query": query } })),
+    );
+    // The records of this answer are its user errors.
+    let at = RecordsAt::Pointer("/data/bulkOperationRunQuery/userErrors");
+    let mut check = GraphQlConnection::new("/data/bulkOperationRunQuery");
+    let page = fetch_page(&api.client, &api.service, &call, at, &mut check).await?;
+    if !page.is_empty() {
+        let errors: Vec<&str> = page.records().collect();
+        let message = format!("the bulk export was refused: {}", errors.join("; "));
+        return Err(
+            if errors
+                .iter()
+                .any(|e| e.contains("OPERATION_IN_PROGRESS") || e.contains("LIMIT_REACHED"))
+            {
+                contract(message)
+            } else {
+                SourceError::Config(message)
+            },
+        );
+    }
+    match page.value("/data/bulkOperationRunQuery/bulkOperation/id") {
+        Some(Value::String(id)) => Ok(id),
+        _ => Err(contract(
+            "bulkOperationRunQuery answered without an operation id".into(),
+        )),
+    }
+}
+
+/// Polls until the operation ends; its result URL, or `None` when nothing matched.
+async fn wait(api: &Connection, id: &str) -> Result<Option<String>, SourceError> {
+    let poll =
+        "query Poll($id: ID!) { bulkOperation(id: $id) { id status errorCode objectCount url } }";
+    let call = Shopify::graphql(poll.to_string(), json!({ "id": id }));
+    let mut check = GraphQlConnection::new("/data/bulkOperation");
+    loop {
+        let page = fetch_page(
+            &api.client,
+            &api.service,
+            &call,
+            RecordsAt::None,
+            &mut check,
+        )
+        .await?;
+        let operation = page.value("/data/bulkOperation").unwrap_or(Value::Null);
+        match operation["status"].as_str() {
+            Some("COMPLETED") => return Ok(operation["url"].as_str().map(str::to_string)),
+            Some("CREATED" | "RUNNING") => tokio::time::sleep(BULK_POLL).await,
+            Some(status) => {
+                let code = operation["errorCode"].as_str().unwrap_or("no error code");
+                let message = format!("bulk export {id} ended {status} ({code})");
+                return Err(if code == "ACCESS_DENIED" {
+                    SourceError::Config(message)
+                } else {
+                    contract(message)
+                });
+            }
+            None => return Err(contract(format!("bulk export {id} has no status"))),
+        }
+    }
+}
+
+/// Streams the JSONL result at `url` into pages.
+async fn download(
+    api: &Connection,
+    url: &str,
+    children: Option<&'static str>,
+    pages: &PageSender,
+) -> Result<(), SourceError> {
+    let service = Service {
+        name: "Shopify bulk result",
+        base_url: url
+            .parse()
+            .map_err(|e| contract(format!("the bulk result URL is not a URL: {e}")))?,
+        // The signature in the URL is the credential.
+        auth: Auth::None,
+        retry: api.service.retry,
+        budget: None,
+    };
+    let mut response = api.client.send(&service, &Call::get("")).await?;
+    let mut grouper = Grouper::new(children);
+    let mut pending = Vec::new();
+    loop {
+        let chunk = response
+            .chunk()
+            .await
+            .map_err(|e| contract(format!("the bulk result download broke off: {e}")))?;
+        let Some(chunk) = chunk else { break };
+        pending.extend_from_slice(&chunk);
+        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            let line = std::str::from_utf8(&line)
+                .map_err(|_| contract("the bulk result is not UTF-8".into()))?;
+            grouper.line(line.trim()).map_err(contract)?;
+            if grouper.ready.len() >= RECORDS_PER_PAGE && !send(&mut grouper, pages).await? {
+                return Ok(());
+            }
+        }
+    }
+    let rest = String::from_utf8_lossy(&pending).to_string();
+    grouper.line(rest.trim()).map_err(contract)?;
+    grouper.finish();
+    send(&mut grouper, pages).await?;
+    Ok(())
+}
+
+/// Sends the records that are ready; false when the consumer has stopped.
+async fn send(grouper: &mut Grouper, pages: &PageSender) -> Result<bool, SourceError> {
+    if grouper.ready.is_empty() {
+        return Ok(true);
+    }
+    let page = Page::from_records(&std::mem::take(&mut grouper.ready)).map_err(contract)?;
+    Ok(pages.send(page).await.is_ok())
+}
+
+/// Folds child lines into their parent's record.
+struct Grouper {
+    children: Option<&'static str>,
+    parent: Option<(String, String)>,
+    kids: Vec<String>,
+    ready: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct Ids {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(rename = "__parentId", default)]
+    parent: Option<String>,
+}
+
+impl Grouper {
+    fn new(children: Option<&'static str>) -> Self {
+        Grouper {
+            children,
+            parent: None,
+            kids: Vec::new(),
+            ready: Vec::new(),
+        }
+    }
+
+    fn line(&mut self, line: &str) -> Result<(), String> {
+        if line.is_empty() {
+            return Ok(());
+        }
+        let Some(_) = self.children else {
+            self.ready.push(line.to_string());
+            return Ok(());
+        };
+        let ids: Ids = serde_json::from_str(line)
+            .map_err(|e| format!("a bulk result line is not a JSON object: {e}"))?;
+        match (ids.parent, &self.parent) {
+            (Some(parent), Some((current, _))) if parent == *current => {
+                self.kids.push(line.to_string());
+                Ok(())
+            }
+            (Some(parent), _) => Err(format!(
+                "a nested line of {parent} is not right below its parent (groupObjects was asked for)"
+            )),
+            (None, _) => {
+                self.finish();
+                self.parent = Some((ids.id.unwrap_or_default(), line.to_string()));
+                Ok(())
+            }
+        }
+    }
+
+    /// Completes the current parent's record.
+    fn finish(&mut self) {
+        let (Some((_, text)), Some(children)) = (self.parent.take(), self.children) else {
+            return;
+        };
+        let body = text.trim_end().strip_suffix('}').unwrap_or(&text);
+        let kids = std::mem::take(&mut self.kids).join(",");
+        self.ready
+            .push(format!(r#"{body},"{children}":{{"nodes":[{kids}]}}}}"#));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn child_lines_fold_into_their_parent() {
+        let mut grouper = Grouper::new(Some("lineItems"));
+        for line in [
+            r##"{"id":"gid://shopify/Order/1","name":"#1"}"##,
+            r#"{"id":"gid://shopify/LineItem/10","quantity":2,"__parentId":"gid://shopify/Order/1"}"#,
+            r##"{"id":"gid://shopify/Order/2","name":"#2"}"##,
+        ] {
+            grouper.line(line).unwrap();
+        }
+        grouper.finish();
+        assert_eq!(
+            grouper.ready,
+            [
+                r##"{"id":"gid://shopify/Order/1","name":"#1","lineItems":{"nodes":[{"id":"gid://shopify/LineItem/10","quantity":2,"__parentId":"gid://shopify/Order/1"}]}}"##,
+                r##"{"id":"gid://shopify/Order/2","name":"#2","lineItems":{"nodes":[]}}"##,
+            ]
+        );
+        let stray = grouper
+            .line(r#"{"id":"gid://shopify/LineItem/11","__parentId":"gid://shopify/Order/9"}"#);
+        assert!(stray.unwrap_err().contains("Order/9"));
+    }
+}

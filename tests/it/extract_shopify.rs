@@ -1,0 +1,184 @@
+//! Shopify extracted from the sandbox: the first load by bulk operation, later loads by
+//! the paged GraphQL query from the cursor (with its overlap), and a backfill that pages
+//! the whole window to its last page — all checked against the world.
+
+use std::collections::HashMap;
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{Decimal128Type, Int64Type};
+use arrow::record_batch::RecordBatch;
+use mailroom::config::SourceKind;
+use mailroom::extract::{Mode, extract_stream};
+use mailroom::normalize::SchemaPolicy;
+use mailroom::sandbox::world::{Consent, Order};
+use mailroom::warehouse::memory::MemoryWarehouse;
+
+use crate::support::{extract, requests, small_sandbox, small_world, source, stamp};
+
+/// Shopify customer ids are this plus the person's index.
+const CUSTOMER_BASE: i64 = mailroom::sandbox::shopify::data::CUSTOMER_BASE as i64;
+
+fn world_orders() -> HashMap<i64, Order> {
+    let world = small_world();
+    world
+        .people()
+        .flat_map(|p| world.orders_of(&p))
+        .map(|o| (o.id as i64, o))
+        .collect()
+}
+
+fn column<'a>(batch: &'a RecordBatch, name: &str) -> &'a arrow::array::ArrayRef {
+    batch
+        .column_by_name(name)
+        .unwrap_or_else(|| panic!("column {name}"))
+}
+
+/// Checks that `warehouse` holds exactly the world's orders and lines, with sample values.
+fn assert_orders(warehouse: &MemoryWarehouse) {
+    let orders = world_orders();
+    let lines: usize = orders.values().map(|o| o.lines.len()).sum();
+    assert_eq!(warehouse.rows("shopify_orders"), orders.len() as u64);
+    assert_eq!(warehouse.rows("shopify_order_lines"), lines as u64);
+    let table = warehouse.table("shopify_orders").unwrap();
+    let ids = column(table, "id").as_primitive::<Int64Type>();
+    let totals = column(table, "total_price").as_primitive::<Decimal128Type>();
+    let customers = column(table, "customer_id").as_primitive::<Int64Type>();
+    for row in (0..table.num_rows()).step_by(7) {
+        let order = &orders[&ids.value(row)];
+        assert_eq!(
+            totals.value(row),
+            i128::from(order.total_cents()) * 10_000_000
+        );
+        assert_eq!(
+            customers.value(row),
+            CUSTOMER_BASE + i64::from(order.customer)
+        );
+    }
+    let table = warehouse.table("shopify_order_lines").unwrap();
+    let order_ids = column(table, "order_id").as_primitive::<Int64Type>();
+    let line_ids = column(table, "line_id").as_primitive::<Int64Type>();
+    let products = column(table, "product_id").as_primitive::<Int64Type>();
+    for row in (0..table.num_rows()).step_by(11) {
+        let order = &orders[&order_ids.value(row)];
+        let line = order
+            .lines
+            .iter()
+            .find(|l| l.id as i64 == line_ids.value(row))
+            .unwrap();
+        assert_eq!(products.value(row), line.product.id as i64);
+    }
+}
+
+#[tokio::test]
+async fn the_first_load_is_a_bulk_export_and_later_loads_page_from_the_cursor() {
+    let sandbox = small_sandbox().await;
+    let shopify = source(SourceKind::Shopify, &sandbox.base_url);
+    let mut warehouse = MemoryWarehouse::new();
+
+    let first = extract(&shopify, "orders", &mut warehouse, "run-1")
+        .await
+        .unwrap();
+    assert_eq!(first.quarantined, 0);
+    assert!(first.new_fields.is_empty(), "{:?}", first.new_fields);
+    assert_orders(&warehouse);
+    let (_, _, state) =
+        crate::support::get_json(&format!("{}/_sandbox/state", sandbox.base_url), &[]).await;
+    assert_eq!(
+        state["shopify"]["bulk_operations"].as_array().map(Vec::len),
+        Some(1)
+    );
+
+    let newest = world_orders().values().map(|o| o.updated_at).max().unwrap();
+    let recent = world_orders()
+        .values()
+        .filter(|o| o.updated_at >= newest - chrono::Duration::minutes(10))
+        .count() as u64;
+    let (graphql_before, _) = requests(&sandbox.base_url, "graphql").await;
+    let again = extract(&shopify, "orders", &mut warehouse, "run-2")
+        .await
+        .unwrap();
+    let (graphql_after, _) = requests(&sandbox.base_url, "graphql").await;
+    assert_eq!(
+        again.rows_in("shopify_orders"),
+        recent,
+        "only the overlap window again"
+    );
+    assert_eq!(graphql_after - graphql_before, 1, "one page");
+    assert_orders(&warehouse);
+}
+
+#[tokio::test]
+async fn a_backfill_pages_the_whole_window_without_moving_the_cursor() {
+    let sandbox = small_sandbox().await;
+    let shopify = source(SourceKind::Shopify, &sandbox.base_url);
+    let orders = world_orders();
+    // A window of recent changes spanning a few pages (Shopify's cost budget allows only
+    // a few orders a second, so a test pages a window, not all history).
+    let newest = orders.values().map(|o| o.updated_at).max().unwrap();
+    let from = newest - chrono::Duration::days(10);
+    let to = newest + chrono::Duration::seconds(1);
+    let in_window: Vec<&Order> = orders
+        .values()
+        .filter(|o| o.updated_at >= from && o.updated_at < to)
+        .collect();
+    assert!(
+        in_window.len() > 15,
+        "more than one page: {}",
+        in_window.len()
+    );
+    let mut warehouse = MemoryWarehouse::new();
+    let report = extract_stream(
+        &shopify,
+        "orders",
+        &mut warehouse,
+        stamp("backfill-1", "2026-11-22T10:00:00Z"),
+        Mode::Backfill { from, to },
+        SchemaPolicy::Fixed,
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.cursor, None);
+    assert_eq!(report.rows_in("shopify_orders"), in_window.len() as u64);
+    let lines: usize = in_window.iter().map(|o| o.lines.len()).sum();
+    assert_eq!(report.rows_in("shopify_order_lines"), lines as u64);
+    let pages = in_window.len().div_ceil(15) as u64;
+    let (graphql, _) = requests(&sandbox.base_url, "graphql").await;
+    assert_eq!(graphql, pages, "pages of 15 orders to the last one");
+    use mailroom::warehouse::Warehouse;
+    assert_eq!(warehouse.cursor("shopify", "orders").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn customers_land_with_their_marketing_consent() {
+    let sandbox = small_sandbox().await;
+    let shopify = source(SourceKind::Shopify, &sandbox.base_url);
+    let world = small_world();
+    let people: Vec<_> = world.people().collect();
+    let mut warehouse = MemoryWarehouse::new();
+    let report = extract(&shopify, "customers", &mut warehouse, "run-1")
+        .await
+        .unwrap();
+    assert_eq!(report.rows_in("shopify_customers"), people.len() as u64);
+    let table = warehouse.table("shopify_customers").unwrap();
+    let ids = column(table, "id").as_primitive::<Int64Type>();
+    let states = column(table, "marketing_state").as_string::<i32>();
+    let emails = column(table, "email_normalized").as_string::<i32>();
+    for row in 0..table.num_rows() {
+        let person = &people[(ids.value(row) - CUSTOMER_BASE) as usize - 1];
+        let expected = match person.consent {
+            Consent::Subscribed => "SUBSCRIBED",
+            Consent::NotSubscribed => "NOT_SUBSCRIBED",
+            Consent::Unsubscribed => "UNSUBSCRIBED",
+        };
+        assert_eq!(states.value(row), expected);
+        assert!(emails.is_valid(row));
+        assert_eq!(emails.value(row), person.email);
+    }
+    // A later run pages from the cursor.
+    let again = extract(&shopify, "customers", &mut warehouse, "run-2")
+        .await
+        .unwrap();
+    assert!(again.rows_in("shopify_customers") < people.len() as u64);
+    assert_eq!(warehouse.rows("shopify_customers"), people.len() as u64);
+}
