@@ -175,6 +175,10 @@ pub struct SourcesConfig {
     /// Whether SmartrMail's experimental `campaigns` stream is enabled
     /// (`[sources.smartrmail] experimental_campaigns = true`).
     pub smartrmail_experimental_campaigns: bool,
+    /// Calls per second mailroom allows itself on the Smile token
+    /// (`[sources.smile] requests_per_second`; Smile's documented limit, 10, by default;
+    /// 0 for no budget).
+    pub smile_requests_per_second: u32,
 }
 
 /// Where report results can be delivered.

@@ -300,7 +300,10 @@ fn read_sources(
     sandbox: &SandboxConfig,
     d: &mut Diagnostics<'_>,
 ) -> SourcesConfig {
-    let mut sources = SourcesConfig::default();
+    let mut sources = SourcesConfig {
+        smile_requests_per_second: crate::sources::smile::REQUESTS_PER_SECOND,
+        ..SourcesConfig::default()
+    };
     let Some(mut t) = table else {
         return sources;
     };
@@ -308,6 +311,11 @@ fn read_sources(
         let Some(mut section) = t.table(d, kind.name()) else {
             continue;
         };
+        if kind == SourceKind::Smile
+            && let Some(rate) = section.integer(d, "requests_per_second", 0..=10_000)
+        {
+            sources.smile_requests_per_second = rate.value as u32;
+        }
         if kind == SourceKind::SmartrMail {
             sources.smartrmail_experimental_campaigns = section
                 .boolean(d, "experimental_campaigns")

@@ -243,10 +243,10 @@ pub fn build(
         service,
     };
     Ok(match kind {
-        SourceKind::Smile => AnySource::Smile(smile::Smile::new(connection(service(
-            "Smile.io",
-            Auth::Bearer(secret("api_key")?),
-        )))),
+        SourceKind::Smile => AnySource::Smile(smile::Smile::new(
+            connection(service("Smile.io", Auth::Bearer(secret("api_key")?))),
+            config.sources.smile_requests_per_second,
+        )),
         SourceKind::SmartrMail => AnySource::SmartrMail(smartrmail::SmartrMail::new(
             connection(service(
                 "SmartrMail",

@@ -25,9 +25,11 @@ pub struct Smile {
 }
 
 impl Smile {
-    /// The source over `api`, with Smile's per-token rate budget.
-    pub fn new(mut api: Connection) -> Self {
-        api.service.budget = Some(RateBudget::per_second(REQUESTS_PER_SECOND));
+    /// The source over `api`, allowing itself `requests_per_second` on the token (none
+    /// when 0).
+    pub fn new(mut api: Connection, requests_per_second: u32) -> Self {
+        api.service.budget =
+            (requests_per_second > 0).then(|| RateBudget::per_second(requests_per_second));
         Smile { api }
     }
 }

@@ -1,0 +1,219 @@
+//! Extract benchmark: Smile.io customers from the sandbox into Arrow batches.
+//!
+//! `cargo bench --bench extract_smile` runs, each in fresh processes (a sandbox server and
+//! an extractor, so the extractor's peak memory is its own):
+//! - 100,000 and 1,000,000 customers with no rate limit: records/s and the extractor's
+//!   peak resident memory, and how peak memory grows between the two;
+//! - 10,000 customers at Smile's 10 requests/s: elapsed time against the minimum the limit
+//!   allows, and the share of requests answered 429.
+//!
+//! Figures are printed; BENCHMARKS.md records them. Options: `-- --sizes 100000,1000000`.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Instant;
+
+use mailroom::config::SourceKind;
+use mailroom::extract::{Mode, extract_stream};
+use mailroom::http::retry::RetryPolicy;
+use mailroom::http::{HttpClient, Timeouts};
+use mailroom::normalize::{RunStamp, SchemaPolicy};
+use mailroom::sandbox::{RunningSandbox, SandboxOptions};
+use mailroom::warehouse::memory::MemoryWarehouse;
+
+const SEED: u64 = 7;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("--serve") => serve(&args[2], &args[3]),
+        Some("--extract") => extract(&args[2], &args[3]),
+        _ => drive(&args),
+    }
+}
+
+/// Runs every scenario in child processes and prints the figures.
+fn drive(args: &[String]) {
+    let sizes: Vec<u32> = args
+        .iter()
+        .position(|a| a == "--sizes")
+        .and_then(|i| args.get(i + 1))
+        .map(|list| list.split(',').filter_map(|n| n.parse().ok()).collect())
+        .unwrap_or_else(|| vec![100_000, 1_000_000]);
+    println!("extract_smile: Smile.io customers → Arrow batches (counting sink)");
+    let mut peaks = Vec::new();
+    for &customers in &sizes {
+        let result = scenario(customers, "none");
+        let rate = result.records as f64 / result.seconds;
+        println!(
+            "  {customers:>9} customers: {:>9} records in {:>6.2} s = {:>9.0} records/s, extractor peak RSS {:>6.1} MB",
+            result.records,
+            result.seconds,
+            rate,
+            result.peak_kb as f64 / 1024.0
+        );
+        peaks.push(result.peak_kb);
+    }
+    if let (Some(first), Some(last)) = (peaks.first(), peaks.last())
+        && peaks.len() > 1
+    {
+        println!(
+            "  peak memory at {} vs {} customers: {:+.1}%",
+            sizes[sizes.len() - 1],
+            sizes[0],
+            (*last as f64 / *first as f64 - 1.0) * 100.0
+        );
+    }
+    let limited = scenario(10_000, "10");
+    let pages = limited.records.div_ceil(250);
+    let minimum = (pages.saturating_sub(1)) as f64 / 10.0;
+    println!(
+        "  rate limited (10 requests/s): {} records, {} pages in {:.2} s; the limit allows {:.2} s at best ({:+.1}%); {} of {} requests answered 429",
+        limited.records,
+        pages,
+        limited.seconds,
+        minimum,
+        (limited.seconds / minimum - 1.0) * 100.0,
+        limited.rate_limited,
+        limited.requests
+    );
+}
+
+struct Figures {
+    records: u64,
+    seconds: f64,
+    peak_kb: u64,
+    requests: u64,
+    rate_limited: u64,
+}
+
+/// One sandbox process and one extractor process.
+fn scenario(customers: u32, limit: &str) -> Figures {
+    let me = std::env::current_exe().expect("the benchmark's own path");
+    let mut server: Child = Command::new(&me)
+        .args(["--serve", &customers.to_string(), limit])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("sandbox process starts");
+    let mut lines = BufReader::new(server.stdout.take().expect("stdout")).lines();
+    let url = lines
+        .next()
+        .expect("sandbox URL")
+        .expect("sandbox URL line");
+    let output = Command::new(&me)
+        .args(["--extract", &url, limit])
+        .output()
+        .expect("extractor runs");
+    let _ = server.kill();
+    let _ = server.wait();
+    let text = String::from_utf8_lossy(&output.stdout);
+    let field = |name: &str| -> f64 {
+        text.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
+            .unwrap_or_else(|| {
+                panic!(
+                    "no {name} in extractor output: {text} {}",
+                    String::from_utf8_lossy(&output.stderr)
+                )
+            })
+    };
+    Figures {
+        records: field("records") as u64,
+        seconds: field("seconds"),
+        peak_kb: field("peak_kb") as u64,
+        requests: field("requests") as u64,
+        rate_limited: field("rate_limited") as u64,
+    }
+}
+
+/// Child: serves the sandbox until killed; prints its URL first.
+fn serve(customers: &str, limit: &str) {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let mut options = SandboxOptions::new(SEED, customers.parse().expect("customers"));
+        options.smile_rate_limit = limit.parse().ok();
+        let sandbox = RunningSandbox::start("127.0.0.1:0".parse().expect("address"), options)
+            .await
+            .expect("sandbox starts");
+        println!("{}", sandbox.base_url);
+        std::future::pending::<()>().await;
+    });
+}
+
+/// Child: extracts every Smile customer, allowing itself `limit` requests a second
+/// (`none`: no budget), and prints its figures.
+fn extract(url: &str, limit: &str) {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let mut config = mailroom::config::parse(
+            mailroom::config::DEFAULT_CONFIG,
+            "config.toml",
+            std::path::Path::new("."),
+        )
+        .expect("shipped config");
+        config.sources.smile_requests_per_second = limit.parse().unwrap_or(0);
+        let client = HttpClient::new(Timeouts::default()).expect("client");
+        let smile = mailroom::sources::build(
+            SourceKind::Smile,
+            &config,
+            Some(url),
+            &[("UNUSED", "")],
+            &client,
+            RetryPolicy::default(),
+        )
+        .expect("source");
+        let mut warehouse = MemoryWarehouse::counting();
+        let now = chrono::Utc::now();
+        let stamp = Arc::new(RunStamp {
+            run_id: "bench".into(),
+            extracted_at: now,
+            scheduled_for: now,
+        });
+        let started = Instant::now();
+        extract_stream(&smile, "customers", &mut warehouse, stamp, Mode::Incremental, SchemaPolicy::Fixed, &|_| {})
+            .await
+            .expect("extraction");
+        let seconds = started.elapsed().as_secs_f64();
+        let (requests, rate_limited) = sandbox_counts(&client, url).await;
+        println!(
+            "records={} seconds={seconds:.3} peak_kb={} requests={requests} rate_limited={rate_limited}",
+            warehouse.rows("smile_customers"),
+            peak_rss_kb()
+        );
+    });
+}
+
+/// Requests the sandbox saw for Smile customers, and how many it answered 429.
+async fn sandbox_counts(client: &HttpClient, url: &str) -> (u64, u64) {
+    use mailroom::http::{Auth, Call, Service};
+    let service = Service {
+        name: "sandbox",
+        base_url: url.parse().expect("url"),
+        auth: Auth::None,
+        retry: RetryPolicy::default(),
+        budget: None,
+    };
+    let Ok(response) = client.send(&service, &Call::get("/_sandbox/state")).await else {
+        return (0, 0);
+    };
+    let state: serde_json::Value = response.json().await.unwrap_or_default();
+    let count = &state["requests"]["GET /smile/v1/customers"];
+    (
+        count["requests"].as_u64().unwrap_or(0),
+        count["rate_limited"].as_u64().unwrap_or(0),
+    )
+}
+
+/// This process's peak resident memory (Linux `VmHWM`), in KiB.
+fn peak_rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
