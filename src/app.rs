@@ -335,22 +335,31 @@ async fn connect_sandbox(config: &Config) -> Result<Option<crate::sandbox::Conne
     Ok(connection)
 }
 
-fn runtime(config: &Arc<Config>, state: Arc<StateStore>) -> Runtime<Pipeline> {
-    Runtime {
-        executor: Pipeline::new(config.clone()),
+fn runtime(
+    config: &Arc<Config>,
+    state: Arc<StateStore>,
+    sandbox: Option<&crate::sandbox::Connection>,
+) -> Result<Runtime<Pipeline>, Failure> {
+    let sandbox_url = sandbox.map(|s| s.base_url().to_string());
+    let executor = Pipeline::new(config.clone(), sandbox_url).map_err(|err| Failure {
+        kind: err.kind,
+        message: err.message,
+    })?;
+    Ok(Runtime {
+        executor,
         state,
         clock: Arc::new(SystemClock),
-    }
+    })
 }
 
 /// `mailroom run`: the scheduler, until SIGINT or SIGTERM.
 async fn run(config: Config) -> Result<ExitCode, Failure> {
     let config = Arc::new(config);
     let (_lock, state) = open_state(&config)?;
-    let _sandbox = connect_sandbox(&config).await?;
+    let sandbox = connect_sandbox(&config).await?;
     tracing::info!(config_dir = %config.base_dir.display(), data_dir = %config.data_dir.display(), jobs = config.jobs.len(), "mailroom starting");
     let scheduler = Scheduler::new(
-        runtime(&config, state),
+        runtime(&config, state, sandbox.as_ref())?,
         config.jobs.clone(),
         config.scheduler.shutdown_grace,
     );
@@ -371,8 +380,8 @@ async fn run_job(config: Config, name: &str, dry_run: bool) -> Result<ExitCode, 
     let config = Arc::new(config);
     let job = Arc::new(find_job(&config, name)?.clone());
     let (_lock, state) = open_state(&config)?;
-    let _sandbox = connect_sandbox(&config).await?;
-    let runtime = Arc::new(runtime(&config, state));
+    let sandbox = connect_sandbox(&config).await?;
+    let runtime = Arc::new(runtime(&config, state, sandbox.as_ref())?);
     scheduler::recover_abandoned(&runtime);
     let now = runtime.clock.now();
     let run = NewRun::new(name, Trigger::Manual, now.with_nanosecond(0).unwrap_or(now));
@@ -402,6 +411,9 @@ async fn run_job(config: Config, name: &str, dry_run: bool) -> Result<ExitCode, 
                 "{name}: {verb} {} succeeded after {} attempt(s)",
                 outcome.run_id, outcome.attempts
             );
+            if dry_run {
+                print!("{}", dry_run_summary(&outcome.counters));
+            }
             Ok(ExitCode::SUCCESS)
         }
         RunStatus::Interrupted => Ok(ExitCode::from(EXIT_INTERRUPTED)),
@@ -418,6 +430,18 @@ async fn run_job(config: Config, name: &str, dry_run: bool) -> Result<ExitCode, 
             })
         }
     }
+}
+
+/// What a dry run would have loaded, from its counters.
+fn dry_run_summary(counters: &crate::state::Counters) -> String {
+    let mut out = String::from("Would load:\n");
+    for (key, value) in counters {
+        match key.strip_prefix("rows.") {
+            Some(table) => out.push_str(&format!("  {table:<32} {value:>10} rows\n")),
+            None => out.push_str(&format!("  {:<32} {value:>10}\n", key.replace('_', " "))),
+        }
+    }
+    out
 }
 
 /// `mailroom sandbox`: serve the simulators until SIGINT or SIGTERM.

@@ -1,39 +1,97 @@
 //! Runs a job's steps in order: the [`Executor`] the scheduler and `run-job` drive.
 //!
 //! Each step kind belongs to a stage of the data flow (extract → normalize → load, sql,
-//! deliver, activate). A step whose stage this build does not have yet fails the run with
-//! a terminal error that says so before anything is sent anywhere: it is never skipped
-//! silently or counted as a success.
+//! deliver, activate). Extract steps read their streams through [`crate::extract`]; a dry
+//! run extracts into a counting warehouse and reports what would be loaded, changing
+//! nothing. A step whose stage this build does not have yet — loading into a warehouse,
+//! SQL, delivery, activation — fails the run with a terminal error that says so before
+//! anything is written or sent: it is never skipped silently or counted as a success.
 
 use std::sync::Arc;
 
-use crate::config::{Config, JobConfig, Step};
-use crate::error::ErrorKind;
+use chrono::Utc;
+
+use crate::config::{Config, JobConfig, ProcessEnvironment, SourceKind, Step};
+use crate::error::{Classify, ErrorKind};
+use crate::extract::{Mode, StreamReport, extract_stream};
+use crate::http::retry::RetryPolicy;
+use crate::http::{HttpClient, Timeouts};
+use crate::normalize::RunStamp;
 use crate::scheduler::{Executor, RunContext, RunError};
+use crate::sources::{self, AnySource};
 use crate::state::Counters;
+use crate::warehouse::memory::MemoryWarehouse;
 
 /// Runs steps against the configured sources, warehouse and destinations.
 pub struct Pipeline {
     config: Arc<Config>,
+    sandbox: Option<String>,
+    client: HttpClient,
 }
 
 impl Pipeline {
-    /// A pipeline over `config`.
-    pub fn new(config: Arc<Config>) -> Self {
-        Pipeline { config }
+    /// A pipeline over `config`; `sandbox` is the sandbox's base URL when services are
+    /// simulated.
+    pub fn new(config: Arc<Config>, sandbox: Option<String>) -> Result<Self, RunError> {
+        let client = HttpClient::new(Timeouts::default())
+            .map_err(|e| RunError::new(ErrorKind::Bug, e.to_string()))?;
+        Ok(Pipeline {
+            config,
+            sandbox,
+            client,
+        })
+    }
+
+    /// The configured source `kind`.
+    pub fn source(&self, kind: SourceKind) -> Result<AnySource, RunError> {
+        sources::build(
+            kind,
+            &self.config,
+            self.sandbox.as_deref(),
+            &ProcessEnvironment,
+            &self.client,
+            RetryPolicy::default(),
+        )
+        .map_err(|err| RunError::new(err.kind(), err.to_string()))
     }
 
     async fn run_step(
         &self,
         step: &Step,
-        _run: &RunContext,
-        _counters: &mut Counters,
+        run: &RunContext,
+        counters: &mut Counters,
     ) -> Result<(), RunError> {
         match step {
-            Step::Extract { .. }
-            | Step::Sql { .. }
-            | Step::Deliver { .. }
-            | Step::Activate { .. } => Err(RunError::new(
+            Step::Extract { source, streams } if run.dry_run => {
+                let kind = *source;
+                let source = self.source(kind)?;
+                let stamp = Arc::new(RunStamp {
+                    run_id: run.run_id.clone(),
+                    extracted_at: Utc::now(),
+                    scheduled_for: run.scheduled_for,
+                });
+                for stream in streams {
+                    let mut counting = MemoryWarehouse::counting();
+                    let report = extract_stream(
+                        &source,
+                        stream,
+                        &mut counting,
+                        stamp.clone(),
+                        Mode::Incremental,
+                        self.config.schema_policy(kind),
+                        &|_| {},
+                    )
+                    .await
+                    .map_err(|err| RunError::new(err.kind(), err.to_string()))?;
+                    count(counters, &report);
+                }
+                Ok(())
+            }
+            Step::Extract { .. } => Err(RunError::new(
+                ErrorKind::Terminal,
+                "loading into the warehouse is not part of this build of mailroom yet; nothing was extracted or loaded (`run-job --dry-run` extracts and shows what would be loaded)",
+            )),
+            Step::Sql { .. } | Step::Deliver { .. } | Step::Activate { .. } => Err(RunError::new(
                 ErrorKind::Terminal,
                 format!(
                     "the {} stage is not part of this build of mailroom yet; nothing was extracted, loaded or sent",
@@ -42,6 +100,15 @@ impl Pipeline {
             )),
         }
     }
+}
+
+/// Adds a stream's rows, quarantined records and new fields to the run's counters.
+fn count(counters: &mut Counters, report: &StreamReport) {
+    for (table, rows) in &report.rows {
+        *counters.entry(format!("rows.{table}")).or_default() += rows;
+    }
+    *counters.entry("quarantined".into()).or_default() += report.quarantined;
+    *counters.entry("new_fields".into()).or_default() += report.new_fields.len() as u64;
 }
 
 impl Executor for Pipeline {

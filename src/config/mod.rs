@@ -179,6 +179,9 @@ pub struct SourcesConfig {
     /// (`[sources.smile] requests_per_second`; Smile's documented limit, 10, by default;
     /// 0 for no budget).
     pub smile_requests_per_second: u32,
+    /// What happens to fields a source sends that its tables do not declare
+    /// (`[sources.NAME] schema = "fixed" | "evolve"`; `fixed` when not set).
+    pub schema_policies: BTreeMap<SourceKind, crate::normalize::SchemaPolicy>,
 }
 
 /// Where report results can be delivered.
@@ -431,7 +434,16 @@ impl Config {
             .collect()
     }
 
-    /// The job with this name.
+    /// What happens to new fields from `source` (its `schema` setting).
+    pub fn schema_policy(&self, source: SourceKind) -> crate::normalize::SchemaPolicy {
+        self.sources
+            .schema_policies
+            .get(&source)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// The job named `name`.
     pub fn job(&self, name: &str) -> Option<&JobConfig> {
         self.jobs.iter().find(|job| job.name == name)
     }

@@ -16,6 +16,7 @@ use super::{
     Config, DestinationKind, DestinationsConfig, SandboxConfig, SchedulerConfig, ServiceConfig,
     SourceKind, SourcesConfig, WarehouseConfig,
 };
+use crate::normalize::SchemaPolicy;
 
 /// Validates a parsed config document, reporting every problem into `d`.
 pub(super) fn validate(
@@ -311,6 +312,16 @@ fn read_sources(
         let Some(mut section) = t.table(d, kind.name()) else {
             continue;
         };
+        if let Some(policy) = section.choice(
+            d,
+            "schema",
+            &[
+                ("fixed", SchemaPolicy::Fixed),
+                ("evolve", SchemaPolicy::Evolve),
+            ],
+        ) {
+            sources.schema_policies.insert(kind, policy.value);
+        }
         if kind == SourceKind::Smile
             && let Some(rate) = section.integer(d, "requests_per_second", 0..=10_000)
         {

@@ -158,11 +158,12 @@ fn run_job_is_recorded_in_the_ledger_and_status_shows_it() {
         "{stderr}"
     );
 
-    // The extract stage is not in this build yet: the run fails as terminal, and says so.
+    // Loading into a warehouse is not in this build yet: the run fails as terminal, and
+    // says so.
     let (code, _, stderr) = run(mailroom(dir.path()).args(["run-job", "extract-orders"]));
     assert_eq!(code, 1, "{stderr}");
     assert!(
-        stderr.contains("the extract stage is not part of this build"),
+        stderr.contains("loading into the warehouse is not part of this build"),
         "{stderr}"
     );
 
@@ -190,11 +191,25 @@ fn run_job_is_recorded_in_the_ledger_and_status_shows_it() {
         "{stdout}"
     );
 
-    // A dry run changes nothing in the ledger.
-    let (code, stdout, _) =
-        run(mailroom(dir.path()).args(["run-job", "extract-orders", "--dry-run"]));
-    assert_eq!(code, 1);
-    assert!(stdout.contains("Dry run of extract-orders"), "{stdout}");
+    // A dry run extracts, shows what would be loaded and changes nothing in the ledger.
+    let (code, stdout, stderr) =
+        run(mailroom(dir.path()).args(["run-job", "extract-email", "--dry-run"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("Dry run of extract-email"), "{stdout}");
+    let would_load = |table: &str| {
+        stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(table))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+    };
+    assert!(
+        would_load("smartrmail_subscribers").is_some_and(|n| n > 0),
+        "{stdout}"
+    );
+    assert!(
+        would_load("email_campaign_metrics").is_some_and(|n| n > 0),
+        "{stdout}"
+    );
     let state = StateStore::open_read_only(&dir.path().join("data/state.db"))
         .expect("open")
         .expect("exists");
