@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 
 use crate::telemetry::LogFormat;
@@ -46,6 +47,20 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Re-extract a job's streams for a time window without moving their cursors
+    Backfill {
+        /// The job's name
+        name: String,
+        /// Start of the window: a date (UTC midnight) or an RFC 3339 time
+        #[arg(long, value_parser = parse_instant)]
+        from: DateTime<Utc>,
+        /// End of the window, exclusive: a date (UTC midnight) or an RFC 3339 time
+        #[arg(long, value_parser = parse_instant)]
+        to: DateTime<Utc>,
+        /// Extract the window and show what would be loaded; change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// List jobs with their schedules and next fire times, in each job's time zone
     Jobs {
         /// How many upcoming fire times to show
@@ -85,6 +100,16 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         key_file: Option<PathBuf>,
     },
+}
+
+/// Parses `2026-10-01` (UTC midnight) or an RFC 3339 time.
+fn parse_instant(text: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc())
+        .map_err(|_| format!("\"{text}\" is not a date (YYYY-MM-DD) or an RFC 3339 time"))
 }
 
 #[cfg(test)]

@@ -452,3 +452,50 @@ fn a_missing_fault_plan_in_the_config_is_a_config_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn backfill_dry_run_extracts_the_window_and_checks_its_bounds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, _, stderr) = run(mailroom(dir.path()).args([
+        "backfill",
+        "extract-loyalty",
+        "--from",
+        "2026-11-02",
+        "--to",
+        "2026-10-01",
+    ]));
+    assert_eq!(code, 78, "{stderr}");
+    assert!(
+        stderr.contains("--from (2026-11-02T00:00:00+00:00) must be before --to"),
+        "{stderr}"
+    );
+
+    let (code, _, stderr) = run(mailroom(dir.path()).args([
+        "backfill",
+        "extract-loyalty",
+        "--from",
+        "yesterday",
+        "--to",
+        "2026-10-01",
+    ]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("\"yesterday\" is not a date"), "{stderr}");
+
+    let (code, stdout, stderr) = run(mailroom(dir.path()).args([
+        "backfill",
+        "extract-email",
+        "--from",
+        "2026-10-01",
+        "--to",
+        "2026-11-01T12:00:00Z",
+        "--dry-run",
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains(
+            "backfill of 2026-10-01T00:00:00+00:00 to 2026-11-01T12:00:00+00:00 done (dry run"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("smartrmail_subscribers"), "{stdout}");
+}
