@@ -517,20 +517,6 @@ impl CsvTable {
     }
 }
 
-/// The CSV strategy: one answer holds the whole table (Iterable's campaign metrics). An
-/// answer that breaks off or lacks `required_header` is asked for again.
-pub async fn fetch_csv(
-    client: &HttpClient,
-    service: &Service,
-    call: &Call,
-    required_header: &str,
-) -> Result<CsvTable, PageError> {
-    fetch_parsed(client, service, call, |text| {
-        CsvTable::parse(&text, required_header).map_or_else(Parsed::Bad, Parsed::Ok)
-    })
-    .await
-}
-
 fn redacted_endpoint(service: &Service, call: &Call) -> String {
     redact::path_and_query(&HttpClient::url(service, call))
 }

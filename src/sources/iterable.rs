@@ -4,7 +4,8 @@
 //! metrics come from `GET /api/campaigns/metrics`, a CSV answer with one row per requested
 //! campaign id and columns named as Iterable names them (read by name, never position).
 //! The metrics endpoint allows 10 requests a minute, so ids go [`METRICS_BATCH`] at a time
-//! through a per-minute budget of their own. Each campaign and its metrics row become one
+//! through a per-minute budget of their own; an answer missing a requested id's row (a body
+//! cut off at a line end still parses as CSV) is asked for again. Each campaign and its metrics row become one
 //! record `{"campaign": …, "metrics": {…}}` for the decoder.
 
 use std::collections::HashMap;
@@ -16,7 +17,9 @@ use serde_json::{Map, Value};
 
 use super::campaign_metrics::{self, MetricFields};
 use super::{Connection, Incremental, PageSender, Source, SourceError, Stream, Window};
-use crate::http::paginate::{NumberedPages, Page, Paginator, RecordsAt, fetch_csv, fetch_page};
+use crate::http::paginate::{
+    CsvTable, NumberedPages, Page, Paginator, Parsed, RecordsAt, fetch_page, fetch_parsed,
+};
 use crate::http::{Call, RateBudget, Service};
 use crate::normalize::{Convert, TableSchema};
 
@@ -108,7 +111,18 @@ impl Iterable {
             for campaign in batch {
                 call = call.query("campaignId", campaign.id);
             }
-            let csv = fetch_csv(&self.api.client, &self.metrics, &call, "id").await?;
+            let wanted: Vec<String> = batch.iter().map(|c| c.id.to_string()).collect();
+            let csv = fetch_parsed(&self.api.client, &self.metrics, &call, |text| {
+                match CsvTable::parse(&text, "id") {
+                    Ok(csv) => match missing_rows(&csv, &wanted) {
+                        None => Parsed::Ok(csv),
+                        // A body cut at a line end still parses: the rows must all be there.
+                        Some(id) => Parsed::Bad(format!("no metrics row for campaign {id}")),
+                    },
+                    Err(reason) => Parsed::Bad(reason),
+                }
+            })
+            .await?;
             let id_column = csv.headers.iter().position(|h| h == "id").unwrap_or(0);
             let rows: HashMap<&str, &Vec<String>> = csv
                 .rows
@@ -148,6 +162,15 @@ impl Iterable {
         }
         Ok(())
     }
+}
+
+/// The first wanted campaign id without a row in `csv`.
+fn missing_rows<'a>(csv: &CsvTable, wanted: &'a [String]) -> Option<&'a str> {
+    let id_column = csv.headers.iter().position(|h| h == "id")?;
+    wanted
+        .iter()
+        .find(|id| !csv.rows.iter().any(|row| row.get(id_column) == Some(*id)))
+        .map(String::as_str)
 }
 
 /// What mailroom reads of a campaign before asking for its metrics.
