@@ -354,3 +354,20 @@ fn invalid_toml_is_reported_with_its_position() {
     assert!(errors[0].starts_with("config.toml:1:"), "{}", errors[0]);
     assert!(errors[0].contains("invalid TOML"), "{}", errors[0]);
 }
+
+/// The streams config accepts are exactly the streams each source extracts.
+#[test]
+fn every_stream_config_accepts_is_one_its_source_extracts() {
+    use mailroom::sources::Source;
+    for kind in SourceKind::ALL {
+        let source = crate::support::source(kind, "http://127.0.0.1:9");
+        let mut extracted: Vec<&str> = source.streams().iter().map(|s| s.name).collect();
+        let mut accepted = kind.streams().to_vec();
+        extracted.sort_unstable();
+        accepted.sort_unstable();
+        assert_eq!(extracted, accepted, "{}", kind.name());
+        for stream in source.streams() {
+            stream.table.validate().unwrap();
+        }
+    }
+}
