@@ -65,11 +65,7 @@ impl Pipeline {
             Step::Extract { source, streams } if run.dry_run => {
                 let kind = *source;
                 let source = self.source(kind)?;
-                let stamp = Arc::new(RunStamp {
-                    run_id: run.run_id.clone(),
-                    extracted_at: Utc::now(),
-                    scheduled_for: run.scheduled_for,
-                });
+                let stamp = stamp(run.run_id.clone(), run.scheduled_for);
                 for stream in streams {
                     let mut counting = MemoryWarehouse::counting();
                     let report = extract_stream(
@@ -136,12 +132,7 @@ impl Pipeline {
                 "loading into the warehouse is not part of this build of mailroom yet; nothing was extracted or loaded (`backfill --dry-run` extracts the window and shows what would be loaded)",
             ));
         }
-        let now = Utc::now();
-        let stamp = Arc::new(RunStamp {
-            run_id: format!("backfill-{}", uuid::Uuid::now_v7()),
-            extracted_at: now,
-            scheduled_for: now,
-        });
+        let stamp = stamp(format!("backfill-{}", uuid::Uuid::now_v7()), Utc::now());
         let mode = Mode::Backfill {
             from: window.from,
             to: window.to,
@@ -174,6 +165,15 @@ impl Pipeline {
         }
         Ok(counters)
     }
+}
+
+/// Rows extracted now for the run `run_id` standing for `scheduled_for`.
+fn stamp(run_id: String, scheduled_for: chrono::DateTime<Utc>) -> Arc<RunStamp> {
+    Arc::new(RunStamp {
+        run_id,
+        extracted_at: Utc::now(),
+        scheduled_for,
+    })
 }
 
 /// Adds a stream's rows, quarantined records and new fields to the run's counters.
