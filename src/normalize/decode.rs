@@ -48,6 +48,8 @@ pub struct Decoder {
     cursor_column: Option<usize>,
     cursor_max: Option<i64>,
     records: u64,
+    /// For each column, the columns it derives from (`usize::MAX`: none).
+    refs: Vec<[usize; 2]>,
 }
 
 struct ChildDecoder {
@@ -158,6 +160,7 @@ impl Decoder {
             new_fields: Vec::new(),
             cursor_max: None,
             records: 0,
+            refs: derivation_refs(&table.columns),
         }
     }
 
@@ -277,25 +280,24 @@ impl Decoder {
         parent: &[Typed<'_>],
     ) -> Result<Vec<Typed<'a>>, String> {
         let columns = &self.table.columns;
-        let index = |name: &str| columns.iter().position(|c| c.name == name);
         let mut typed = vec![Typed::Null; columns.len()];
         // Values derived from other fields' text come first, before those cells are typed.
         for (i, column) in columns.iter().enumerate() {
-            let source_text = |name: &str| index(name).and_then(|j| cells[j].text());
+            let source_text = || cells.get(self.refs[i][0]).and_then(Cell::text);
             typed[i] = match &column.from {
-                ValueFrom::Lowercase(name) => source_text(name).map_or(Typed::Null, |t| {
+                ValueFrom::Lowercase(_) => source_text().map_or(Typed::Null, |t| {
                     Typed::Text(Cow::Owned(t.trim().to_lowercase()))
                 }),
-                ValueFrom::MonthOf(name) => source_text(name)
-                    .and_then(parse_date)
-                    .map_or(Typed::Null, |d| {
+                ValueFrom::MonthOf(_) => {
+                    source_text().and_then(parse_date).map_or(Typed::Null, |d| {
                         Typed::Int(chrono::Datelike::month(&d).into())
-                    }),
-                ValueFrom::DayOf(name) => source_text(name)
-                    .and_then(parse_date)
-                    .map_or(Typed::Null, |d| {
+                    })
+                }
+                ValueFrom::DayOf(_) => {
+                    source_text().and_then(parse_date).map_or(Typed::Null, |d| {
                         Typed::Int(chrono::Datelike::day(&d).into())
-                    }),
+                    })
+                }
                 ValueFrom::Constant(text) => Typed::Text(Cow::Borrowed(text)),
                 ValueFrom::RunDate => {
                     Typed::Days(days_since_epoch(self.stamp.scheduled_for.date_naive()))
@@ -312,9 +314,9 @@ impl Decoder {
         }
         for (i, column) in columns.iter().enumerate() {
             typed[i] = match &column.from {
-                ValueFrom::Ratio(numerator, denominator) => {
-                    let value = |name: &str| index(name).and_then(|j| typed[j].as_f64());
-                    match (value(numerator), value(denominator)) {
+                ValueFrom::Ratio(..) => {
+                    let value = |j: usize| typed.get(j).and_then(Typed::as_f64);
+                    match (value(self.refs[i][0]), value(self.refs[i][1])) {
                         (Some(n), Some(d)) if d != 0.0 => Typed::Float(n / d),
                         _ => Typed::Null,
                     }
@@ -388,6 +390,7 @@ impl Decoder {
             from: ValueFrom::Field(Cow::Owned(name), Convert::Plain),
         });
         self.schema = self.table.arrow_schema();
+        self.refs.push([usize::MAX; 2]);
         index
     }
 
@@ -445,6 +448,26 @@ impl Decoder {
     pub fn children_mut(&mut self) -> impl Iterator<Item = &mut Decoder> {
         self.children.iter_mut().map(|c| &mut c.decoder)
     }
+}
+
+/// For each column, the indices of the columns its value derives from.
+fn derivation_refs(columns: &[Column]) -> Vec<[usize; 2]> {
+    let index = |name: &str| {
+        columns
+            .iter()
+            .position(|c| c.name == name)
+            .unwrap_or(usize::MAX)
+    };
+    columns
+        .iter()
+        .map(|column| match &column.from {
+            ValueFrom::Lowercase(c) | ValueFrom::MonthOf(c) | ValueFrom::DayOf(c) => {
+                [index(c), usize::MAX]
+            }
+            ValueFrom::Ratio(a, b) => [index(a), index(b)],
+            _ => [usize::MAX; 2],
+        })
+        .collect()
 }
 
 fn shift_child_slots(slot: &mut Slot, from: usize) {
