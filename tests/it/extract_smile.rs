@@ -113,6 +113,29 @@ async fn customers_land_with_tier_names_birthdays_and_a_cursor() {
     assert!(again.rows_in("smile_customers") < 10, "{again:?}");
     assert_eq!(warehouse.rows("smile_customers"), expected.len() as u64);
     assert_eq!(again.cursor, report.cursor);
+    // The client keeps to Smile's 10 requests/s, which the sandbox enforces.
+    let (calls, rate_limited) =
+        crate::support::requests(&sandbox.base_url, "/smile/v1/customers").await;
+    assert_eq!(rate_limited, 0, "{calls} calls");
+}
+
+#[tokio::test]
+async fn a_burst_of_streams_stays_inside_the_rate_limit() {
+    let options = SandboxOptions::new(42, 2000);
+    let sandbox = sandbox(options).await;
+    let smile = source(SourceKind::Smile, &sandbox.base_url);
+    let mut warehouse = MemoryWarehouse::counting();
+    for stream in ["customers", "points_transactions", "vip_tiers"] {
+        extract(&smile, stream, &mut warehouse, "run-1")
+            .await
+            .unwrap();
+    }
+    let (calls, rate_limited) = crate::support::requests(&sandbox.base_url, "/smile/v1/").await;
+    assert!(calls > 20, "{calls}");
+    assert!(
+        rate_limited * 100 <= calls,
+        "{rate_limited} of {calls} calls answered 429"
+    );
 }
 
 #[tokio::test]
