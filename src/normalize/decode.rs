@@ -3,31 +3,29 @@
 //! JSON records are read in one pass by a serde visitor that walks the declared field tree
 //! and writes each value into its column's slot: no per-record map is built, strings are
 //! borrowed from the page when they have no escapes, and nested arrays (Shopify line items)
-//! are kept as raw JSON and decoded into their child table. A record that does not fit is quarantined with the reason and
-//! the decoder goes on; a field the declaration does not know is reported once per run and,
-//! under [`SchemaPolicy::Evolve`], added as a nullable column.
+//! are kept as raw JSON and decoded into their child table. A record that does not fit is
+//! quarantined with the reason and the decoder goes on; a field the declaration does not know
+//! is reported once per run and, under [`SchemaPolicy::Evolve`], added as a nullable column.
+//! The visitor is in [`super::visit`], the column builders in [`super::builder`].
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
-use arrow::array::{
-    ArrayRef, BooleanBuilder, Date32Builder, Decimal128Builder, Float64Builder, Int64Builder,
-    StringBuilder, TimestampMicrosecondBuilder,
-};
+use arrow::array::ArrayRef;
 use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::de::DeserializeSeed;
 use serde_json::value::RawValue;
 
 use super::RunStamp;
+use super::builder::ColumnBuilder;
 use super::quarantine::Quarantined;
-use super::schema::{
-    Column, ColumnType, Convert, MONEY_PRECISION, MONEY_SCALE, SchemaPolicy, TableSchema, ValueFrom,
-};
+use super::schema::{Column, ColumnType, Convert, SchemaPolicy, TableSchema, ValueFrom};
 use super::value::{Cell, Typed, convert, days_since_epoch, parse_date};
+use super::visit::{RecordState, Walk};
 
 /// Rows per batch handed to the sink.
 pub const BATCH_ROWS: usize = 8192;
@@ -60,18 +58,19 @@ struct ChildDecoder {
 
 /// Where a field path leads.
 #[derive(Debug)]
-enum Slot {
+pub(super) enum Slot {
     Column(usize),
     Object(Node),
     Child(usize),
     Ignored,
 }
 
+/// One object level of a table's field tree.
 #[derive(Debug, Default)]
-struct Node {
-    fields: HashMap<String, Slot>,
+pub(super) struct Node {
+    pub(super) fields: HashMap<String, Slot>,
     /// Keys not in `fields` are skipped without being reported (an ignored `path.*`).
-    open: bool,
+    pub(super) open: bool,
 }
 
 impl Node {
@@ -479,248 +478,5 @@ fn shift_child_slots(slot: &mut Slot, from: usize) {
             }
         }
         _ => {}
-    }
-}
-
-/// What the visitor collected from one record.
-struct RecordState<'de> {
-    cells: Vec<Cell<'de>>,
-    unknown: Vec<(String, Cell<'de>)>,
-    problem: Option<String>,
-}
-
-/// Walks one object level of a record against its part of the field tree.
-struct Walk<'t, 's, 'de> {
-    node: &'t Node,
-    prefix: &'t str,
-    state: &'s mut RecordState<'de>,
-}
-
-impl<'de> DeserializeSeed<'de> for Walk<'_, '_, 'de> {
-    type Value = ();
-
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Walk<'_, '_, 'de> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an object")
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_none<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key_seed(KeySeed)? {
-            match self.node.fields.get(key.as_ref()) {
-                Some(Slot::Column(i)) => {
-                    let cell = map.next_value_seed(CellSeed)?;
-                    self.state.cells[*i] = cell;
-                }
-                Some(Slot::Object(node)) => {
-                    let prefix = join(self.prefix, &key);
-                    let nested = map.next_value_seed(Walk {
-                        node,
-                        prefix: &prefix,
-                        state: &mut *self.state,
-                    });
-                    if let Err(err) = nested {
-                        if self.state.problem.is_none() {
-                            self.state.problem =
-                                Some(format!("field `{prefix}`: expected an object ({err})"));
-                        }
-                        return Err(err);
-                    }
-                }
-                Some(Slot::Child(i)) => {
-                    let raw: &'de RawValue = map.next_value()?;
-                    self.state.cells[*i] = Cell::Raw(raw);
-                }
-                Some(Slot::Ignored) => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-                None if self.node.open => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-                None => {
-                    let cell = map.next_value_seed(CellSeed)?;
-                    self.state.unknown.push((join(self.prefix, &key), cell));
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-fn join(prefix: &str, key: &str) -> String {
-    if prefix.is_empty() {
-        key.to_string()
-    } else {
-        format!("{prefix}.{key}")
-    }
-}
-
-/// A key, borrowed from the page when it has no escapes.
-struct KeySeed;
-
-impl<'de> DeserializeSeed<'de> for KeySeed {
-    type Value = Cow<'de, str>;
-
-    fn deserialize<D: de::Deserializer<'de>>(
-        self,
-        deserializer: D,
-    ) -> Result<Self::Value, D::Error> {
-        deserializer
-            .deserialize_str(CellVisitor)
-            .and_then(|cell| match cell {
-                Cell::Text(text) => Ok(text),
-                _ => Err(de::Error::custom("expected a string key")),
-            })
-    }
-}
-
-/// A scalar value; objects and arrays are skipped and described.
-struct CellSeed;
-
-impl<'de> DeserializeSeed<'de> for CellSeed {
-    type Value = Cell<'de>;
-
-    fn deserialize<D: de::Deserializer<'de>>(
-        self,
-        deserializer: D,
-    ) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(CellVisitor)
-    }
-}
-
-struct CellVisitor;
-
-impl<'de> Visitor<'de> for CellVisitor {
-    type Value = Cell<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
-        Ok(Cell::Bool(v))
-    }
-
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(Cell::Int(v))
-    }
-
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(i64::try_from(v).map_or(Cell::Float(v as f64), Cell::Int))
-    }
-
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-        Ok(Cell::Float(v))
-    }
-
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Cell::Text(Cow::Borrowed(v)))
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Cell::Text(Cow::Owned(v.to_string())))
-    }
-
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-        Ok(Cell::Text(Cow::Owned(v)))
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(Cell::Null)
-    }
-
-    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(Cell::Null)
-    }
-
-    fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Cell::Shape("an object"))
-    }
-
-    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Cell::Shape("an array"))
-    }
-}
-
-/// One column's Arrow builder.
-enum ColumnBuilder {
-    Boolean(BooleanBuilder),
-    Int64(Int64Builder),
-    Float64(Float64Builder),
-    Text(StringBuilder),
-    Timestamp(TimestampMicrosecondBuilder),
-    Date(Date32Builder),
-    Money(Decimal128Builder),
-}
-
-impl ColumnBuilder {
-    fn new(kind: ColumnType) -> Self {
-        match kind {
-            ColumnType::Boolean => ColumnBuilder::Boolean(BooleanBuilder::new()),
-            ColumnType::Int64 => ColumnBuilder::Int64(Int64Builder::new()),
-            ColumnType::Float64 => ColumnBuilder::Float64(Float64Builder::new()),
-            ColumnType::Text => ColumnBuilder::Text(StringBuilder::new()),
-            ColumnType::Timestamp => {
-                ColumnBuilder::Timestamp(TimestampMicrosecondBuilder::new().with_timezone("UTC"))
-            }
-            ColumnType::Date => ColumnBuilder::Date(Date32Builder::new()),
-            ColumnType::Money => ColumnBuilder::Money(
-                Decimal128Builder::new()
-                    .with_precision_and_scale(MONEY_PRECISION, MONEY_SCALE)
-                    .unwrap_or_default(),
-            ),
-        }
-    }
-
-    /// Appends a value `type_row` produced for this column's type.
-    fn append(&mut self, value: &Typed<'_>) {
-        match (self, value) {
-            (ColumnBuilder::Boolean(b), Typed::Bool(v)) => b.append_value(*v),
-            (ColumnBuilder::Int64(b), Typed::Int(v)) => b.append_value(*v),
-            (ColumnBuilder::Float64(b), Typed::Float(v)) => b.append_value(*v),
-            (ColumnBuilder::Text(b), Typed::Text(v)) => b.append_value(v),
-            (ColumnBuilder::Timestamp(b), Typed::Micros(v)) => b.append_value(*v),
-            (ColumnBuilder::Date(b), Typed::Days(v)) => b.append_value(*v),
-            (ColumnBuilder::Money(b), Typed::Money(v)) => b.append_value(*v),
-            (ColumnBuilder::Boolean(b), _) => b.append_null(),
-            (ColumnBuilder::Int64(b), _) => b.append_null(),
-            (ColumnBuilder::Float64(b), _) => b.append_null(),
-            (ColumnBuilder::Text(b), _) => b.append_null(),
-            (ColumnBuilder::Timestamp(b), _) => b.append_null(),
-            (ColumnBuilder::Date(b), _) => b.append_null(),
-            (ColumnBuilder::Money(b), _) => b.append_null(),
-        }
-    }
-
-    fn finish(&mut self) -> ArrayRef {
-        match self {
-            ColumnBuilder::Boolean(b) => Arc::new(b.finish()),
-            ColumnBuilder::Int64(b) => Arc::new(b.finish()),
-            ColumnBuilder::Float64(b) => Arc::new(b.finish()),
-            ColumnBuilder::Text(b) => Arc::new(b.finish()),
-            ColumnBuilder::Timestamp(b) => Arc::new(b.finish()),
-            ColumnBuilder::Date(b) => Arc::new(b.finish()),
-            ColumnBuilder::Money(b) => Arc::new(b.finish()),
-        }
     }
 }

@@ -2,13 +2,16 @@
 //! tables, with bad records in quarantine.
 //!
 //! [`schema`] declares tables, [`value`] types single fields, [`decode`] turns records into
-//! batches and [`quarantine`] keeps what did not fit. Every row carries the run's id and
+//! batches (reading them with a serde visitor, `visit.rs`, into Arrow builders,
+//! `builder.rs`) and [`quarantine`] keeps what did not fit. Every row carries the run's id and
 //! extraction time ([`RunStamp`]).
 
+mod builder;
 pub mod decode;
 pub mod quarantine;
 pub mod schema;
 pub mod value;
+mod visit;
 
 use std::sync::Arc;
 
