@@ -10,6 +10,8 @@
 
 pub mod budget;
 pub mod error;
+pub mod fetch;
+pub mod page;
 pub mod paginate;
 pub mod redact;
 pub mod retry;

@@ -12,7 +12,9 @@ use serde_json::Value;
 use super::campaign_metrics::{self, MetricFields};
 use super::{Connection, Incremental, PageSender, Source, SourceError, Stream, Window};
 use crate::http::Call;
-use crate::http::paginate::{Page, Paginator, RecordsAt, SkipSelect, fetch_object, fetch_page};
+use crate::http::fetch::{fetch_object, fetch_page};
+use crate::http::page::{Page, RecordsAt};
+use crate::http::paginate::{Paginator, SkipSelect};
 use crate::normalize::{Convert, TableSchema};
 
 /// Campaigns per page (Dotdigital's maximum).

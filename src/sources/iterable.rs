@@ -17,9 +17,9 @@ use serde_json::{Map, Value};
 
 use super::campaign_metrics::{self, MetricFields};
 use super::{Connection, Incremental, PageSender, Source, SourceError, Stream, Window};
-use crate::http::paginate::{
-    CsvTable, NumberedPages, Page, Paginator, Parsed, RecordsAt, fetch_page, fetch_parsed,
-};
+use crate::http::fetch::{Parsed, fetch_page, fetch_parsed};
+use crate::http::page::{CsvTable, Page, RecordsAt};
+use crate::http::paginate::{NumberedPages, Paginator};
 use crate::http::{Call, RateBudget, Service};
 use crate::normalize::{Convert, TableSchema};
 

@@ -12,7 +12,9 @@ use serde_json::Value;
 use super::campaign_metrics::{self, MetricFields};
 use super::{Connection, Incremental, PageSender, Source, SourceError, Stream, Window};
 use crate::http::Call;
-use crate::http::paginate::{RecordsAt, SinglePage, fetch_page, fetch_pages};
+use crate::http::fetch::{fetch_page, fetch_pages};
+use crate::http::page::RecordsAt;
+use crate::http::paginate::SinglePage;
 use crate::normalize::{Column, ColumnType as T, Convert, TableSchema, ValueFrom};
 
 /// The SmartrMail source.

@@ -9,7 +9,9 @@
 use std::time::Duration;
 
 use super::{Connection, Incremental, PageSender, Source, SourceError, Stream, Window};
-use crate::http::paginate::{CursorPages, RecordsAt, SinglePage, fetch_pages};
+use crate::http::fetch::fetch_pages;
+use crate::http::page::RecordsAt;
+use crate::http::paginate::{CursorPages, SinglePage};
 use crate::http::{Call, RateBudget};
 use crate::normalize::{Column, ColumnType as T, Convert, TableSchema, ValueFrom};
 

@@ -11,7 +11,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{BULK_POLL, Shopify};
-use crate::http::paginate::{GraphQlConnection, Page, RecordsAt, fetch_page};
+use crate::http::fetch::fetch_page;
+use crate::http::page::{Page, RecordsAt};
+use crate::http::paginate::GraphQlConnection;
 use crate::http::{Auth, Body, Call, Service};
 use crate::sources::{Connection, PageSender, SourceError};
 

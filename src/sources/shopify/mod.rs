@@ -20,7 +20,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Connection, Incremental, PageSender, Source, SourceError, Stream, Window};
-use crate::http::paginate::{GraphQlConnection, Page, Paginator, RecordsAt, fetch_page};
+use crate::http::fetch::fetch_page;
+use crate::http::page::{Page, RecordsAt};
+use crate::http::paginate::{GraphQlConnection, Paginator};
 use crate::http::{Body, Call};
 use tables::{CUSTOMER_FIELDS, LINE_FIELDS, ORDER_FIELDS, OVERLAP};
 
