@@ -180,6 +180,11 @@ pub async fn extract_stream<S: Source, W: Warehouse>(
             for record in page.records() {
                 decoder.push_json(record);
             }
+            quarantined.extend(page.rejected().iter().map(|(record, reason)| Quarantined {
+                table: definition.table.name,
+                record: record.clone(),
+                reason: reason.clone(),
+            }));
             quarantined.extend(decoder.take_quarantined());
             write_full_batches(&mut decoder, warehouse, &load, false).await?;
             progress(decoder.records());

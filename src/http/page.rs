@@ -17,11 +17,13 @@ pub enum RecordsAt {
     None,
 }
 
-/// One answer: its text and the byte ranges of its records.
+/// One answer: its text and the byte ranges of its records; plus, for pages a source
+/// composed, records it could not use, each with the reason (they go to quarantine).
 #[derive(Debug)]
 pub struct Page {
     text: String,
     records: Vec<Range<usize>>,
+    rejected: Vec<(String, String)>,
 }
 
 impl Page {
@@ -53,7 +55,22 @@ impl Page {
                 }
             }
         };
-        Ok(Page { text, records })
+        Ok(Page {
+            text,
+            records,
+            rejected: Vec::new(),
+        })
+    }
+
+    /// The same page carrying `rejected` records (record, reason) for quarantine.
+    pub fn with_rejected(mut self, rejected: Vec<(String, String)>) -> Self {
+        self.rejected = rejected;
+        self
+    }
+
+    /// Records the source could not use, with the reason.
+    pub fn rejected(&self) -> &[(String, String)] {
+        &self.rejected
     }
 
     /// The records' JSON texts, in order.

@@ -52,17 +52,20 @@ impl Dotdigital {
                 &mut paginator,
             )
             .await?;
-            let mut records = Vec::new();
+            let (mut records, mut rejected) = (Vec::new(), Vec::new());
             for campaign in page.records() {
-                if let Some(record) = self.with_summary(campaign).await? {
-                    records.push(record);
+                match self.with_summary(campaign).await? {
+                    Composed::Record(record) => records.push(record),
+                    Composed::Unsent => {}
+                    Composed::Rejected(reason) => rejected.push((campaign.to_string(), reason)),
                 }
             }
-            let composed =
-                Page::from_records(&records).map_err(|message| SourceError::Contract {
+            let composed = Page::from_records(&records)
+                .map_err(|message| SourceError::Contract {
                     service: self.api.service.name,
                     message,
-                })?;
+                })?
+                .with_rejected(rejected);
             if pages.send(composed).await.is_err() {
                 return Ok(());
             }
@@ -74,16 +77,16 @@ impl Dotdigital {
     }
 
     /// `{"campaign": …, "summary": …, "derived": {"bounces": …}}` for a sent campaign.
-    async fn with_summary(&self, campaign: &str) -> Result<Option<String>, SourceError> {
+    async fn with_summary(&self, campaign: &str) -> Result<Composed, SourceError> {
         let head: Value = serde_json::from_str(campaign).unwrap_or(Value::Null);
         if head["status"].as_str() != Some("Sent") {
-            return Ok(None);
+            return Ok(Composed::Unsent);
         }
         let Some(id) = head["id"].as_i64() else {
-            return Err(SourceError::Contract {
-                service: self.api.service.name,
-                message: format!("a campaign without a numeric id: {campaign}"),
-            });
+            return Ok(Composed::Rejected(format!(
+                "field `id`: expected an integer, got {}",
+                head["id"]
+            )));
         };
         let call = Call::get(format!("/v2/campaigns/{id}/summary"));
         let text = fetch_object(&self.api.client, &self.api.service, &call).await?;
@@ -95,10 +98,20 @@ impl Dotdigital {
             (Some(hard), Some(soft)) => Value::from(hard + soft),
             _ => Value::Null,
         };
-        Ok(Some(format!(
+        Ok(Composed::Record(format!(
             r#"{{"campaign":{campaign},"summary":{text},"derived":{{"bounces":{bounces}}}}}"#
         )))
     }
+}
+
+/// What became of one listed campaign.
+enum Composed {
+    /// Its record with its summary.
+    Record(String),
+    /// Not sent: no summary to read.
+    Unsent,
+    /// It cannot be asked about; the reason goes to quarantine with it.
+    Rejected(String),
 }
 
 /// Where Dotdigital's records keep each metric.

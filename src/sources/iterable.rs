@@ -52,11 +52,12 @@ impl Iterable {
         }
     }
 
-    /// Every email campaign: its id, start and record as sent.
-    async fn email_campaigns(&self) -> Result<Vec<Campaign>, SourceError> {
+    /// Every email campaign (its id, start and record as sent), and the campaign records
+    /// that cannot be asked about, with the reason.
+    async fn email_campaigns(&self) -> Result<(Vec<Campaign>, Vec<(String, String)>), SourceError> {
         let mut paginator = NumberedPages::new(PAGE_SIZE, "/nextPageUrl");
         let mut call = paginator.first(Call::get("/api/campaigns").query("sort", "id"));
-        let mut campaigns = Vec::new();
+        let (mut campaigns, mut rejected) = (Vec::new(), Vec::new());
         loop {
             let at = RecordsAt::Pointer("/campaigns");
             let page = fetch_page(
@@ -68,29 +69,43 @@ impl Iterable {
             )
             .await?;
             for record in page.records() {
-                let summary: CampaignSummary =
-                    serde_json::from_str(record).map_err(|e| SourceError::Contract {
-                        service: self.api.service.name,
-                        message: format!("a campaign without a numeric id: {e}"),
-                    })?;
-                if summary.message_medium.as_deref().unwrap_or("Email") == "Email" {
-                    campaigns.push(Campaign {
-                        id: summary.id,
-                        start: summary.start_at.and_then(DateTime::from_timestamp_millis),
-                        record: record.to_string(),
-                    });
+                match serde_json::from_str::<CampaignSummary>(record) {
+                    Ok(summary)
+                        if summary.message_medium.as_deref().unwrap_or("Email") == "Email" =>
+                    {
+                        campaigns.push(Campaign {
+                            id: summary.id,
+                            start: summary.start_at.and_then(DateTime::from_timestamp_millis),
+                            record: record.to_string(),
+                        });
+                    }
+                    Ok(_) => {}
+                    Err(err) => rejected.push((
+                        record.to_string(),
+                        format!(
+                            "a campaign whose id, messageMedium or startAt cannot be read: {err}"
+                        ),
+                    )),
                 }
             }
             match paginator.next(call, &page) {
                 Some(next) => call = next,
-                None => return Ok(campaigns),
+                None => return Ok((campaigns, rejected)),
             }
         }
     }
 
     /// Sends one page per batch of campaigns: each campaign with its metrics row.
     async fn fetch_campaigns(&self, window: Window, pages: &PageSender) -> Result<(), SourceError> {
-        let campaigns = self.email_campaigns().await?;
+        let (campaigns, mut rejected) = self.email_campaigns().await?;
+        if campaigns.is_empty() && !rejected.is_empty() {
+            let page = Page::from_records(&[]).map_err(|message| SourceError::Contract {
+                service: self.api.service.name,
+                message,
+            })?;
+            let _ = pages.send(page.with_rejected(rejected)).await;
+            return Ok(());
+        }
         for batch in campaigns.chunks(METRICS_BATCH) {
             // Lifetime totals: from the earliest send of the batch to the day after the run.
             let start = batch
@@ -156,6 +171,8 @@ impl Iterable {
                 service: self.api.service.name,
                 message,
             })?;
+            // Records that could not be asked about ride with the first page.
+            let page = page.with_rejected(std::mem::take(&mut rejected));
             if pages.send(page).await.is_err() {
                 return Ok(());
             }

@@ -210,3 +210,44 @@ async fn shopify_customer_pages_survive_every_fault() {
         reasons(&warehouse)
     );
 }
+
+/// A campaign whose id cannot be read is quarantined; the others still load.
+#[tokio::test]
+async fn a_campaign_without_a_usable_id_is_quarantined_not_fatal() {
+    for (kind, platform, path) in [
+        (
+            SourceKind::Iterable,
+            Platform::Iterable,
+            "/iterable/api/campaigns",
+        ),
+        (
+            SourceKind::Dotdigital,
+            Platform::Dotdigital,
+            "/dotdigital/v2/campaigns",
+        ),
+    ] {
+        let mut options = SandboxOptions::new(42, 300);
+        options.faults = serde_json::from_value(json!([
+            {"method": "GET", "path": path, "times": 1, "fault": {"kind": "wrong_type", "field": "id"}}
+        ]))
+        .unwrap();
+        let campaigns = World::new(options.world).campaigns(platform).len() as u64;
+        let sandbox = sandbox(options).await;
+        let source = source(kind, &sandbox.base_url);
+        let mut warehouse = MemoryWarehouse::new();
+        let report = extract(&source, "campaigns", &mut warehouse, "run-1")
+            .await
+            .unwrap();
+        assert_eq!(report.quarantined, 1, "{kind:?}: {:?}", reasons(&warehouse));
+        assert!(
+            reasons(&warehouse)[0].contains("id"),
+            "{:?}",
+            reasons(&warehouse)
+        );
+        assert_eq!(
+            warehouse.rows("email_campaign_metrics"),
+            campaigns - 1,
+            "{kind:?}"
+        );
+    }
+}
