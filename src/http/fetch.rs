@@ -84,8 +84,15 @@ pub async fn fetch_parsed<T>(
     let mut bad_pages = 0;
     loop {
         let response = client.send(service, call).await?;
-        let problem = match response.text().await {
-            Err(err) => format!("the answer broke off: {err}"),
+        let body = response
+            .bytes()
+            .await
+            .map_err(|err| format!("the answer broke off: {err}"))
+            .and_then(|bytes| {
+                String::from_utf8(bytes.into()).map_err(|_| "the answer is not UTF-8".to_string())
+            });
+        let problem = match body {
+            Err(problem) => problem,
             Ok(text) => match parse(text) {
                 Parsed::Ok(value) => return Ok(value),
                 Parsed::Bad(reason) => reason,

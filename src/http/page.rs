@@ -1,8 +1,12 @@
 //! One answer of a collection endpoint: its text and where its records are, found without
 //! parsing the records themselves; and CSV answers (Iterable's campaign metrics).
 
+use std::borrow::Cow;
+use std::fmt;
 use std::ops::Range;
 
+use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
@@ -27,33 +31,32 @@ pub struct Page {
 }
 
 impl Page {
-    /// Reads the records of `text` at `at`; the error says why the text is not a page.
+    /// Reads the records of `text` at `at` in one pass over the text (values beside the
+    /// path are skipped, not built); the error says why the text is not a page.
     pub fn parse(text: String, at: RecordsAt) -> Result<Page, String> {
         let records = {
-            let root: &RawValue =
-                serde_json::from_str(&text).map_err(|e| format!("not valid JSON: {e}"))?;
-            let array = match at {
-                RecordsAt::Root => Some(root),
-                RecordsAt::Pointer(pointer) => raw_at(root, pointer)?,
-                RecordsAt::None => None,
+            let path: Vec<&str> = match at {
+                RecordsAt::Root => Vec::new(),
+                RecordsAt::Pointer(pointer) => pointer.split('/').skip(1).collect(),
+                RecordsAt::None => vec![],
             };
-            match array {
-                None => Vec::new(),
-                Some(array) if array.get() == "null" => Vec::new(),
-                Some(array) => {
-                    let items: Vec<&RawValue> = serde_json::from_str(array.get()).map_err(|e| {
-                        format!("expected an array of records at {}: {e}", describe(at))
-                    })?;
-                    let base = text.as_ptr() as usize;
-                    items
-                        .iter()
-                        .map(|item| {
-                            let start = item.get().as_ptr() as usize - base;
-                            start..start + item.get().len()
-                        })
-                        .collect()
-                }
+            let mut deserializer = serde_json::Deserializer::from_str(&text);
+            let found = if at == RecordsAt::None {
+                IgnoredAny::deserialize(&mut deserializer).map(|_| None)
+            } else {
+                Find { path: &path }.deserialize(&mut deserializer)
             }
+            .and_then(|found| deserializer.end().map(|()| found))
+            .map_err(|e| format!("not a page with records at {}: {e}", describe(at)))?;
+            let base = text.as_ptr() as usize;
+            found
+                .unwrap_or_default()
+                .iter()
+                .map(|item| {
+                    let start = item.get().as_ptr() as usize - base;
+                    start..start + item.get().len()
+                })
+                .collect()
         };
         Ok(Page {
             text,
@@ -95,9 +98,81 @@ impl Page {
 
     /// The (small) value at a JSON pointer, such as `/metadata/next_cursor`.
     pub fn value(&self, pointer: &str) -> Option<Value> {
-        let root: &RawValue = serde_json::from_str(&self.text).ok()?;
-        let raw = raw_at(root, pointer).ok()??;
-        serde_json::from_str(raw.get()).ok()
+        let path: Vec<&str> = pointer.split('/').skip(1).collect();
+        let mut deserializer = serde_json::Deserializer::from_str(&self.text);
+        FindValue { path: &path }
+            .deserialize(&mut deserializer)
+            .ok()?
+    }
+}
+
+/// Like [`Find`], for one small value.
+struct FindValue<'p> {
+    path: &'p [&'p str],
+}
+
+impl<'de> DeserializeSeed<'de> for FindValue<'_> {
+    type Value = Option<Value>;
+
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        if self.path.is_empty() {
+            return Value::deserialize(deserializer).map(Some);
+        }
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FindValue<'_> {
+    type Value = Option<Value>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "an object with `{}`", self.path[0])
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = None;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if key == self.path[0] {
+                found = map.next_value_seed(FindValue {
+                    path: &self.path[1..],
+                })?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
     }
 }
 
@@ -109,23 +184,50 @@ fn describe(at: RecordsAt) -> String {
     }
 }
 
-/// The raw value at `pointer` below `root`, walking objects level by level without parsing
-/// the values beside the path; `None` when a level lacks the key or is null.
-fn raw_at<'a>(root: &'a RawValue, pointer: &str) -> Result<Option<&'a RawValue>, String> {
-    let mut current = root;
-    for segment in pointer.split('/').skip(1) {
-        if current.get() == "null" {
-            return Ok(None);
+/// Finds the array at `path` below the current value, skipping everything beside it;
+/// `None` when a level lacks the key or is null.
+struct Find<'p> {
+    path: &'p [&'p str],
+}
+
+impl<'de> DeserializeSeed<'de> for Find<'_> {
+    type Value = Option<Vec<&'de RawValue>>;
+
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        if self.path.is_empty() {
+            return Option::<Vec<&'de RawValue>>::deserialize(deserializer);
         }
-        let object: std::collections::HashMap<std::borrow::Cow<'a, str>, &'a RawValue> =
-            serde_json::from_str(current.get())
-                .map_err(|e| format!("expected an object on the way to {pointer}: {e}"))?;
-        match object.get(segment) {
-            Some(next) => current = next,
-            None => return Ok(None),
-        }
+        deserializer.deserialize_any(self)
     }
-    Ok(Some(current))
+}
+
+impl<'de> Visitor<'de> for Find<'_> {
+    type Value = Option<Vec<&'de RawValue>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "an object with `{}`", self.path[0])
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = None;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if key == self.path[0] {
+                found = map.next_value_seed(Find {
+                    path: &self.path[1..],
+                })?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
 }
 
 /// A CSV answer: its header row and its rows.

@@ -11,6 +11,7 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
 use arrow::array::ArrayRef;
@@ -65,10 +66,34 @@ pub(super) enum Slot {
     Ignored,
 }
 
+/// FNV-1a for the field tree: it holds only our declared names and lookups never insert, so
+/// keys a source sends cannot crowd it, and a simple hash beats SipHash on the hot path of
+/// every key of every record.
+#[derive(Default)]
+pub(super) struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut hash = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for byte in bytes {
+            hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = hash;
+    }
+}
+
 /// One object level of a table's field tree.
 #[derive(Debug, Default)]
 pub(super) struct Node {
-    pub(super) fields: HashMap<String, Slot>,
+    pub(super) fields: HashMap<String, Slot, BuildHasherDefault<Fnv>>,
     /// Keys not in `fields` are skipped without being reported (an ignored `path.*`).
     pub(super) open: bool,
 }

@@ -195,10 +195,20 @@ pub fn parse_timestamp(text: &str) -> Option<i64> {
         .map(|t| t.and_utc().timestamp_micros())
 }
 
-/// Parses `YYYY-MM-DD` (a time after it is ignored).
+/// Parses `YYYY-MM-DD` (a time after it is ignored), by hand: it runs up to three times
+/// per Smile record (the date, its month, its day).
 pub fn parse_date(text: &str) -> Option<NaiveDate> {
-    let day = text.trim().get(..10)?;
-    NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()
+    let day = text.trim().as_bytes().get(..10)?;
+    let number = |digits: &[u8]| -> Option<u32> {
+        digits.iter().try_fold(0u32, |n, b| {
+            b.is_ascii_digit().then(|| n * 10 + u32::from(b - b'0'))
+        })
+    };
+    if day[4] != b'-' || day[7] != b'-' {
+        return None;
+    }
+    let year = i32::try_from(number(&day[..4])?).ok()?;
+    NaiveDate::from_ymd_opt(year, number(&day[5..7])?, number(&day[8..10])?)
 }
 
 /// Days from 1970-01-01 to `date` (Arrow's `Date32`).
@@ -270,6 +280,13 @@ mod tests {
             assert_eq!(parse_timestamp(form), Some(expected), "{form}");
         }
         assert_eq!(parse_timestamp("14/09/2024"), None);
+        assert_eq!(
+            parse_date("1004-11-02"),
+            NaiveDate::from_ymd_opt(1004, 11, 2)
+        );
+        assert_eq!(parse_date("2024-02-30"), None);
+        assert_eq!(parse_date("2024/02/03"), None);
+        assert_eq!(parse_date("24-02-03"), None);
     }
 
     #[test]

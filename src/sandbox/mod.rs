@@ -222,7 +222,12 @@ pub fn parse_time(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
 
 /// A JSON response.
 pub fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Body> {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    // Pages of a few hundred records run to a few hundred kilobytes: start big enough that
+    // writing one does not keep reallocating.
+    let mut bytes = Vec::with_capacity(64 * 1024);
+    if serde_json::to_writer(&mut bytes, body).is_err() {
+        bytes.clear();
+    }
     let mut response = Response::new(Body::from(bytes));
     *response.status_mut() = status;
     response.headers_mut().insert(

@@ -18,7 +18,8 @@ use axum::http::{HeaderMap, Response, StatusCode, header};
 use axum::routing::get;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::ratelimit::Windows;
@@ -124,7 +125,7 @@ async fn not_found(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Res
 }
 
 fn ts(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 fn tier_json(tier: &VipTier) -> Value {
@@ -173,48 +174,83 @@ fn current(state: &SmileState, mut customer: SmileCustomer) -> SmileCustomer {
     customer
 }
 
-fn customer_json(c: &SmileCustomer, includes: Includes) -> Value {
+/// A customer as the API writes it (serialized straight from this struct: a page of 250 is
+/// built without a map per record).
+#[derive(Serialize)]
+struct CustomerOut<'a> {
+    id: u64,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    email: &'a str,
+    state: &'a str,
+    date_of_birth: Option<String>,
+    points_balance: i64,
+    referral_url: &'a str,
+    vip_tier_id: Option<u64>,
+    created_at: String,
+    updated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vip_status: Option<VipStatusOut>,
+}
+
+#[derive(Serialize)]
+struct VipStatusOut {
+    vip_tier_id: Option<u64>,
+    vip_tier_expires_at: Option<String>,
+    progress_value: Option<f64>,
+    current_vip_period_end: Option<String>,
+    delta_to_retain_vip_tier: Option<f64>,
+    next_vip_tier_id: Option<u64>,
+    delta_to_next_vip_tier: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vip_tier: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_vip_tier: Option<Value>,
+}
+
+fn customer_json(c: &SmileCustomer, includes: Includes) -> CustomerOut<'_> {
     let person_names = c.email.split('@').next().unwrap_or("");
     let mut names = person_names.split('.');
     let first = names.next().map(capitalize);
     let last = names
         .next()
         .map(|l| capitalize(l.trim_end_matches(|ch: char| ch.is_ascii_digit())));
-    let mut value = json!({
-        "id": c.id,
-        "first_name": first,
-        "last_name": last,
-        "email": c.email,
-        "state": c.state,
-        "date_of_birth": c.date_of_birth.map(|d| d.format("%Y-%m-%d").to_string()),
-        "points_balance": c.points_balance,
-        "referral_url": c.referral_url,
-        "vip_tier_id": c.vip_tier.map(|t| t.id),
-        "created_at": ts(c.created_at),
-        "updated_at": ts(c.updated_at),
-    });
-    if includes.vip_status {
+    let vip_status = includes.vip_status.then(|| {
         let next = c
             .vip_tier
             .and_then(|tier| VIP_TIERS.iter().find(|t| t.milestone > tier.milestone));
-        let mut status = json!({
-            "vip_tier_id": c.vip_tier.map(|t| t.id),
-            "vip_tier_expires_at": null,
-            "progress_value": c.vip_tier.map(|_| c.points_balance as f64),
-            "current_vip_period_end": null,
-            "delta_to_retain_vip_tier": null,
-            "next_vip_tier_id": next.map(|t| t.id),
-            "delta_to_next_vip_tier": next.map(|t| (t.milestone - c.points_balance) as f64),
-        });
-        if includes.vip_tier {
-            status["vip_tier"] = c.vip_tier.as_ref().map_or(Value::Null, tier_json);
+        VipStatusOut {
+            vip_tier_id: c.vip_tier.map(|t| t.id),
+            vip_tier_expires_at: None,
+            progress_value: c.vip_tier.map(|_| c.points_balance as f64),
+            current_vip_period_end: None,
+            delta_to_retain_vip_tier: None,
+            next_vip_tier_id: next.map(|t| t.id),
+            delta_to_next_vip_tier: next.map(|t| (t.milestone - c.points_balance) as f64),
+            vip_tier: includes
+                .vip_tier
+                .then(|| c.vip_tier.as_ref().map_or(Value::Null, tier_json)),
+            next_vip_tier: includes
+                .next_vip_tier
+                .then(|| next.map_or(Value::Null, tier_json)),
         }
-        if includes.next_vip_tier {
-            status["next_vip_tier"] = next.map_or(Value::Null, tier_json);
-        }
-        value["vip_status"] = status;
+    });
+    CustomerOut {
+        id: c.id,
+        first_name: first,
+        last_name: last,
+        email: &c.email,
+        state: c.state,
+        date_of_birth: c
+            .date_of_birth
+            .map(|d| format!("{:04}-{:02}-{:02}", d.year(), d.month(), d.day())),
+        points_balance: c.points_balance,
+        referral_url: &c.referral_url,
+        vip_tier_id: c.vip_tier.map(|t| t.id),
+        created_at: ts(c.created_at),
+        updated_at: ts(c.updated_at),
+        vip_status,
     }
-    value
 }
 
 fn capitalize(s: &str) -> String {
@@ -418,14 +454,19 @@ async fn list_customers(
         list.cursor,
         list.limit,
     );
-    let customers: Vec<Value> = customers
-        .iter()
-        .map(|c| customer_json(c, includes))
-        .collect();
-    json_response(
-        StatusCode::OK,
-        &json!({ "customers": customers, "metadata": metadata }),
-    )
+    #[derive(Serialize)]
+    struct PageOut<'a> {
+        customers: Vec<CustomerOut<'a>>,
+        metadata: Value,
+    }
+    let page = PageOut {
+        customers: customers
+            .iter()
+            .map(|c| customer_json(c, includes))
+            .collect(),
+        metadata,
+    };
+    json_response(StatusCode::OK, &page)
 }
 
 async fn get_customer(
