@@ -120,7 +120,6 @@ pub async fn extract_stream<S: Source, W: Warehouse>(
     policy: SchemaPolicy,
     progress: Progress<'_>,
 ) -> Result<StreamReport, ExtractError> {
-    let run_at = stamp.scheduled_for;
     let definition = source
         .stream(stream)
         .ok_or_else(|| ExtractError::UnknownStream {
@@ -133,111 +132,78 @@ pub async fn extract_stream<S: Source, W: Warehouse>(
         ..StreamReport::default()
     };
     let committed = warehouse.cursor(source.name(), stream).await?;
-    let run_day = run_at.format("%Y-%m-%d").to_string();
-    let window = match (mode, definition.incremental) {
-        (Mode::Backfill { from, to }, _) => Window {
-            since: Some(from),
-            until: Some(to),
-            run_at,
-        },
-        (Mode::Incremental, Incremental::Since { overlap }) => Window {
-            since: parse_cursor(committed.as_deref()).map(|c| c - overlap),
-            until: None,
-            run_at,
-        },
-        (Mode::Incremental, Incremental::SinceLastRun) => Window {
-            since: parse_cursor(committed.as_deref()),
-            until: None,
-            run_at,
-        },
-        (Mode::Incremental, Incremental::Daily)
-            if committed.as_deref() == Some(run_day.as_str()) =>
-        {
-            report.skipped = Some(format!("the snapshot for {run_day} was already taken"));
+    let window = match plan(
+        mode,
+        definition.incremental,
+        committed.as_deref(),
+        stamp.scheduled_for,
+    ) {
+        Ok(window) => window,
+        Err(skipped) => {
+            report.skipped = Some(skipped);
             return Ok(report);
         }
-        (Mode::Incremental, _) => Window {
-            since: None,
-            until: None,
-            run_at,
-        },
     };
     let load = LoadId {
         source: source.name().into(),
         stream: stream.into(),
         run_id: stamp.run_id.clone(),
     };
-    let (pages_in, mut pages) = mpsc::channel(PAGE_QUEUE);
-    let fetcher = {
-        let source = source.clone();
-        let stream = stream.to_string();
-        tokio::spawn(async move { source.fetch(&stream, window, pages_in).await })
-    };
     let mut decoder = Decoder::new(&definition.table, policy, stamp.clone());
-    let mut quarantined: Vec<Quarantined> = Vec::new();
-    let consumed: Result<(), ExtractError> = async {
-        while let Some(page) = pages.recv().await {
-            for record in page.records() {
-                decoder.push_json(record);
+    let loaded = async {
+        let quarantined = fetch_and_stage(
+            source,
+            stream,
+            window,
+            &mut decoder,
+            warehouse,
+            &load,
+            progress,
+        )
+        .await?;
+        let cursor = match (mode, definition.incremental) {
+            (Mode::Backfill { .. }, _) | (_, Incremental::Full) => None,
+            (Mode::Incremental, Incremental::Daily) => Some(day_of(window.run_at)),
+            (Mode::Incremental, Incremental::SinceLastRun) => {
+                Some(window.run_at.to_rfc3339_opts(SecondsFormat::Micros, true))
             }
-            quarantined.extend(page.rejected().iter().map(|(record, reason)| Quarantined {
-                table: definition.table.name,
-                record: record.clone(),
-                reason: reason.clone(),
-            }));
-            quarantined.extend(decoder.take_quarantined());
-            write_full_batches(&mut decoder, warehouse, &load, false).await?;
-            progress(decoder.records());
-        }
-        Ok(())
-    }
-    .await;
-    drop(pages);
-    let fetched = fetcher.await;
-    let failure = match (consumed, fetched) {
-        (Err(err), _) => Some(err),
-        (Ok(()), Ok(Err(err))) => Some(err.into()),
-        (Ok(()), Err(err)) => Some(ExtractError::Task(stream.into(), err.to_string())),
-        (Ok(()), Ok(Ok(()))) => None,
-    };
-    if let Some(err) = failure {
-        warehouse.abort(&load).await;
-        return Err(err);
-    }
-    write_full_batches(&mut decoder, warehouse, &load, true).await?;
-    let mut tables = vec![decoder.table().clone()];
-    tables.extend(decoder.children_mut().map(|c| c.table().clone()));
-    if !quarantined.is_empty() {
-        let batch = quarantine_batch(source.name(), stream, &quarantined, &stamp).map_err(|e| {
-            ExtractError::Batch {
-                table: crate::normalize::QUARANTINE_TABLE.into(),
-                message: e.to_string(),
+            (Mode::Incremental, Incremental::Since { .. }) => {
+                newest(committed.as_deref(), decoder.cursor_max())
             }
-        })?;
-        let table = quarantine_table();
-        warehouse.write(&load, &table, batch).await?;
-        tables.push(table);
-    }
-    let cursor = match (mode, definition.incremental) {
-        (Mode::Backfill { .. }, _) | (_, Incremental::Full) => None,
-        (Mode::Incremental, Incremental::Daily) => Some(run_day),
-        (Mode::Incremental, Incremental::SinceLastRun) => {
-            Some(run_at.to_rfc3339_opts(SecondsFormat::Micros, true))
+        };
+        let mut tables = vec![decoder.table().clone()];
+        tables.extend(decoder.children_mut().map(|c| c.table().clone()));
+        if !quarantined.is_empty() {
+            let table = quarantine_table();
+            let batch =
+                quarantine_batch(source.name(), stream, &quarantined, &stamp).map_err(|e| {
+                    ExtractError::Batch {
+                        table: table.name.into(),
+                        message: e.to_string(),
+                    }
+                })?;
+            warehouse.write(&load, &table, batch).await?;
+            tables.push(table);
         }
-        (Mode::Incremental, Incremental::Since { .. }) => {
-            newest(committed.as_deref(), decoder.cursor_max())
-        }
-    };
-    report.new_fields = decoder.new_fields();
-    report.quarantined = quarantined.len() as u64;
-    let outcome = warehouse
-        .commit(Commit {
-            load,
+        let commit = Commit {
+            load: load.clone(),
             tables,
             cursor: cursor.clone(),
-        })
-        .await?;
+        };
+        let outcome = warehouse.commit(commit).await?;
+        Ok::<_, ExtractError>((outcome, quarantined.len() as u64, cursor))
+    }
+    .await;
+    let (outcome, quarantined, cursor) = match loaded {
+        Ok(loaded) => loaded,
+        Err(err) => {
+            warehouse.abort(&load).await;
+            return Err(err);
+        }
+    };
     report.rows = outcome.rows;
+    report.quarantined = quarantined;
+    report.new_fields = decoder.new_fields();
     report.cursor = cursor;
     tracing::info!(
         source = source.name(),
@@ -249,6 +215,93 @@ pub async fn extract_stream<S: Source, W: Warehouse>(
         "stream extracted"
     );
     Ok(report)
+}
+
+/// The window a run reads, or why it reads nothing.
+fn plan(
+    mode: Mode,
+    incremental: Incremental,
+    committed: Option<&str>,
+    run_at: DateTime<Utc>,
+) -> Result<Window, String> {
+    let since = match (mode, incremental) {
+        (Mode::Backfill { from, to }, _) => {
+            return Ok(Window {
+                since: Some(from),
+                until: Some(to),
+                run_at,
+            });
+        }
+        (Mode::Incremental, Incremental::Since { overlap }) => {
+            parse_cursor(committed).map(|c| c - overlap)
+        }
+        (Mode::Incremental, Incremental::SinceLastRun) => parse_cursor(committed),
+        (Mode::Incremental, Incremental::Daily) if committed == Some(day_of(run_at).as_str()) => {
+            return Err(format!(
+                "the snapshot for {} was already taken",
+                day_of(run_at)
+            ));
+        }
+        (Mode::Incremental, Incremental::Daily | Incremental::Full) => None,
+    };
+    Ok(Window {
+        since,
+        until: None,
+        run_at,
+    })
+}
+
+fn day_of(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d").to_string()
+}
+
+/// Runs the source's fetch on its own task and decodes its pages as they come, staging full
+/// batches; returns the quarantined records. A failure on either side stops both.
+async fn fetch_and_stage<S: Source, W: Warehouse>(
+    source: &S,
+    stream: &str,
+    window: Window,
+    decoder: &mut Decoder,
+    warehouse: &mut W,
+    load: &LoadId,
+    progress: Progress<'_>,
+) -> Result<Vec<Quarantined>, ExtractError> {
+    let (pages_in, mut pages) = mpsc::channel(PAGE_QUEUE);
+    let fetcher = {
+        let source = source.clone();
+        let stream = stream.to_string();
+        tokio::spawn(async move { source.fetch(&stream, window, pages_in).await })
+    };
+    let table = decoder.table().name;
+    let mut quarantined: Vec<Quarantined> = Vec::new();
+    let consumed: Result<(), ExtractError> = async {
+        while let Some(page) = pages.recv().await {
+            for record in page.records() {
+                decoder.push_json(record);
+            }
+            quarantined.extend(page.rejected().iter().map(|(record, reason)| Quarantined {
+                table,
+                record: record.clone(),
+                reason: reason.clone(),
+            }));
+            quarantined.extend(decoder.take_quarantined());
+            write_full_batches(decoder, warehouse, load, false).await?;
+            progress(decoder.records());
+        }
+        Ok(())
+    }
+    .await;
+    // Dropping the receiver stops a fetcher still sending.
+    drop(pages);
+    match (consumed, fetcher.await) {
+        (Err(err), _) => Err(err),
+        (Ok(()), Ok(Err(err))) => Err(err.into()),
+        (Ok(()), Err(err)) => Err(ExtractError::Task(stream.into(), err.to_string())),
+        (Ok(()), Ok(Ok(()))) => {
+            write_full_batches(decoder, warehouse, load, true).await?;
+            Ok(quarantined)
+        }
+    }
 }
 
 /// Stages the decoder's batch and its children's when full, or at the end when not empty.

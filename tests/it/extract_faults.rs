@@ -251,3 +251,43 @@ async fn a_campaign_without_a_usable_id_is_quarantined_not_fatal() {
         );
     }
 }
+
+/// A stream that fails halfway commits nothing and leaves its cursor; the next run loads it all.
+#[tokio::test]
+async fn a_stream_that_fails_halfway_commits_nothing_and_the_next_run_completes_it() {
+    let mut options = SandboxOptions::new(42, 700);
+    options.faults = serde_json::from_value(json!([
+        {"path": "/smile/v1/customers", "after": 1, "times": 6, "fault": {"kind": "server_error", "status": 500}}
+    ]))
+    .unwrap();
+    let world = World::new(options.world);
+    let expected = world
+        .people()
+        .flat_map(|p| world.smile_customers_of(&p))
+        .count() as u64;
+    let sandbox = sandbox(options).await;
+    let smile = source(SourceKind::Smile, &sandbox.base_url);
+    let mut warehouse = MemoryWarehouse::new();
+
+    let failed = extract(&smile, "customers", &mut warehouse, "run-1")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        mailroom::error::Classify::kind(&failed),
+        mailroom::error::ErrorKind::Transient
+    );
+    assert!(failed.to_string().contains("answered HTTP 500"), "{failed}");
+    assert_eq!(
+        warehouse.rows("smile_customers"),
+        0,
+        "the first page was not committed"
+    );
+    use mailroom::warehouse::Warehouse;
+    assert_eq!(warehouse.cursor("smile", "customers").await.unwrap(), None);
+
+    let report = extract(&smile, "customers", &mut warehouse, "run-2")
+        .await
+        .unwrap();
+    assert_eq!(report.rows_in("smile_customers"), expected);
+    assert_eq!(warehouse.rows("smile_customers"), expected);
+}
