@@ -7,7 +7,8 @@
 //! SQL, delivery, activation — fails the run with a terminal error that says so before
 //! anything is written or sent: it is never skipped silently or counted as a success.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 
@@ -27,6 +28,9 @@ pub struct Pipeline {
     config: Arc<Config>,
     sandbox: Option<String>,
     client: HttpClient,
+    /// Sources built so far: one per kind for the process's life, so every run shares
+    /// each credential's rate budget.
+    sources: Mutex<HashMap<SourceKind, AnySource>>,
 }
 
 impl Pipeline {
@@ -39,12 +43,20 @@ impl Pipeline {
             config,
             sandbox,
             client,
+            sources: Mutex::new(HashMap::new()),
         })
     }
 
-    /// The configured source `kind`.
+    /// The configured source `kind`, built on first use.
     pub fn source(&self, kind: SourceKind) -> Result<AnySource, RunError> {
-        sources::build(
+        let mut built = self
+            .sources
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(source) = built.get(&kind) {
+            return Ok(source.clone());
+        }
+        let source = sources::build(
             kind,
             &self.config,
             self.sandbox.as_deref(),
@@ -52,7 +64,9 @@ impl Pipeline {
             &self.client,
             RetryPolicy::default(),
         )
-        .map_err(|err| RunError::new(err.kind(), err.to_string()))
+        .map_err(|err| RunError::new(err.kind(), err.to_string()))?;
+        built.insert(kind, source.clone());
+        Ok(source)
     }
 
     async fn run_step(
