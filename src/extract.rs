@@ -51,7 +51,7 @@ pub struct StreamReport {
     /// Fields the source sent that the tables do not declare: (table, field).
     pub new_fields: Vec<(String, String)>,
     /// The cursor now committed, if it moved.
-    pub cursor: Option<String>,
+    pub cursor: Option<DateTime<Utc>>,
     /// Why nothing was read, when nothing was (a daily snapshot already taken).
     pub skipped: Option<String>,
 }
@@ -132,12 +132,7 @@ pub async fn extract_stream<S: Source, W: Warehouse>(
         ..StreamReport::default()
     };
     let committed = warehouse.cursor(source.name(), stream).await?;
-    let window = match plan(
-        mode,
-        definition.incremental,
-        committed.as_deref(),
-        stamp.scheduled_for,
-    ) {
+    let window = match plan(mode, definition.incremental, committed, stamp.scheduled_for) {
         Ok(window) => window,
         Err(skipped) => {
             report.skipped = Some(skipped);
@@ -163,12 +158,13 @@ pub async fn extract_stream<S: Source, W: Warehouse>(
         .await?;
         let cursor = match (mode, definition.incremental) {
             (Mode::Backfill { .. }, _) | (_, Incremental::Full) => None,
-            (Mode::Incremental, Incremental::Daily) => Some(day_of(window.run_at)),
-            (Mode::Incremental, Incremental::SinceLastRun) => {
-                Some(window.run_at.to_rfc3339_opts(SecondsFormat::Micros, true))
-            }
+            (Mode::Incremental, Incremental::Daily) => Some(midnight_of(window.run_at)),
+            (Mode::Incremental, Incremental::SinceLastRun) => Some(window.run_at),
             (Mode::Incremental, Incremental::Since { .. }) => {
-                newest(committed.as_deref(), decoder.cursor_max())
+                let seen = decoder
+                    .cursor_max()
+                    .and_then(DateTime::<Utc>::from_timestamp_micros);
+                committed.into_iter().chain(seen).max()
             }
         };
         let mut tables = vec![decoder.table().clone()];
@@ -188,7 +184,7 @@ pub async fn extract_stream<S: Source, W: Warehouse>(
         let commit = Commit {
             load: load.clone(),
             tables,
-            cursor: cursor.clone(),
+            cursor,
         };
         let outcome = warehouse.commit(commit).await?;
         Ok::<_, ExtractError>((outcome, quarantined.len() as u64, cursor))
@@ -211,7 +207,8 @@ pub async fn extract_stream<S: Source, W: Warehouse>(
         rows = report.rows_in(definition.table.name),
         quarantined = report.quarantined,
         new_fields = report.new_fields.len(),
-        cursor = report.cursor.as_deref().unwrap_or("-"),
+        cursor = report.cursor.map_or("-".to_string(), |c| c
+            .to_rfc3339_opts(SecondsFormat::Micros, true)),
         "stream extracted"
     );
     Ok(report)
@@ -221,7 +218,7 @@ pub async fn extract_stream<S: Source, W: Warehouse>(
 fn plan(
     mode: Mode,
     incremental: Incremental,
-    committed: Option<&str>,
+    committed: Option<DateTime<Utc>>,
     run_at: DateTime<Utc>,
 ) -> Result<Window, String> {
     let since = match (mode, incremental) {
@@ -232,14 +229,12 @@ fn plan(
                 run_at,
             });
         }
-        (Mode::Incremental, Incremental::Since { overlap }) => {
-            parse_cursor(committed).map(|c| c - overlap)
-        }
-        (Mode::Incremental, Incremental::SinceLastRun) => parse_cursor(committed),
-        (Mode::Incremental, Incremental::Daily) if committed == Some(day_of(run_at).as_str()) => {
+        (Mode::Incremental, Incremental::Since { overlap }) => committed.map(|c| c - overlap),
+        (Mode::Incremental, Incremental::SinceLastRun) => committed,
+        (Mode::Incremental, Incremental::Daily) if committed == Some(midnight_of(run_at)) => {
             return Err(format!(
                 "the snapshot for {} was already taken",
-                day_of(run_at)
+                run_at.format("%Y-%m-%d")
             ));
         }
         (Mode::Incremental, Incremental::Daily | Incremental::Full) => None,
@@ -251,8 +246,9 @@ fn plan(
     })
 }
 
-fn day_of(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d").to_string()
+/// The UTC midnight starting `t`'s day: a daily stream's cursor.
+fn midnight_of(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.date_naive().and_time(chrono::NaiveTime::MIN).and_utc()
 }
 
 /// Runs the source's fetch on its own task and decodes its pages as they come, staging full
@@ -335,21 +331,4 @@ async fn write_batch<W: Warehouse>(
         warehouse.write(load, decoder.table(), batch).await?;
     }
     Ok(())
-}
-
-/// A committed time cursor.
-fn parse_cursor(cursor: Option<&str>) -> Option<DateTime<Utc>> {
-    cursor
-        .and_then(|c| DateTime::parse_from_rfc3339(c).ok())
-        .map(|c| c.with_timezone(&Utc))
-}
-
-/// The later of the committed cursor and the newest change seen, as RFC 3339.
-fn newest(committed: Option<&str>, seen_micros: Option<i64>) -> Option<String> {
-    let seen = seen_micros.and_then(DateTime::<Utc>::from_timestamp_micros);
-    parse_cursor(committed)
-        .into_iter()
-        .chain(seen)
-        .max()
-        .map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true))
 }

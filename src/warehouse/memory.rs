@@ -13,6 +13,7 @@ use arrow::compute::{concat_batches, take_record_batch};
 use arrow::datatypes::Schema;
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, SortField};
+use chrono::{DateTime, Utc};
 
 use super::{Commit, CommitOutcome, LoadId, Warehouse, WarehouseError};
 use crate::normalize::{TableSchema, WriteDisposition};
@@ -31,7 +32,7 @@ pub struct MemoryWarehouse {
     tables: BTreeMap<String, RecordBatch>,
     counts: BTreeMap<String, u64>,
     staged: HashMap<LoadId, BTreeMap<String, Staged>>,
-    cursors: HashMap<(String, String), String>,
+    cursors: HashMap<(String, String), DateTime<Utc>>,
     committed: HashSet<LoadId>,
 }
 
@@ -160,7 +161,11 @@ fn keep_last_per_key(
 }
 
 impl Warehouse for MemoryWarehouse {
-    async fn cursor(&self, source: &str, stream: &str) -> Result<Option<String>, WarehouseError> {
+    async fn cursor(
+        &self,
+        source: &str,
+        stream: &str,
+    ) -> Result<Option<DateTime<Utc>>, WarehouseError> {
         Ok(self
             .cursors
             .get(&(source.to_string(), stream.to_string()))

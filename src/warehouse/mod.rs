@@ -11,6 +11,7 @@ pub mod memory;
 use std::future::Future;
 
 use arrow::record_batch::RecordBatch;
+use chrono::{DateTime, Utc};
 
 use crate::error::{Classify, ErrorKind};
 use crate::normalize::TableSchema;
@@ -33,8 +34,10 @@ pub struct Commit {
     pub load: LoadId,
     /// The tables written, as declared (with columns added by schema evolution).
     pub tables: Vec<TableSchema>,
-    /// The stream's cursor after this load; `None` leaves it as it was.
-    pub cursor: Option<String>,
+    /// The stream's cursor after this load; `None` leaves it as it was. Every cursor is an
+    /// instant (a change time, a run time, a snapshot day's midnight), which every store can
+    /// keep exactly (Delta's application transactions hold one integer: its microseconds).
+    pub cursor: Option<DateTime<Utc>>,
 }
 
 /// What a committed load changed.
@@ -83,7 +86,7 @@ pub trait Warehouse: Send {
         &self,
         source: &str,
         stream: &str,
-    ) -> impl Future<Output = Result<Option<String>, WarehouseError>> + Send;
+    ) -> impl Future<Output = Result<Option<DateTime<Utc>>, WarehouseError>> + Send;
 
     /// Stages `batch` for `table` in `load`; nothing is visible until [`Warehouse::commit`].
     fn write(

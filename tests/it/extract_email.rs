@@ -70,7 +70,11 @@ async fn smartrmail_engagement_is_snapshotted_once_a_day() {
     let first = extract(&smartrmail, "engagement_daily", &mut warehouse, "run-1")
         .await
         .unwrap();
-    assert_eq!(first.cursor.as_deref(), Some("2026-11-22"));
+    assert_eq!(
+        first.cursor,
+        Some(crate::support::utc("2026-11-22T00:00:00Z")),
+        "the day's midnight"
+    );
     assert_eq!(
         warehouse.rows("smartrmail_engagement_daily"),
         subscribers as u64
@@ -204,8 +208,9 @@ async fn dotdigital_summaries_use_totals_and_later_runs_read_only_active_campaig
     });
     let campaigns = small_world().campaigns(Platform::Dotdigital).len() as u64;
     assert_eq!(
-        report.cursor.as_deref(),
-        Some("2026-11-22T10:00:00.000000Z")
+        report.cursor,
+        Some(crate::support::utc("2026-11-22T10:00:00Z")),
+        "the run's time"
     );
 
     let (summaries_before, _) = crate::support::requests(&sandbox.base_url, "summary").await;
