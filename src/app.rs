@@ -417,9 +417,8 @@ async fn run_job(config: Config, name: &str, dry_run: bool) -> Result<ExitCode, 
                 "{name}: {verb} {} succeeded after {} attempt(s)",
                 outcome.run_id, outcome.attempts
             );
-            if dry_run {
-                print!("{}", dry_run_summary(&outcome.counters));
-            }
+            let heading = if dry_run { "Would load" } else { "Loaded" };
+            print!("{}", load_summary(heading, &outcome.counters));
             Ok(ExitCode::SUCCESS)
         }
         RunStatus::Interrupted => Ok(ExitCode::from(EXIT_INTERRUPTED)),
@@ -495,7 +494,8 @@ async fn backfill(
             ""
         }
     );
-    print!("{}", dry_run_summary(&counters));
+    let heading = if dry_run { "Would load" } else { "Loaded" };
+    print!("{}", load_summary(heading, &counters));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -533,9 +533,12 @@ impl BackfillProgress for BackfillBar {
     }
 }
 
-/// What a dry run would have loaded, from its counters.
-fn dry_run_summary(counters: &crate::state::Counters) -> String {
-    let mut out = String::from("Would load:\n");
+/// What a run loaded (or a dry run would have), from its counters.
+fn load_summary(heading: &str, counters: &crate::state::Counters) -> String {
+    if counters.is_empty() {
+        return String::new();
+    }
+    let mut out = format!("{heading}:\n");
     for (key, value) in counters {
         match key.strip_prefix("rows.") {
             Some(table) => out.push_str(&format!("  {table:<32} {value:>10} rows\n")),

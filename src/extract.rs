@@ -131,7 +131,9 @@ pub async fn extract_stream<S: Source, W: Warehouse>(
         stream: stream.into(),
         ..StreamReport::default()
     };
-    let committed = warehouse.cursor(source.name(), stream).await?;
+    let committed = warehouse
+        .cursor(definition.table.name, source.name(), stream)
+        .await?;
     let window = match plan(mode, definition.incremental, committed, stamp.scheduled_for) {
         Ok(window) => window,
         Err(skipped) => {

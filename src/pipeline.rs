@@ -1,11 +1,12 @@
 //! Runs a job's steps in order: the [`Executor`] the scheduler and `run-job` drive.
 //!
 //! Each step kind belongs to a stage of the data flow (extract → normalize → load, sql,
-//! deliver, activate). Extract steps read their streams through [`crate::extract`]; a dry
-//! run extracts into a counting warehouse and reports what would be loaded, changing
-//! nothing. A step whose stage this build does not have yet — loading into a warehouse,
-//! SQL, delivery, activation — fails the run with a terminal error that says so before
-//! anything is written or sent: it is never skipped silently or counted as a success.
+//! deliver, activate). Extract steps read their streams through [`crate::extract`] into
+//! the local Delta warehouse; a dry run extracts into a counting warehouse and reports what
+//! would be loaded, changing nothing. A step whose stage this build does not have yet —
+//! loading into BigQuery, SQL, delivery, activation — fails the run with a terminal error
+//! that says so before anything is written or sent: it is never skipped silently or
+//! counted as a success.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,6 +22,7 @@ use crate::normalize::RunStamp;
 use crate::scheduler::{Executor, RunContext, RunError};
 use crate::sources::{self, AnySource, Source};
 use crate::state::Counters;
+use crate::warehouse::local::LocalWarehouse;
 use crate::warehouse::memory::MemoryWarehouse;
 
 /// Runs steps against the configured sources, warehouse and destinations.
@@ -31,6 +33,8 @@ pub struct Pipeline {
     /// Sources built so far: one per kind for the process's life, so every run shares
     /// each credential's rate budget.
     sources: Mutex<HashMap<SourceKind, AnySource>>,
+    /// The local warehouse, once opened.
+    warehouse: tokio::sync::Mutex<Option<LocalWarehouse>>,
 }
 
 impl Pipeline {
@@ -44,6 +48,7 @@ impl Pipeline {
             sandbox,
             client,
             sources: Mutex::new(HashMap::new()),
+            warehouse: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -76,31 +81,17 @@ impl Pipeline {
         counters: &mut Counters,
     ) -> Result<(), RunError> {
         match step {
-            Step::Extract { source, streams } if run.dry_run => {
-                let kind = *source;
-                let source = self.source(kind)?;
+            Step::Extract { source, streams } => {
                 let stamp = stamp(run.run_id.clone(), run.scheduled_for);
-                for stream in streams {
-                    let mut counting = MemoryWarehouse::counting();
-                    let report = extract_stream(
-                        &source,
-                        stream,
-                        &mut counting,
-                        stamp.clone(),
-                        Mode::Incremental,
-                        self.config.schema_policy(kind),
-                        &|_| {},
-                    )
-                    .await
-                    .map_err(|err| RunError::new(err.kind(), err.to_string()))?;
-                    count(counters, &report);
-                }
-                Ok(())
+                let plan = ExtractPlan {
+                    kind: *source,
+                    streams,
+                    stamp,
+                    mode: Mode::Incremental,
+                    dry_run: run.dry_run,
+                };
+                self.extract(plan, counters, &|_, _| {}, &|_| {}).await
             }
-            Step::Extract { .. } => Err(RunError::new(
-                ErrorKind::Terminal,
-                "loading into the warehouse is not part of this build of mailroom yet; nothing was extracted or loaded (`run-job --dry-run` extracts and shows what would be loaded)",
-            )),
             Step::Sql { .. } | Step::Deliver { .. } | Step::Activate { .. } => Err(RunError::new(
                 ErrorKind::Terminal,
                 format!(
@@ -110,6 +101,63 @@ impl Pipeline {
             )),
         }
     }
+
+    /// Extracts each stream of a step into the configured warehouse (or, for a dry run, a
+    /// counting one), adding what was loaded to `counters`.
+    async fn extract(
+        &self,
+        plan: ExtractPlan<'_>,
+        counters: &mut Counters,
+        on_stream: &(dyn Fn(&str, &str) + Send + Sync),
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<(), RunError> {
+        let source = self.source(plan.kind)?;
+        let policy = self.config.schema_policy(plan.kind);
+        for stream in plan.streams {
+            on_stream(source.name(), stream);
+            let report = if plan.dry_run {
+                let mut counting = MemoryWarehouse::counting();
+                extract_stream(&source, stream, &mut counting, plan.stamp.clone(), plan.mode, policy, progress).await
+            } else {
+                let mut warehouse = self.warehouse().await?;
+                let Some(warehouse) = warehouse.as_mut() else {
+                    return Err(RunError::new(
+                        ErrorKind::Terminal,
+                        "loading into BigQuery is not part of this build of mailroom yet; nothing was extracted or loaded (use [warehouse] type = \"local\", or `--dry-run`)",
+                    ));
+                };
+                extract_stream(&source, stream, warehouse, plan.stamp.clone(), plan.mode, policy, progress).await
+            }
+            .map_err(|err| RunError::new(err.kind(), format!("{} {stream}: {err}", source.name())))?;
+            count(counters, &report);
+        }
+        Ok(())
+    }
+
+    /// The local warehouse, opened on first use and shared by every run (one load at a
+    /// time); `None` inside when the configured warehouse is not a local one.
+    async fn warehouse(
+        &self,
+    ) -> Result<tokio::sync::MutexGuard<'_, Option<LocalWarehouse>>, RunError> {
+        let mut warehouse = self.warehouse.lock().await;
+        if warehouse.is_none()
+            && let Some(dir) = self.config.local_warehouse_dir()
+        {
+            let opened = LocalWarehouse::open(&dir)
+                .map_err(|err| RunError::new(err.kind(), err.to_string()))?;
+            *warehouse = Some(opened);
+        }
+        Ok(warehouse)
+    }
+}
+
+/// One extract step's streams and how to run them.
+struct ExtractPlan<'a> {
+    kind: SourceKind,
+    streams: &'a [String],
+    stamp: Arc<RunStamp>,
+    mode: Mode,
+    dry_run: bool,
 }
 
 /// The window of a backfill: re-read `[from, to)` without moving any cursor.
@@ -130,9 +178,8 @@ pub trait BackfillProgress: Send + Sync {
 }
 
 impl Pipeline {
-    /// Re-extracts the window of every extract step of `job`. Loading needs a warehouse,
-    /// which this build does not have, so only a dry run (`dry_run`) gets past the first
-    /// stream: it extracts everything and counts what would be loaded.
+    /// Re-extracts the window of every extract step of `job` into the warehouse (a dry run:
+    /// into a counting one) without moving any cursor.
     pub async fn backfill(
         &self,
         job: &JobConfig,
@@ -140,42 +187,29 @@ impl Pipeline {
         dry_run: bool,
         progress: &dyn BackfillProgress,
     ) -> Result<Counters, RunError> {
-        if !dry_run {
-            return Err(RunError::new(
-                ErrorKind::Terminal,
-                "loading into the warehouse is not part of this build of mailroom yet; nothing was extracted or loaded (`backfill --dry-run` extracts the window and shows what would be loaded)",
-            ));
-        }
         let stamp = stamp(format!("backfill-{}", uuid::Uuid::now_v7()), Utc::now());
-        let mode = Mode::Backfill {
-            from: window.from,
-            to: window.to,
-        };
         let mut counters = Counters::new();
         for step in &job.steps {
             let Step::Extract { source, streams } = step else {
                 continue;
             };
-            let kind = *source;
-            let source = self.source(kind)?;
-            for stream in streams {
-                progress.stream(source.name(), stream);
-                let mut counting = MemoryWarehouse::counting();
-                let report = extract_stream(
-                    &source,
-                    stream,
-                    &mut counting,
-                    stamp.clone(),
-                    mode,
-                    self.config.schema_policy(kind),
-                    &|records| progress.records(records),
-                )
-                .await
-                .map_err(|err| {
-                    RunError::new(err.kind(), format!("{} {stream}: {err}", source.name()))
-                })?;
-                count(&mut counters, &report);
-            }
+            let plan = ExtractPlan {
+                kind: *source,
+                streams,
+                stamp: stamp.clone(),
+                mode: Mode::Backfill {
+                    from: window.from,
+                    to: window.to,
+                },
+                dry_run,
+            };
+            self.extract(
+                plan,
+                &mut counters,
+                &|source, stream| progress.stream(source, stream),
+                &|records| progress.records(records),
+            )
+            .await?;
         }
         Ok(counters)
     }

@@ -1,5 +1,6 @@
 //! Logging: plain text on a terminal, JSON lines otherwise (under systemd or a container),
-//! filtered by `MAILROOM_LOG` (then `RUST_LOG`), `info` by default. Logs go to stderr so
+//! filtered by `MAILROOM_LOG` (then `RUST_LOG`), `info` by default (Delta's internals at
+//! `warn`). Logs go to stderr so
 //! command output on stdout stays clean for pipes.
 
 use std::io::IsTerminal;
@@ -27,7 +28,8 @@ pub fn init(format: LogFormat) {
         .or_else(|_| std::env::var("RUST_LOG"))
         .ok()
         .and_then(|spec| EnvFilter::try_new(spec).ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
+        // Delta's kernel narrates every snapshot at info; its failures reach us as errors.
+        .unwrap_or_else(|| EnvFilter::new("info,buoyant_kernel=warn,deltalake_core=warn"));
     let json = match format {
         LogFormat::Auto => !std::io::stderr().is_terminal(),
         LogFormat::Text => false,

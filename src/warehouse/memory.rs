@@ -163,6 +163,7 @@ fn keep_last_per_key(
 impl Warehouse for MemoryWarehouse {
     async fn cursor(
         &self,
+        _table: &str,
         source: &str,
         stream: &str,
     ) -> Result<Option<DateTime<Utc>>, WarehouseError> {

@@ -6,6 +6,7 @@
 //! a committed run's load changes nothing. [`memory::MemoryWarehouse`] keeps tables in
 //! memory with exactly these semantics; it backs tests and dry runs.
 
+pub mod local;
 pub mod memory;
 
 use std::future::Future;
@@ -60,6 +61,14 @@ pub enum WarehouseError {
         /// What does not match.
         message: String,
     },
+    /// Delta Lake failed to read or commit a table.
+    #[error("table {table}: {message}")]
+    Delta {
+        /// The table.
+        table: String,
+        /// What Delta said.
+        message: String,
+    },
     /// Arrow failed while combining batches.
     #[error("table {table}: {source}")]
     Arrow {
@@ -74,6 +83,8 @@ impl Classify for WarehouseError {
     fn kind(&self) -> ErrorKind {
         match self {
             WarehouseError::Schema { .. } => ErrorKind::Terminal,
+            // Storage trouble (a full disk, a commit conflict) may pass.
+            WarehouseError::Delta { .. } => ErrorKind::Transient,
             WarehouseError::Arrow { .. } => ErrorKind::Bug,
         }
     }
@@ -81,9 +92,10 @@ impl Classify for WarehouseError {
 
 /// A store of tables with atomic, cursor-carrying loads.
 pub trait Warehouse: Send {
-    /// The committed cursor of a source's stream, if it has one.
+    /// The committed cursor of a source's stream, kept with the stream's own `table`.
     fn cursor(
         &self,
+        table: &str,
         source: &str,
         stream: &str,
     ) -> impl Future<Output = Result<Option<DateTime<Utc>>, WarehouseError>> + Send;

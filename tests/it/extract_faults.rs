@@ -283,7 +283,13 @@ async fn a_stream_that_fails_halfway_commits_nothing_and_the_next_run_completes_
         "the first page was not committed"
     );
     use mailroom::warehouse::Warehouse;
-    assert_eq!(warehouse.cursor("smile", "customers").await.unwrap(), None);
+    assert_eq!(
+        warehouse
+            .cursor("smile_customers", "smile", "customers")
+            .await
+            .unwrap(),
+        None
+    );
 
     let report = extract(&smile, "customers", &mut warehouse, "run-2")
         .await

@@ -146,7 +146,13 @@ async fn a_backfill_pages_the_whole_window_without_moving_the_cursor() {
     let (graphql, _) = requests(&sandbox.base_url, "graphql").await;
     assert_eq!(graphql, pages, "pages of 15 orders to the last one");
     use mailroom::warehouse::Warehouse;
-    assert_eq!(warehouse.cursor("shopify", "orders").await.unwrap(), None);
+    assert_eq!(
+        warehouse
+            .cursor("shopify_orders", "shopify", "orders")
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 #[tokio::test]

@@ -38,3 +38,4 @@ mod sandbox_smartrmail;
 mod sandbox_smile;
 mod scheduler;
 mod support;
+mod warehouse_local;

@@ -1,0 +1,440 @@
+//! The local warehouse: one Delta Lake table of Parquet files per table under
+//! `<data dir>/warehouse/<table>`.
+//!
+//! A load's batches are staged as Parquet files under `_staging/` (never inside a table, so
+//! readers and vacuum never see them). At commit each table gets ONE Delta commit —
+//! `append`, `replace` (overwrite) or `merge` on the key, the staged rows first reduced to
+//! the last row per key — carrying an application transaction that marks the run, so a
+//! replayed commit is skipped. Child and quarantine tables are committed first and the
+//! stream's own table last, with a second application transaction holding the cursor (its
+//! microseconds): the cursor moves in the same atomic commit as the data it covers, and a
+//! crash between tables leaves the cursor behind, so the next run reads those records again
+//! and merges them without duplicates.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, UInt64Array};
+use arrow::compute::concat_batches;
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::record_batch::RecordBatch;
+use chrono::{DateTime, Utc};
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use deltalake::kernel::Transaction;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::operations::write::SchemaMode;
+use deltalake::protocol::SaveMode;
+use deltalake::{DeltaTable, DeltaTableBuilder};
+use parquet::arrow::ArrowWriter;
+use url::Url;
+
+use super::{Commit, CommitOutcome, LoadId, Warehouse, WarehouseError};
+use crate::normalize::{TableSchema, WriteDisposition};
+
+/// Column added to staged rows to keep their order: the last row per key wins a merge.
+const SEQUENCE: &str = "_mailroom_staged_seq";
+
+/// Delta tables under one folder.
+#[derive(Debug)]
+pub struct LocalWarehouse {
+    root: PathBuf,
+    staged: HashMap<LoadId, BTreeMap<String, Staged>>,
+}
+
+/// One table's part of a load, on disk.
+#[derive(Debug)]
+struct Staged {
+    dir: PathBuf,
+    files: usize,
+    rows: u64,
+}
+
+fn io_error(table: &str, what: &str, err: impl std::fmt::Display) -> WarehouseError {
+    WarehouseError::Schema {
+        table: table.to_string(),
+        message: format!("{what}: {err}"),
+    }
+}
+
+fn delta_error(table: &str, err: deltalake::DeltaTableError) -> WarehouseError {
+    WarehouseError::Delta {
+        table: table.to_string(),
+        message: err.to_string(),
+    }
+}
+
+impl LocalWarehouse {
+    /// The warehouse at `root`; staging left by a process that died is removed (one
+    /// process owns a data directory at a time).
+    pub fn open(root: &Path) -> Result<Self, WarehouseError> {
+        std::fs::create_dir_all(root)
+            .map_err(|e| io_error("-", &format!("cannot create {}", root.display()), e))?;
+        let staging = root.join("_staging");
+        if staging.exists() {
+            std::fs::remove_dir_all(&staging)
+                .map_err(|e| io_error("-", "cannot clear old staging", e))?;
+        }
+        Ok(LocalWarehouse {
+            root: root.to_path_buf(),
+            staged: HashMap::new(),
+        })
+    }
+
+    fn table_url(&self, table: &str) -> Result<Url, WarehouseError> {
+        let dir = self.root.join(table);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| io_error(table, "cannot create the table folder", e))?;
+        let dir = dir
+            .canonicalize()
+            .map_err(|e| io_error(table, "cannot resolve the table folder", e))?;
+        Url::from_directory_path(&dir)
+            .map_err(|()| io_error(table, "not a folder path", dir.display()))
+    }
+
+    /// Whether the table has been created (it has a Delta log).
+    fn exists(&self, table: &str) -> bool {
+        self.root.join(table).join("_delta_log").is_dir()
+    }
+
+    /// The table, loaded when it exists, else ready to be created by its first write.
+    async fn table(&self, table: &str) -> Result<DeltaTable, WarehouseError> {
+        let url = self.table_url(table)?;
+        if !self.exists(table) {
+            return DeltaTableBuilder::from_url(url)
+                .and_then(|builder| builder.build())
+                .map_err(|e| delta_error(table, e));
+        }
+        deltalake::open_table(url)
+            .await
+            .map_err(|e| delta_error(table, e))
+    }
+
+    /// Every row of a table (for tests, `export` and small reads).
+    pub async fn read(&self, table: &str) -> Result<Option<RecordBatch>, WarehouseError> {
+        if !self.exists(table) {
+            return Ok(None);
+        }
+        let delta = self.table(table).await?;
+        let ctx = SessionContext::new();
+        delta
+            .update_datafusion_session(&ctx.state())
+            .map_err(|e| delta_error(table, e))?;
+        let provider = delta
+            .table_provider()
+            .await
+            .map_err(|e| io_error(table, "cannot read", e))?;
+        ctx.register_table("t", provider)
+            .map_err(|e| io_error(table, "cannot read", e))?;
+        let df = ctx
+            .sql("SELECT * FROM t")
+            .await
+            .map_err(|e| io_error(table, "cannot read", e))?;
+        let schema = Arc::new(df.schema().as_arrow().clone());
+        let batches = df
+            .collect()
+            .await
+            .map_err(|e| io_error(table, "cannot read", e))?;
+        concat_batches(&schema, &batches)
+            .map(Some)
+            .map_err(|source| WarehouseError::Arrow {
+                table: table.to_string(),
+                source,
+            })
+    }
+
+    fn staging_dir(&self, load: &LoadId, table: &str) -> PathBuf {
+        let safe = |s: &str| s.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_");
+        self.root
+            .join("_staging")
+            .join(format!(
+                "{}-{}-{}",
+                safe(&load.run_id),
+                safe(&load.source),
+                safe(&load.stream)
+            ))
+            .join(table)
+    }
+
+    /// Commits one table's staged rows; the rows written, or `None` when this run's commit
+    /// of it is already in the table.
+    async fn commit_table(
+        &self,
+        load: &LoadId,
+        table: &TableSchema,
+        staged: Option<&Staged>,
+        cursor: Option<(String, i64)>,
+    ) -> Result<Option<u64>, WarehouseError> {
+        let name = table.name;
+        let delta = self.table(name).await?;
+        let marker = run_marker(load);
+        if delta.version().is_some() {
+            let snapshot = delta.snapshot().map_err(|e| delta_error(name, e))?;
+            let done = snapshot
+                .transaction_version(delta.log_store().as_ref(), &marker)
+                .await
+                .map_err(|e| delta_error(name, e))?;
+            if done.is_some() {
+                return Ok(None);
+            }
+        }
+        let mut properties =
+            CommitProperties::default().with_application_transaction(Transaction::new(&marker, 1));
+        if let Some((app_id, version)) = cursor {
+            properties = properties.with_application_transaction(Transaction::new(app_id, version));
+        }
+        let rows = staged.map_or(0, |s| s.rows);
+        let batches = match staged {
+            Some(staged) if staged.rows > 0 => self.staged_rows(table, staged).await?,
+            _ => Vec::new(),
+        };
+        let exists = delta.version().is_some();
+        match (&table.disposition, exists) {
+            (WriteDisposition::Merge, true) if !batches.is_empty() => {
+                self.merge(delta, table, batches, properties).await?;
+            }
+            (_, false) if batches.is_empty() => {
+                // Nothing to create the table from; the cursor waits for real rows.
+                return Ok(Some(0));
+            }
+            (disposition, _) => {
+                let mode = if *disposition == WriteDisposition::Replace {
+                    SaveMode::Overwrite
+                } else {
+                    SaveMode::Append
+                };
+                // No rows still makes a commit: it carries the run marker and the cursor
+                // (and, for replace, empties the table).
+                let batches = if batches.is_empty() {
+                    vec![RecordBatch::new_empty(table.arrow_schema())]
+                } else {
+                    batches
+                };
+                delta
+                    .write(batches)
+                    .with_save_mode(mode)
+                    .with_schema_mode(SchemaMode::Merge)
+                    .with_commit_properties(properties)
+                    .await
+                    .map_err(|e| delta_error(name, e))?;
+            }
+        }
+        Ok(Some(rows))
+    }
+
+    /// The staged rows, the last one per key for merge tables, without the sequence column.
+    async fn staged_rows(
+        &self,
+        table: &TableSchema,
+        staged: &Staged,
+    ) -> Result<Vec<RecordBatch>, WarehouseError> {
+        let name = table.name;
+        let failed =
+            |e: datafusion::error::DataFusionError| io_error(name, "cannot read staged rows", e);
+        let ctx = SessionContext::new();
+        let dir = format!("{}/", staged.dir.display());
+        ctx.register_parquet("staged", &dir, ParquetReadOptions::default())
+            .await
+            .map_err(failed)?;
+        let columns: Vec<String> = table
+            .arrow_schema()
+            .fields()
+            .iter()
+            .map(|f| format!("\"{}\"", f.name()))
+            .collect();
+        let columns = columns.join(", ");
+        let sql = if table.disposition == WriteDisposition::Merge && !table.key.is_empty() {
+            let key: Vec<String> = table.key.iter().map(|k| format!("\"{k}\"")).collect();
+            format!(
+                "SELECT {columns} FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY {} ORDER BY \"{SEQUENCE}\" DESC) AS _mailroom_rank FROM staged) WHERE _mailroom_rank = 1",
+                key.join(", ")
+            )
+        } else {
+            format!("SELECT {columns} FROM staged ORDER BY \"{SEQUENCE}\"")
+        };
+        ctx.sql(&sql)
+            .await
+            .map_err(failed)?
+            .collect()
+            .await
+            .map_err(failed)
+    }
+
+    async fn merge(
+        &self,
+        delta: DeltaTable,
+        table: &TableSchema,
+        batches: Vec<RecordBatch>,
+        properties: CommitProperties,
+    ) -> Result<(), WarehouseError> {
+        let name = table.name;
+        let ctx = SessionContext::new();
+        let source = ctx
+            .read_batches(batches)
+            .map_err(|e| io_error(name, "cannot read staged rows", e))?;
+        let predicate = table
+            .key
+            .iter()
+            .map(|k| format!("target.\"{k}\" = source.\"{k}\""))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let columns: Vec<String> = table
+            .arrow_schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().to_string())
+            .collect();
+        let assign = |column: &String| (format!("\"{column}\""), format!("source.\"{column}\""));
+        delta
+            .merge(source, predicate)
+            .with_source_alias("source")
+            .with_target_alias("target")
+            .with_merge_schema(true)
+            .with_commit_properties(properties)
+            .when_matched_update(|update| {
+                columns
+                    .iter()
+                    .map(assign)
+                    .fold(update, |u, (c, v)| u.update(c, v))
+            })
+            .and_then(|merge| {
+                merge.when_not_matched_insert(|insert| {
+                    columns
+                        .iter()
+                        .map(assign)
+                        .fold(insert, |i, (c, v)| i.set(c, v))
+                })
+            })
+            .map_err(|e| delta_error(name, e))?
+            .await
+            .map_err(|e| delta_error(name, e))?;
+        Ok(())
+    }
+}
+
+/// The application id marking that a run committed a stream's rows to a table.
+fn run_marker(load: &LoadId) -> String {
+    format!(
+        "mailroom.run.{}.{}.{}",
+        load.run_id, load.source, load.stream
+    )
+}
+
+/// The application id holding a stream's cursor in its table.
+fn cursor_app_id(source: &str, stream: &str) -> String {
+    format!("mailroom.cursor.{source}.{stream}")
+}
+
+/// `batch` with the staging sequence column appended, numbered from `first`.
+fn with_sequence(batch: &RecordBatch, first: u64) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let mut fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new(SEQUENCE, DataType::UInt64, false));
+    let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+    columns.push(Arc::new(UInt64Array::from_iter_values(
+        first..first + batch.num_rows() as u64,
+    )));
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+}
+
+impl Warehouse for LocalWarehouse {
+    async fn cursor(
+        &self,
+        table: &str,
+        source: &str,
+        stream: &str,
+    ) -> Result<Option<DateTime<Utc>>, WarehouseError> {
+        if !self.exists(table) {
+            return Ok(None);
+        }
+        let delta = self.table(table).await?;
+        let snapshot = delta.snapshot().map_err(|e| delta_error(table, e))?;
+        let micros = snapshot
+            .transaction_version(delta.log_store().as_ref(), cursor_app_id(source, stream))
+            .await
+            .map_err(|e| delta_error(table, e))?;
+        Ok(micros.and_then(DateTime::from_timestamp_micros))
+    }
+
+    async fn write(
+        &mut self,
+        load: &LoadId,
+        table: &TableSchema,
+        batch: RecordBatch,
+    ) -> Result<(), WarehouseError> {
+        let dir = self.staging_dir(load, table.name);
+        let staged = self
+            .staged
+            .entry(load.clone())
+            .or_default()
+            .entry(table.name.to_string())
+            .or_insert_with(|| Staged {
+                dir: dir.clone(),
+                files: 0,
+                rows: 0,
+            });
+        std::fs::create_dir_all(&dir).map_err(|e| io_error(table.name, "cannot stage", e))?;
+        let batch = with_sequence(&batch, staged.rows).map_err(|source| WarehouseError::Arrow {
+            table: table.name.to_string(),
+            source,
+        })?;
+        let path = dir.join(format!("part-{:05}.parquet", staged.files));
+        let file = File::create(&path).map_err(|e| io_error(table.name, "cannot stage", e))?;
+        let mut writer = ArrowWriter::try_new(file, batch.schema(), None)
+            .map_err(|e| io_error(table.name, "cannot stage", e))?;
+        writer
+            .write(&batch)
+            .and_then(|()| writer.close().map(|_| ()))
+            .map_err(|e| io_error(table.name, "cannot stage", e))?;
+        staged.files += 1;
+        staged.rows += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    async fn commit(&mut self, commit: Commit) -> Result<CommitOutcome, WarehouseError> {
+        let staged = self.staged.remove(&commit.load).unwrap_or_default();
+        let mut outcome = CommitOutcome::default();
+        // The stream's own table is first in `tables`; it is committed last, with the cursor.
+        let mut order: Vec<&TableSchema> = commit.tables.iter().skip(1).collect();
+        order.extend(commit.tables.first());
+        let last = order.len().saturating_sub(1);
+        for (i, table) in order.into_iter().enumerate() {
+            let cursor = (i == last).then_some(commit.cursor).flatten().map(|c| {
+                (
+                    cursor_app_id(&commit.load.source, &commit.load.stream),
+                    c.timestamp_micros(),
+                )
+            });
+            match self
+                .commit_table(&commit.load, table, staged.get(table.name), cursor)
+                .await?
+            {
+                Some(rows) => outcome.rows.push((table.name.to_string(), rows)),
+                None => outcome.already_committed = true,
+            }
+        }
+        self.remove_staging(&commit.load);
+        Ok(outcome)
+    }
+
+    async fn abort(&mut self, load: &LoadId) {
+        self.staged.remove(load);
+        self.remove_staging(load);
+    }
+}
+
+impl LocalWarehouse {
+    fn remove_staging(&self, load: &LoadId) {
+        if let Some(dir) = self.staging_dir(load, "-").parent()
+            && dir.exists()
+            && let Err(err) = std::fs::remove_dir_all(dir)
+        {
+            tracing::warn!(folder = %dir.display(), error = %err, "could not remove staged files");
+        }
+    }
+}
