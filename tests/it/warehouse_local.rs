@@ -157,3 +157,79 @@ async fn a_run_with_nothing_new_still_moves_the_cursor() {
         first.rows_in("email_campaign_metrics")
     );
 }
+
+/// `mailroom run-job extract-orders` killed with SIGKILL at several points of its load:
+/// afterwards each table holds all of a run or none of it, and a run to the end leaves
+/// exactly one row per order and per line.
+#[cfg(unix)]
+#[test]
+fn a_load_killed_at_any_point_is_all_or_nothing_and_the_next_run_completes_it() {
+    use std::process::{Command, Stdio};
+    use std::time::Duration;
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let sandbox = runtime.block_on(small_sandbox());
+    let world = small_world();
+    let orders: HashSet<i64> = world
+        .people()
+        .flat_map(|p| world.orders_of(&p))
+        .map(|o| o.id as i64)
+        .collect();
+    let lines: usize = world
+        .people()
+        .flat_map(|p| world.orders_of(&p))
+        .map(|o| o.lines.len())
+        .sum();
+    let dir = tempfile::tempdir().unwrap();
+    let run_job = || {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_mailroom"));
+        command
+            .current_dir(dir.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .args([
+                "run-job",
+                "extract-orders",
+                "--sandbox-url",
+                &sandbox.base_url,
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        command
+    };
+    let rows = |table: &str| -> usize {
+        runtime.block_on(async {
+            let warehouse = LocalWarehouse::open(&dir.path().join("data/warehouse")).unwrap();
+            warehouse
+                .read(table)
+                .await
+                .unwrap()
+                .map_or(0, |b| b.num_rows())
+        })
+    };
+    for millis in [300, 1_500, 2_500, 3_200, 4_000, 5_000] {
+        let mut child = run_job().spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(millis));
+        let _ = child.kill();
+        let _ = child.wait();
+        let (orders_now, lines_now) = (rows("shopify_orders"), rows("shopify_order_lines"));
+        assert!(
+            orders_now == 0 || orders_now == orders.len(),
+            "after {millis} ms: {orders_now} orders"
+        );
+        assert!(
+            lines_now == 0 || lines_now == lines,
+            "after {millis} ms: {lines_now} lines"
+        );
+    }
+    let status = run_job().status().unwrap();
+    assert!(status.success());
+    let ids: Vec<i64> = runtime.block_on(async {
+        let warehouse = LocalWarehouse::open(&dir.path().join("data/warehouse")).unwrap();
+        ids(&warehouse, "shopify_orders").await
+    });
+    assert_eq!(ids.len(), orders.len(), "one row per order");
+    assert_eq!(ids.into_iter().collect::<HashSet<_>>(), orders);
+    assert_eq!(rows("shopify_order_lines"), lines, "one row per line");
+}
