@@ -21,7 +21,7 @@ use arrow::compute::concat_batches;
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, Utc};
-use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext};
 use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::operations::write::SchemaMode;
@@ -185,34 +185,35 @@ impl LocalWarehouse {
             properties = properties.with_application_transaction(Transaction::new(app_id, version));
         }
         let rows = staged.map_or(0, |s| s.rows);
-        let batches = match staged {
-            Some(staged) if staged.rows > 0 => self.staged_rows(table, staged).await?,
-            _ => Vec::new(),
-        };
         let exists = delta.version().is_some();
-        match (&table.disposition, exists) {
-            (WriteDisposition::Merge, true) if !batches.is_empty() => {
-                self.merge(delta, table, batches, properties).await?;
-            }
-            (_, false) if batches.is_empty() => {
+        let source = match staged {
+            Some(staged) if staged.rows > 0 => Some(self.staged_rows(table, staged).await?),
+            _ => None,
+        };
+        match (source, exists) {
+            (None, false) => {
                 // Nothing to create the table from; the cursor waits for real rows.
                 return Ok(Some(0));
             }
-            (disposition, _) => {
-                let mode = if *disposition == WriteDisposition::Replace {
+            (Some(source), true) if table.disposition == WriteDisposition::Merge => {
+                self.merge(delta, table, source, properties).await?;
+            }
+            (source, _) => {
+                let mode = if table.disposition == WriteDisposition::Replace {
                     SaveMode::Overwrite
                 } else {
                     SaveMode::Append
                 };
-                // No rows still makes a commit: it carries the run marker and the cursor
-                // (and, for replace, empties the table).
-                let batches = if batches.is_empty() {
-                    vec![RecordBatch::new_empty(table.arrow_schema())]
-                } else {
-                    batches
+                let write = match source {
+                    // The staged rows stream from their Parquet files into the table.
+                    Some(source) => delta
+                        .write(Vec::new())
+                        .with_input_plan(source.into_unoptimized_plan()),
+                    // No rows still makes a commit: it carries the run marker and the
+                    // cursor (and, for replace, empties the table).
+                    None => delta.write(vec![RecordBatch::new_empty(table.arrow_schema())]),
                 };
-                delta
-                    .write(batches)
+                write
                     .with_save_mode(mode)
                     .with_schema_mode(SchemaMode::Merge)
                     .with_commit_properties(properties)
@@ -223,12 +224,13 @@ impl LocalWarehouse {
         Ok(Some(rows))
     }
 
-    /// The staged rows, the last one per key for merge tables, without the sequence column.
+    /// The staged rows as a query over their Parquet files (not read yet): the last one per
+    /// key for merge tables, without the sequence column.
     async fn staged_rows(
         &self,
         table: &TableSchema,
         staged: &Staged,
-    ) -> Result<Vec<RecordBatch>, WarehouseError> {
+    ) -> Result<DataFrame, WarehouseError> {
         let name = table.name;
         let failed =
             |e: datafusion::error::DataFusionError| io_error(name, "cannot read staged rows", e);
@@ -253,26 +255,17 @@ impl LocalWarehouse {
         } else {
             format!("SELECT {columns} FROM staged ORDER BY \"{SEQUENCE}\"")
         };
-        ctx.sql(&sql)
-            .await
-            .map_err(failed)?
-            .collect()
-            .await
-            .map_err(failed)
+        ctx.sql(&sql).await.map_err(failed)
     }
 
     async fn merge(
         &self,
         delta: DeltaTable,
         table: &TableSchema,
-        batches: Vec<RecordBatch>,
+        source: DataFrame,
         properties: CommitProperties,
     ) -> Result<(), WarehouseError> {
         let name = table.name;
-        let ctx = SessionContext::new();
-        let source = ctx
-            .read_batches(batches)
-            .map_err(|e| io_error(name, "cannot read staged rows", e))?;
         let predicate = table
             .key
             .iter()
