@@ -52,7 +52,7 @@ struct Staged {
 }
 
 fn io_error(table: &str, what: &str, err: impl std::fmt::Display) -> WarehouseError {
-    WarehouseError::Schema {
+    WarehouseError::Storage {
         table: table.to_string(),
         message: format!("{what}: {err}"),
     }

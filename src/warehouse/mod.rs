@@ -61,6 +61,14 @@ pub enum WarehouseError {
         /// What does not match.
         message: String,
     },
+    /// Files could not be written or read (staging, a table folder).
+    #[error("table {table}: {message}")]
+    Storage {
+        /// The table.
+        table: String,
+        /// What failed.
+        message: String,
+    },
     /// Delta Lake failed to read or commit a table.
     #[error("table {table}: {message}")]
     Delta {
@@ -84,7 +92,7 @@ impl Classify for WarehouseError {
         match self {
             WarehouseError::Schema { .. } => ErrorKind::Terminal,
             // Storage trouble (a full disk, a commit conflict) may pass.
-            WarehouseError::Delta { .. } => ErrorKind::Transient,
+            WarehouseError::Storage { .. } | WarehouseError::Delta { .. } => ErrorKind::Transient,
             WarehouseError::Arrow { .. } => ErrorKind::Bug,
         }
     }
