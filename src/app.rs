@@ -63,6 +63,7 @@ pub async fn execute(cli: Cli) -> Result<ExitCode, Failure> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { job, limit } => status(&config, job.as_deref(), limit),
+        Command::Export { table, parquet } => export(&config, &table, &parquet).await,
         Command::Sandbox {
             listen,
             seed,
@@ -530,6 +531,35 @@ impl BackfillProgress for BackfillBar {
 
     fn records(&self, records: u64) {
         self.bar.set_position(records);
+    }
+}
+
+/// `mailroom export TABLE --parquet FILE`: one plain Parquet file of a local table.
+async fn export(
+    config: &Config,
+    table: &str,
+    parquet: &std::path::Path,
+) -> Result<ExitCode, Failure> {
+    let Some(dir) = config.local_warehouse_dir() else {
+        return Err(Failure {
+            kind: ErrorKind::Config,
+            message: "export reads the local warehouse; this config's warehouse is BigQuery (use BigQuery's own export)".into(),
+        });
+    };
+    let (_lock, _state) = open_state(config)?;
+    let warehouse = crate::warehouse::local::LocalWarehouse::open(&dir)?;
+    match warehouse.export(table, parquet).await? {
+        Some(rows) => {
+            println!("{table}: {rows} rows written to {}", parquet.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        None => Err(Failure {
+            kind: ErrorKind::Config,
+            message: format!(
+                "no table named \"{table}\" in {} (tables appear after their first load)",
+                dir.display()
+            ),
+        }),
     }
 }
 

@@ -76,6 +76,14 @@ pub enum Command {
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
+    /// Write a local warehouse table as one plain Parquet file, for tools that do not read Delta
+    Export {
+        /// The table's name, such as smile_customers
+        table: String,
+        /// The Parquet file to write
+        #[arg(long)]
+        parquet: PathBuf,
+    },
     /// Validate the config and SQL files, without network access
     Check,
     /// Serve the simulated services in the foreground until SIGINT or SIGTERM

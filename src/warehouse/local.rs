@@ -144,6 +144,38 @@ impl LocalWarehouse {
             })
     }
 
+    /// Writes every row of `table` to one plain Parquet file at `path`, streaming; returns
+    /// the rows written, or `None` when the table does not exist.
+    pub async fn export(&self, table: &str, path: &Path) -> Result<Option<u64>, WarehouseError> {
+        if !self.exists(table) {
+            return Ok(None);
+        }
+        let delta = self.table(table).await?;
+        let failed = |e: datafusion::error::DataFusionError| io_error(table, "cannot read", e);
+        let ctx = SessionContext::new();
+        delta
+            .update_datafusion_session(&ctx.state())
+            .map_err(|e| delta_error(table, e))?;
+        let provider = delta.table_provider().await.map_err(failed)?;
+        let frame = ctx.read_table(provider).map_err(failed)?;
+        let schema = Arc::new(frame.schema().as_arrow().clone());
+        let mut stream = frame.execute_stream().await.map_err(failed)?;
+        let file = File::create(path)
+            .map_err(|e| io_error(table, &format!("cannot create {}", path.display()), e))?;
+        let written = |e: parquet::errors::ParquetError| {
+            io_error(table, &format!("cannot write {}", path.display()), e)
+        };
+        let mut writer = ArrowWriter::try_new(file, schema, None).map_err(written)?;
+        let mut rows = 0;
+        while let Some(batch) = next_batch(&mut stream).await {
+            let batch = batch.map_err(failed)?;
+            rows += batch.num_rows() as u64;
+            writer.write(&batch).map_err(written)?;
+        }
+        writer.close().map_err(written)?;
+        Ok(Some(rows))
+    }
+
     fn staging_dir(&self, load: &LoadId, table: &str) -> PathBuf {
         let safe = |s: &str| s.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_");
         self.root
@@ -304,6 +336,13 @@ impl LocalWarehouse {
             .map_err(|e| delta_error(name, e))?;
         Ok(())
     }
+}
+
+/// The next batch of a DataFusion stream.
+async fn next_batch(
+    stream: &mut datafusion::physical_plan::SendableRecordBatchStream,
+) -> Option<datafusion::error::Result<RecordBatch>> {
+    std::future::poll_fn(|cx| futures_core::Stream::poll_next(stream.as_mut(), cx)).await
 }
 
 /// The application id marking that a run committed a stream's rows to a table.

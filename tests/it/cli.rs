@@ -175,6 +175,33 @@ fn run_job_is_recorded_in_the_ledger_and_status_shows_it() {
             .is_dir()
     );
 
+    // A table exports as one plain Parquet file.
+    let file = dir.path().join("lists.parquet");
+    let (code, stdout, stderr) = run(mailroom(dir.path()).args([
+        "export",
+        "smartrmail_lists",
+        "--parquet",
+        file.to_str().expect("path"),
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("smartrmail_lists: 3 rows written"),
+        "{stdout}"
+    );
+    let reader = parquet::file::reader::SerializedFileReader::new(
+        std::fs::File::open(&file).expect("parquet file"),
+    )
+    .expect("a Parquet file");
+    use parquet::file::reader::FileReader;
+    assert_eq!(reader.metadata().file_metadata().num_rows(), 3);
+    let (code, _, stderr) =
+        run(mailroom(dir.path()).args(["export", "smartrmail_listz", "--parquet", "x.parquet"]));
+    assert_eq!(code, 78, "{stderr}");
+    assert!(
+        stderr.contains("no table named \"smartrmail_listz\""),
+        "{stderr}"
+    );
+
     // Loading into BigQuery is not in this build yet: that run fails as terminal, and says so.
     let bigquery = mailroom::config::DEFAULT_CONFIG.replace(
         "type = \"local\"",
