@@ -173,6 +173,54 @@ fn redacted_endpoint(service: &Service, call: &Call) -> String {
     redact::path_and_query(&HttpClient::url(service, call))
 }
 
+/// A collection read page by page: each [`Pages::next`] fetches one page and asks the
+/// paginator for the call after it, pausing first when the paginator says so.
+pub struct Pages<'a> {
+    client: &'a HttpClient,
+    service: &'a Service,
+    at: RecordsAt,
+    paginator: &'a mut dyn Paginator,
+    next: Option<Call>,
+    started: bool,
+}
+
+impl<'a> Pages<'a> {
+    /// The pages of `call`'s collection, records at `at`, paged by `paginator`.
+    pub fn new(
+        client: &'a HttpClient,
+        service: &'a Service,
+        call: Call,
+        at: RecordsAt,
+        paginator: &'a mut dyn Paginator,
+    ) -> Self {
+        let first = paginator.first(call);
+        Pages {
+            client,
+            service,
+            at,
+            paginator,
+            next: Some(first),
+            started: false,
+        }
+    }
+
+    /// The next page, or `None` after the last.
+    pub async fn next(&mut self) -> Result<Option<Page>, PageError> {
+        let Some(call) = self.next.take() else {
+            return Ok(None);
+        };
+        if self.started
+            && let Some(wait) = self.paginator.pause()
+        {
+            tokio::time::sleep(wait).await;
+        }
+        self.started = true;
+        let page = fetch_page(self.client, self.service, &call, self.at, self.paginator).await?;
+        self.next = self.paginator.next(call, &page);
+        Ok(Some(page))
+    }
+}
+
 /// Fetches every page from `call` on and sends each into `pages`; returns the page count.
 pub async fn fetch_pages(
     client: &HttpClient,
@@ -182,19 +230,11 @@ pub async fn fetch_pages(
     paginator: &mut dyn Paginator,
     pages: &mpsc::Sender<Page>,
 ) -> Result<u64, PageError> {
-    let mut call = paginator.first(call);
+    let mut reader = Pages::new(client, service, call, at, paginator);
     let mut count = 0;
-    loop {
-        let page = fetch_page(client, service, &call, at, paginator).await?;
+    while let Some(page) = reader.next().await? {
         count += 1;
-        let next = paginator.next(call, &page);
         pages.send(page).await.map_err(|_| PageError::Closed)?;
-        match next {
-            Some(next) => call = next,
-            None => return Ok(count),
-        }
-        if let Some(wait) = paginator.pause() {
-            tokio::time::sleep(wait).await;
-        }
     }
+    Ok(count)
 }

@@ -178,7 +178,14 @@ fn cost_wait(page: &Page) -> Option<Duration> {
 
 impl Paginator for GraphQlConnection {
     fn first(&mut self, call: Call) -> Call {
-        call.set_variable("after", Value::Null)
+        // A call may start after a cursor it already holds (the rest of a nested list).
+        let has_after =
+            matches!(&call.body, Body::Json(body) if !body["variables"]["after"].is_null());
+        if has_after {
+            call
+        } else {
+            call.set_variable("after", Value::Null)
+        }
     }
 
     fn check(&mut self, page: &Page) -> Verdict {

@@ -12,9 +12,9 @@ use serde_json::Value;
 use super::campaign_metrics::{self, MetricFields};
 use super::{Connection, Incremental, PageSender, Source, SourceError, Stream, Window};
 use crate::http::Call;
-use crate::http::fetch::{fetch_object, fetch_page};
+use crate::http::fetch::{Pages, fetch_object};
 use crate::http::page::{Page, RecordsAt};
-use crate::http::paginate::{Paginator, SkipSelect};
+use crate::http::paginate::SkipSelect;
 use crate::normalize::{Convert, TableSchema};
 
 /// Campaigns per page (Dotdigital's maximum).
@@ -42,16 +42,9 @@ impl Dotdigital {
             None => Call::get("/v2/campaigns"),
         };
         let mut paginator = SkipSelect::new(PAGE_SIZE);
-        let mut call = paginator.first(list);
-        loop {
-            let page = fetch_page(
-                &self.api.client,
-                &self.api.service,
-                &call,
-                RecordsAt::Root,
-                &mut paginator,
-            )
-            .await?;
+        let (client, service) = (&self.api.client, &self.api.service);
+        let mut listed = Pages::new(client, service, list, RecordsAt::Root, &mut paginator);
+        while let Some(page) = listed.next().await? {
             let (mut records, mut rejected) = (Vec::new(), Vec::new());
             for campaign in page.records() {
                 match self.with_summary(campaign).await? {
@@ -67,13 +60,10 @@ impl Dotdigital {
                 })?
                 .with_rejected(rejected);
             if pages.send(composed).await.is_err() {
-                return Ok(());
-            }
-            match paginator.next(call, &page) {
-                Some(next) => call = next,
-                None => return Ok(()),
+                break;
             }
         }
+        Ok(())
     }
 
     /// `{"campaign": …, "summary": …, "derived": {"bounces": …}}` for a sent campaign.

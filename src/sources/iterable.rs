@@ -17,9 +17,9 @@ use serde_json::{Map, Value};
 
 use super::campaign_metrics::{self, MetricFields};
 use super::{Connection, Incremental, PageSender, Source, SourceError, Stream, Window};
-use crate::http::fetch::{Parsed, fetch_page, fetch_parsed};
+use crate::http::fetch::{Pages, Parsed, fetch_parsed};
 use crate::http::page::{CsvTable, Page, RecordsAt};
-use crate::http::paginate::{NumberedPages, Paginator};
+use crate::http::paginate::NumberedPages;
 use crate::http::{Call, RateBudget, Service};
 use crate::normalize::{Convert, TableSchema};
 
@@ -56,18 +56,17 @@ impl Iterable {
     /// that cannot be asked about, with the reason.
     async fn email_campaigns(&self) -> Result<(Vec<Campaign>, Vec<(String, String)>), SourceError> {
         let mut paginator = NumberedPages::new(PAGE_SIZE, "/nextPageUrl");
-        let mut call = paginator.first(Call::get("/api/campaigns").query("sort", "id"));
+        let call = Call::get("/api/campaigns").query("sort", "id");
+        let at = RecordsAt::Pointer("/campaigns");
+        let mut pages = Pages::new(
+            &self.api.client,
+            &self.api.service,
+            call,
+            at,
+            &mut paginator,
+        );
         let (mut campaigns, mut rejected) = (Vec::new(), Vec::new());
-        loop {
-            let at = RecordsAt::Pointer("/campaigns");
-            let page = fetch_page(
-                &self.api.client,
-                &self.api.service,
-                &call,
-                at,
-                &mut paginator,
-            )
-            .await?;
+        while let Some(page) = pages.next().await? {
             for record in page.records() {
                 match serde_json::from_str::<CampaignSummary>(record) {
                     Ok(summary)
@@ -88,11 +87,8 @@ impl Iterable {
                     )),
                 }
             }
-            match paginator.next(call, &page) {
-                Some(next) => call = next,
-                None => return Ok((campaigns, rejected)),
-            }
         }
+        Ok((campaigns, rejected))
     }
 
     /// Sends one page per batch of campaigns: each campaign with its metrics row.

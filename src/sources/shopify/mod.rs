@@ -20,9 +20,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Connection, Incremental, PageSender, Source, SourceError, Stream, Window};
-use crate::http::fetch::fetch_page;
+use crate::http::fetch::Pages;
 use crate::http::page::{Page, RecordsAt};
-use crate::http::paginate::{GraphQlConnection, Paginator};
+use crate::http::paginate::GraphQlConnection;
 use crate::http::{Body, Call};
 use tables::{CUSTOMER_FIELDS, LINE_FIELDS, ORDER_FIELDS, OVERLAP};
 
@@ -65,38 +65,25 @@ impl Shopify {
         pages: &PageSender,
     ) -> Result<(), SourceError> {
         let mut paginator = GraphQlConnection::new(connection);
-        let mut call = paginator.first(Self::graphql(query, json!({ "q": search })));
+        let call = Self::graphql(query, json!({ "q": search }));
         let at = RecordsAt::Pointer(if connection == "/data/orders" {
             "/data/orders/nodes"
         } else {
             "/data/customers/nodes"
         });
-        loop {
-            let page = fetch_page(
-                &self.api.client,
-                &self.api.service,
-                &call,
-                at,
-                &mut paginator,
-            )
-            .await?;
-            let next = paginator.next(call, &page);
+        let (client, service) = (&self.api.client, &self.api.service);
+        let mut connection_pages = Pages::new(client, service, call, at, &mut paginator);
+        while let Some(page) = connection_pages.next().await? {
             let page = if connection == "/data/orders" {
                 self.complete_line_items(page).await?
             } else {
                 page
             };
             if pages.send(page).await.is_err() {
-                return Ok(());
-            }
-            match next {
-                Some(next) => call = next,
-                None => return Ok(()),
-            }
-            if let Some(wait) = paginator.pause() {
-                tokio::time::sleep(wait).await;
+                break;
             }
         }
+        Ok(())
     }
 
     /// The page with every order's line items complete.
@@ -138,24 +125,15 @@ impl Shopify {
             "query Lines($id: ID!, $after: String) {{ order(id: $id) {{ lineItems(first: {LINES_PER_FOLLOW_UP}, after: $after) {{ pageInfo {{ hasNextPage endCursor }} nodes {{ {LINE_FIELDS} }} }} }} }}"
         );
         let mut paginator = GraphQlConnection::new("/data/order/lineItems");
-        let mut call = Self::graphql(query, json!({ "id": order, "after": after }));
+        let call = Self::graphql(query, json!({ "id": order, "after": after }));
+        let at = RecordsAt::Pointer("/data/order/lineItems/nodes");
+        let (client, service) = (&self.api.client, &self.api.service);
+        let mut line_pages = Pages::new(client, service, call, at, &mut paginator);
         let mut lines = Vec::new();
-        loop {
-            let at = RecordsAt::Pointer("/data/order/lineItems/nodes");
-            let page = fetch_page(
-                &self.api.client,
-                &self.api.service,
-                &call,
-                at,
-                &mut paginator,
-            )
-            .await?;
+        while let Some(page) = line_pages.next().await? {
             lines.extend(page.records().filter_map(|r| serde_json::from_str(r).ok()));
-            match paginator.next(call, &page) {
-                Some(next) => call = next,
-                None => return Ok(lines),
-            }
         }
+        Ok(lines)
     }
 }
 
