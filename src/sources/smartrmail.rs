@@ -58,19 +58,26 @@ impl SmartrMail {
             .collect()
     }
 
+    /// Sends the array `call` answers with as one page.
+    async fn send_array(&self, call: Call, pages: &PageSender) -> Result<(), SourceError> {
+        let (client, service) = (&self.api.client, &self.api.service);
+        fetch_pages(
+            client,
+            service,
+            call,
+            RecordsAt::Root,
+            &mut SinglePage,
+            pages,
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Sends each list's subscribers as one page.
     async fn fetch_subscribers(&self, pages: &PageSender) -> Result<(), SourceError> {
         for id in self.list_ids().await? {
             let call = Call::get(format!("/lists/{}/list_subscribers", encode(&id)));
-            fetch_pages(
-                &self.api.client,
-                &self.api.service,
-                call,
-                RecordsAt::Root,
-                &mut SinglePage,
-                pages,
-            )
-            .await?;
+            self.send_array(call, pages).await?;
         }
         Ok(())
     }
@@ -217,24 +224,13 @@ impl Source for SmartrMail {
         _window: Window,
         pages: PageSender,
     ) -> Result<(), SourceError> {
-        let pages = &pages;
-        let single = |call: Call| async move {
-            fetch_pages(
-                &self.api.client,
-                &self.api.service,
-                call,
-                RecordsAt::Root,
-                &mut SinglePage,
-                pages,
-            )
-            .await
-            .map(|_| ())
-            .map_err(SourceError::from)
-        };
         match stream {
-            "lists" => single(Call::get("/lists")).await,
-            "subscribers" | "engagement_daily" => self.fetch_subscribers(pages).await,
-            "campaigns" if self.experimental_campaigns => single(Call::get("/campaigns").query("status", "sent")).await,
+            "lists" => self.send_array(Call::get("/lists"), &pages).await,
+            "subscribers" | "engagement_daily" => self.fetch_subscribers(&pages).await,
+            "campaigns" if self.experimental_campaigns => {
+                let sent = Call::get("/campaigns").query("status", "sent");
+                self.send_array(sent, &pages).await
+            }
             "campaigns" => Err(SourceError::Config(
                 "SmartrMail publishes no campaigns API; set experimental_campaigns = true in [sources.smartrmail] to use mailroom's own contract".into(),
             )),
