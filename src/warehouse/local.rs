@@ -33,6 +33,10 @@ use url::Url;
 use super::{Commit, CommitOutcome, LoadId, Warehouse, WarehouseError};
 use crate::normalize::{TableSchema, WriteDisposition};
 
+/// How long a table remembers which runs committed to it (replays come within minutes; the
+/// markers of months of runs would slow every snapshot).
+const RUN_MARKER_RETENTION: &str = "interval 30 days";
+
 /// Column added to staged rows to keep their order: the last row per key wins a merge.
 const SEQUENCE: &str = "_mailroom_staged_seq";
 
@@ -211,8 +215,11 @@ impl LocalWarehouse {
                 return Ok(None);
             }
         }
-        let mut properties =
-            CommitProperties::default().with_application_transaction(Transaction::new(&marker, 1));
+        // Run markers carry their time so Delta forgets them after RUN_MARKER_RETENTION;
+        // the cursor has none and is kept for good.
+        let marked =
+            Transaction::new_with_last_update(&marker, 1, Some(Utc::now().timestamp_millis()));
+        let mut properties = CommitProperties::default().with_application_transaction(marked);
         if let Some((app_id, version)) = cursor {
             properties = properties.with_application_transaction(Transaction::new(app_id, version));
         }
@@ -244,6 +251,14 @@ impl LocalWarehouse {
                     // No rows still makes a commit: it carries the run marker and the
                     // cursor (and, for replace, empties the table).
                     None => delta.write(vec![RecordBatch::new_empty(table.arrow_schema())]),
+                };
+                let write = if exists {
+                    write
+                } else {
+                    write.with_configuration([(
+                        "delta.setTransactionRetentionDuration",
+                        Some(RUN_MARKER_RETENTION),
+                    )])
                 };
                 write
                     .with_save_mode(mode)
