@@ -188,3 +188,44 @@ async fn customers_land_with_their_marketing_consent() {
     assert!(again.rows_in("shopify_customers") < people.len() as u64);
     assert_eq!(warehouse.rows("shopify_customers"), people.len() as u64);
 }
+
+/// Orders with more line items than a page holds get the rest by follow-up queries.
+#[tokio::test]
+async fn orders_with_more_lines_than_a_page_are_completed() {
+    let sandbox = small_sandbox().await;
+    let mailroom::sources::AnySource::Shopify(shopify) =
+        source(SourceKind::Shopify, &sandbox.base_url)
+    else {
+        panic!("a Shopify source");
+    };
+    let shopify = mailroom::sources::AnySource::Shopify(shopify.with_lines_per_order(1));
+    let orders = world_orders();
+    let newest = orders.values().map(|o| o.updated_at).max().unwrap();
+    let (from, to) = (
+        newest - chrono::Duration::days(10),
+        newest + chrono::Duration::seconds(1),
+    );
+    let in_window: Vec<&Order> = orders
+        .values()
+        .filter(|o| o.updated_at >= from && o.updated_at < to)
+        .collect();
+    assert!(
+        in_window.iter().any(|o| o.lines.len() > 1),
+        "some orders have several lines"
+    );
+    let mut warehouse = MemoryWarehouse::new();
+    let report = extract_stream(
+        &shopify,
+        "orders",
+        &mut warehouse,
+        stamp("backfill-1", "2026-11-22T10:00:00Z"),
+        Mode::Backfill { from, to },
+        SchemaPolicy::Fixed,
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    let lines: usize = in_window.iter().map(|o| o.lines.len()).sum();
+    assert_eq!(report.rows_in("shopify_order_lines"), lines as u64);
+    assert_eq!(warehouse.rows("shopify_order_lines"), lines as u64);
+}

@@ -29,7 +29,7 @@ use tables::{CUSTOMER_FIELDS, LINE_FIELDS, ORDER_FIELDS, OVERLAP};
 /// Orders per page: an order with 10 line items costs about 64 points, so 15 stay under
 /// the 1000-point ceiling (2 + 15 × 64 = 962).
 const ORDERS_PER_PAGE: u32 = 15;
-/// Line items asked for with each order.
+/// Line items asked for with each order, unless set otherwise.
 const LINES_PER_ORDER: u32 = 10;
 /// Line items per follow-up page: 2 + 100 × 5 points.
 const LINES_PER_FOLLOW_UP: u32 = 100;
@@ -40,12 +40,23 @@ const CUSTOMERS_PER_PAGE: u32 = 250;
 #[derive(Debug, Clone)]
 pub struct Shopify {
     api: Connection,
+    lines_per_order: u32,
 }
 
 impl Shopify {
     /// The source over `api` (base URL `…/admin/api/{version}`).
     pub fn new(api: Connection) -> Self {
-        Shopify { api }
+        Shopify {
+            api,
+            lines_per_order: LINES_PER_ORDER,
+        }
+    }
+
+    /// The same source asking for `lines` line items with each order (at most 10 keeps a
+    /// page under the cost ceiling); orders with more get the rest by follow-up queries.
+    pub fn with_lines_per_order(mut self, lines: u32) -> Self {
+        self.lines_per_order = lines.clamp(1, LINES_PER_ORDER);
+        self
     }
 
     fn graphql(query: String, variables: Value) -> Call {
@@ -230,7 +241,8 @@ impl Source for Shopify {
             }
             "orders" => {
                 let query = format!(
-                    "query Orders($after: String, $q: String) {{ orders(first: {ORDERS_PER_PAGE}, after: $after, query: $q, sortKey: UPDATED_AT) {{ pageInfo {{ hasNextPage endCursor }} nodes {{ {ORDER_FIELDS} lineItems(first: {LINES_PER_ORDER}) {{ pageInfo {{ hasNextPage endCursor }} nodes {{ {LINE_FIELDS} }} }} }} }} }}"
+                    "query Orders($after: String, $q: String) {{ orders(first: {ORDERS_PER_PAGE}, after: $after, query: $q, sortKey: UPDATED_AT) {{ pageInfo {{ hasNextPage endCursor }} nodes {{ {ORDER_FIELDS} lineItems(first: {}) {{ pageInfo {{ hasNextPage endCursor }} nodes {{ {LINE_FIELDS} }} }} }} }} }}",
+                    self.lines_per_order
                 );
                 self.fetch_connection("/data/orders", query, search(&window), &pages)
                     .await
