@@ -107,37 +107,51 @@ async fn the_first_load_is_a_bulk_export_and_later_loads_page_from_the_cursor() 
     assert_orders(&warehouse);
 }
 
-#[tokio::test]
-async fn a_backfill_pages_the_whole_window_without_moving_the_cursor() {
-    let sandbox = small_sandbox().await;
-    let shopify = source(SourceKind::Shopify, &sandbox.base_url);
-    let orders = world_orders();
-    // A window of recent changes spanning a few pages (Shopify's cost budget allows only
-    // a few orders a second, so a test pages a window, not all history).
+/// The ten days of order changes up to the newest (a few pages), and the orders in them.
+fn recent_window(orders: &HashMap<i64, Order>) -> (Mode, Vec<&Order>) {
     let newest = orders.values().map(|o| o.updated_at).max().unwrap();
     let from = newest - chrono::Duration::days(10);
     let to = newest + chrono::Duration::seconds(1);
-    let in_window: Vec<&Order> = orders
+    let in_window = orders
         .values()
         .filter(|o| o.updated_at >= from && o.updated_at < to)
         .collect();
-    assert!(
-        in_window.len() > 15,
-        "more than one page: {}",
-        in_window.len()
-    );
+    (Mode::Backfill { from, to }, in_window)
+}
+
+/// A backfill of `window` into a fresh in-memory warehouse.
+async fn backfill(
+    shopify: &mailroom::sources::AnySource,
+    window: Mode,
+) -> (mailroom::extract::StreamReport, MemoryWarehouse) {
     let mut warehouse = MemoryWarehouse::new();
     let report = extract_stream(
-        &shopify,
+        shopify,
         "orders",
         &mut warehouse,
         stamp("backfill-1", "2026-11-22T10:00:00Z"),
-        Mode::Backfill { from, to },
+        window,
         SchemaPolicy::Fixed,
         &|_| {},
     )
     .await
     .unwrap();
+    (report, warehouse)
+}
+
+#[tokio::test]
+async fn a_backfill_pages_the_whole_window_without_moving_the_cursor() {
+    let sandbox = small_sandbox().await;
+    let shopify = source(SourceKind::Shopify, &sandbox.base_url);
+    let orders = world_orders();
+    // Shopify's cost budget allows only a few orders a second: a test pages a window.
+    let (window, in_window) = recent_window(&orders);
+    assert!(
+        in_window.len() > 15,
+        "more than one page: {}",
+        in_window.len()
+    );
+    let (report, warehouse) = backfill(&shopify, window).await;
     assert_eq!(report.cursor, None);
     assert_eq!(report.rows_in("shopify_orders"), in_window.len() as u64);
     let lines: usize = in_window.iter().map(|o| o.lines.len()).sum();
@@ -200,31 +214,12 @@ async fn orders_with_more_lines_than_a_page_are_completed() {
     };
     let shopify = mailroom::sources::AnySource::Shopify(shopify.with_lines_per_order(1));
     let orders = world_orders();
-    let newest = orders.values().map(|o| o.updated_at).max().unwrap();
-    let (from, to) = (
-        newest - chrono::Duration::days(10),
-        newest + chrono::Duration::seconds(1),
-    );
-    let in_window: Vec<&Order> = orders
-        .values()
-        .filter(|o| o.updated_at >= from && o.updated_at < to)
-        .collect();
+    let (window, in_window) = recent_window(&orders);
     assert!(
         in_window.iter().any(|o| o.lines.len() > 1),
         "some orders have several lines"
     );
-    let mut warehouse = MemoryWarehouse::new();
-    let report = extract_stream(
-        &shopify,
-        "orders",
-        &mut warehouse,
-        stamp("backfill-1", "2026-11-22T10:00:00Z"),
-        Mode::Backfill { from, to },
-        SchemaPolicy::Fixed,
-        &|_| {},
-    )
-    .await
-    .unwrap();
+    let (report, warehouse) = backfill(&shopify, window).await;
     let lines: usize = in_window.iter().map(|o| o.lines.len()).sum();
     assert_eq!(report.rows_in("shopify_order_lines"), lines as u64);
     assert_eq!(warehouse.rows("shopify_order_lines"), lines as u64);
