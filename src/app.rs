@@ -64,6 +64,9 @@ pub async fn execute(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::Status { job, limit } => status(&config, job.as_deref(), limit),
         Command::Export { table, parquet } => export(&config, &table, &parquet).await,
+        Command::Compact { table, keep_days } => {
+            compact(&config, table.as_deref(), keep_days).await
+        }
         Command::Sandbox {
             listen,
             seed,
@@ -534,20 +537,63 @@ impl BackfillProgress for BackfillBar {
     }
 }
 
+/// The local warehouse of `config`, or a config error naming what it is instead.
+fn local_warehouse(
+    config: &Config,
+    command: &str,
+) -> Result<crate::warehouse::local::LocalWarehouse, Failure> {
+    let Some(dir) = config.local_warehouse_dir() else {
+        return Err(Failure {
+            kind: ErrorKind::Config,
+            message: format!(
+                "{command} works on the local warehouse; this config's warehouse is BigQuery"
+            ),
+        });
+    };
+    Ok(crate::warehouse::local::LocalWarehouse::open(&dir)?)
+}
+
+/// `mailroom compact [TABLE]`: fewer, larger files, and old ones deleted.
+async fn compact(
+    config: &Config,
+    table: Option<&str>,
+    keep_days: u32,
+) -> Result<ExitCode, Failure> {
+    let (_lock, _state) = open_state(config)?;
+    let warehouse = local_warehouse(config, "compact")?;
+    let tables = match table {
+        Some(name) => vec![name.to_string()],
+        None => warehouse.tables()?,
+    };
+    let keep = chrono::Duration::days(i64::from(keep_days));
+    for name in &tables {
+        match warehouse.compact(name, keep).await? {
+            Some(done) => println!(
+                "{name}: {} small files rewritten as {}; {} old files deleted",
+                done.files_removed, done.files_added, done.files_deleted
+            ),
+            None => {
+                return Err(Failure {
+                    kind: ErrorKind::Config,
+                    message: format!("no table named \"{name}\" in the local warehouse"),
+                });
+            }
+        }
+    }
+    if tables.is_empty() {
+        println!("No tables yet.");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `mailroom export TABLE --parquet FILE`: one plain Parquet file of a local table.
 async fn export(
     config: &Config,
     table: &str,
     parquet: &std::path::Path,
 ) -> Result<ExitCode, Failure> {
-    let Some(dir) = config.local_warehouse_dir() else {
-        return Err(Failure {
-            kind: ErrorKind::Config,
-            message: "export reads the local warehouse; this config's warehouse is BigQuery (use BigQuery's own export)".into(),
-        });
-    };
     let (_lock, _state) = open_state(config)?;
-    let warehouse = crate::warehouse::local::LocalWarehouse::open(&dir)?;
+    let warehouse = local_warehouse(config, "export")?;
     match warehouse.export(table, parquet).await? {
         Some(rows) => {
             println!("{table}: {rows} rows written to {}", parquet.display());
@@ -556,8 +602,7 @@ async fn export(
         None => Err(Failure {
             kind: ErrorKind::Config,
             message: format!(
-                "no table named \"{table}\" in {} (tables appear after their first load)",
-                dir.display()
+                "no table named \"{table}\" in the local warehouse (tables appear after their first load)"
             ),
         }),
     }

@@ -76,6 +76,14 @@ pub enum Command {
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
+    /// Compact the local warehouse's small files and delete files older versions no longer need
+    Compact {
+        /// Only this table (every table when left out)
+        table: Option<String>,
+        /// Keep files older versions need for this many days (time travel)
+        #[arg(long, default_value_t = 7)]
+        keep_days: u32,
+    },
     /// Write a local warehouse table as one plain Parquet file, for tools that do not read Delta
     Export {
         /// The table's name, such as smile_customers

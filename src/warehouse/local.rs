@@ -31,7 +31,7 @@ use parquet::arrow::ArrowWriter;
 use url::Url;
 
 use super::{Commit, CommitOutcome, LoadId, Warehouse, WarehouseError};
-use crate::normalize::{TableSchema, WriteDisposition};
+use crate::normalize::{QUARANTINE_TABLE, TableSchema, WriteDisposition};
 
 /// How long a table remembers which runs committed to it (replays come within minutes; the
 /// markers of months of runs would slow every snapshot).
@@ -45,6 +45,17 @@ const SEQUENCE: &str = "_mailroom_staged_seq";
 pub struct LocalWarehouse {
     root: PathBuf,
     staged: HashMap<LoadId, BTreeMap<String, Staged>>,
+}
+
+/// What compacting one table did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compaction {
+    /// Large files written.
+    pub files_added: u64,
+    /// Small files replaced by them (still on disk until vacuumed).
+    pub files_removed: u64,
+    /// Files no longer needed, deleted.
+    pub files_deleted: u64,
 }
 
 /// One table's part of a load, on disk.
@@ -178,6 +189,43 @@ impl LocalWarehouse {
         }
         writer.close().map_err(written)?;
         Ok(Some(rows))
+    }
+
+    /// The tables that exist, by name.
+    pub fn tables(&self) -> Result<Vec<String>, WarehouseError> {
+        let entries = std::fs::read_dir(&self.root)
+            .map_err(|e| io_error("-", &format!("cannot list {}", self.root.display()), e))?;
+        let mut names: Vec<String> = entries
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .filter(|name| !name.starts_with('_') || name == QUARANTINE_TABLE)
+            .filter(|name| self.exists(name))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Rewrites a table's small files into fewer large ones, then deletes files no version
+    /// newer than `keep` still needs; `None` when the table does not exist.
+    pub async fn compact(
+        &self,
+        table: &str,
+        keep: chrono::Duration,
+    ) -> Result<Option<Compaction>, WarehouseError> {
+        if !self.exists(table) {
+            return Ok(None);
+        }
+        let delta = self.table(table).await?;
+        let (delta, optimized) = delta.optimize().await.map_err(|e| delta_error(table, e))?;
+        let (_, vacuumed) = delta
+            .vacuum()
+            .with_retention_period(keep)
+            .await
+            .map_err(|e| delta_error(table, e))?;
+        Ok(Some(Compaction {
+            files_added: optimized.num_files_added,
+            files_removed: optimized.num_files_removed,
+            files_deleted: vacuumed.files_deleted.len() as u64,
+        }))
     }
 
     fn staging_dir(&self, load: &LoadId, table: &str) -> PathBuf {

@@ -194,6 +194,9 @@ fn run_job_is_recorded_in_the_ledger_and_status_shows_it() {
     .expect("a Parquet file");
     use parquet::file::reader::FileReader;
     assert_eq!(reader.metadata().file_metadata().num_rows(), 3);
+    let (code, stdout, stderr) = run(mailroom(dir.path()).arg("compact"));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("smartrmail_subscribers: "), "{stdout}");
     let (code, _, stderr) =
         run(mailroom(dir.path()).args(["export", "smartrmail_listz", "--parquet", "x.parquet"]));
     assert_eq!(code, 78, "{stderr}");

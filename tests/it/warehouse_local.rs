@@ -89,6 +89,58 @@ async fn smile_customers_merge_to_one_row_per_key_and_keep_their_cursor() {
     }
 }
 
+/// Appends leave a file per load; compaction rewrites them as one and keeps every row.
+#[tokio::test]
+async fn compaction_rewrites_small_files_and_keeps_every_row() {
+    use mailroom::normalize::{Column, ColumnType, Decoder, TableSchema};
+    use mailroom::warehouse::{Commit, LoadId};
+    let table = TableSchema::new(
+        "events",
+        vec![Column::named("id", ColumnType::Int64).required()],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut warehouse = LocalWarehouse::open(dir.path()).unwrap();
+    for run in 0..4 {
+        let run_id = format!("run-{run}");
+        let mut decoder = Decoder::new(
+            &table,
+            SchemaPolicy::Fixed,
+            stamp(&run_id, "2026-11-22T10:00:00Z"),
+        );
+        for id in 0..10 {
+            decoder.push_json(&format!(r#"{{"id": {}}}"#, run * 10 + id));
+        }
+        let load = LoadId {
+            source: "test".into(),
+            stream: "events".into(),
+            run_id,
+        };
+        let batch = decoder.finish_batch().unwrap().unwrap();
+        warehouse.write(&load, &table, batch).await.unwrap();
+        let commit = Commit {
+            load,
+            tables: vec![table.clone()],
+            cursor: None,
+        };
+        warehouse.commit(commit).await.unwrap();
+    }
+    let done = warehouse
+        .compact("events", chrono::Duration::days(7))
+        .await
+        .unwrap()
+        .expect("the table exists");
+    assert_eq!((done.files_removed, done.files_added), (4, 1), "{done:?}");
+    assert_eq!(ids(&warehouse, "events").await.len(), 40);
+    assert_eq!(warehouse.tables().unwrap(), ["events"]);
+    assert!(
+        warehouse
+            .compact("nothing", chrono::Duration::days(7))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
 #[tokio::test]
 async fn replace_tables_hold_only_the_last_load_and_replays_change_nothing() {
     let sandbox = small_sandbox().await;
