@@ -31,7 +31,8 @@ use parquet::arrow::ArrowWriter;
 use url::Url;
 
 use super::{Commit, CommitOutcome, LoadId, Warehouse, WarehouseError};
-use crate::normalize::{QUARANTINE_TABLE, TableSchema, WriteDisposition};
+use crate::normalize::schema::{MONEY_PRECISION, MONEY_SCALE};
+use crate::normalize::{ColumnType, QUARANTINE_TABLE, TableSchema, WriteDisposition};
 
 /// How long a table remembers which runs committed to it (replays come within minutes; the
 /// markers of months of runs would slow every snapshot).
@@ -273,6 +274,9 @@ impl LocalWarehouse {
         }
         let rows = staged.map_or(0, |s| s.rows);
         let exists = delta.version().is_some();
+        if exists {
+            check_types(&delta, table)?;
+        }
         let source = match staged {
             Some(staged) if staged.rows > 0 => Some(self.staged_rows(table, staged).await?),
             _ => None,
@@ -398,6 +402,42 @@ impl LocalWarehouse {
             .await
             .map_err(|e| delta_error(name, e))?;
         Ok(())
+    }
+}
+
+/// Fails when a declared column exists in the table with another type: new nullable
+/// columns are added by a load, but a type is never changed under the data.
+fn check_types(delta: &DeltaTable, table: &TableSchema) -> Result<(), WarehouseError> {
+    let snapshot = delta.snapshot().map_err(|e| delta_error(table.name, e))?;
+    let stored = snapshot.schema();
+    for column in &table.columns {
+        let Some(field) = stored.fields().find(|f| f.name() == column.name.as_ref()) else {
+            continue;
+        };
+        let (old, new) = (field.data_type().to_string(), delta_type(column.kind));
+        if old != new {
+            return Err(WarehouseError::Schema {
+                table: table.name.to_string(),
+                message: format!(
+                    "column {} changed type from {old} to {new}; a type is never changed under existing data (load into a new table, or migrate this one)",
+                    column.name
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The Delta type a column of `kind` is stored as.
+fn delta_type(kind: ColumnType) -> String {
+    match kind {
+        ColumnType::Boolean => "boolean".into(),
+        ColumnType::Int64 => "long".into(),
+        ColumnType::Float64 => "double".into(),
+        ColumnType::Text => "string".into(),
+        ColumnType::Timestamp => "timestamp".into(),
+        ColumnType::Date => "date".into(),
+        ColumnType::Money => format!("decimal({MONEY_PRECISION},{MONEY_SCALE})"),
     }
 }
 

@@ -139,6 +139,40 @@ async fn compaction_rewrites_small_files_and_keeps_every_row() {
             .unwrap()
             .is_none()
     );
+
+    // A load whose declared type of a column differs from the table's is refused, naming both.
+    let changed = TableSchema::new(
+        "events",
+        vec![Column::named("id", ColumnType::Text).required()],
+    );
+    let mut decoder = Decoder::new(
+        &changed,
+        SchemaPolicy::Fixed,
+        stamp("run-9", "2026-11-22T10:00:00Z"),
+    );
+    decoder.push_json(r#"{"id": "e-1"}"#);
+    let load = LoadId {
+        source: "test".into(),
+        stream: "events".into(),
+        run_id: "run-9".into(),
+    };
+    let batch = decoder.finish_batch().unwrap().unwrap();
+    warehouse.write(&load, &changed, batch).await.unwrap();
+    let commit = Commit {
+        load,
+        tables: vec![changed],
+        cursor: None,
+    };
+    let err = warehouse.commit(commit).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "table events: column id changed type from long to string; a type is never changed under existing data (load into a new table, or migrate this one)"
+    );
+    assert_eq!(
+        mailroom::error::Classify::kind(&err),
+        mailroom::error::ErrorKind::Terminal
+    );
+    assert_eq!(ids(&warehouse, "events").await.len(), 40);
 }
 
 #[tokio::test]
