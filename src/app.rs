@@ -421,7 +421,7 @@ async fn run_job(config: Config, name: &str, dry_run: bool) -> Result<ExitCode, 
                 "{name}: {verb} {} succeeded after {} attempt(s)",
                 outcome.run_id, outcome.attempts
             );
-            let heading = if dry_run { "Would load" } else { "Loaded" };
+            let heading = if dry_run { "Would load" } else { "Done" };
             print!("{}", load_summary(heading, &outcome.counters));
             Ok(ExitCode::SUCCESS)
         }

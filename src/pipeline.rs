@@ -92,6 +92,7 @@ impl Pipeline {
                 };
                 self.extract(plan, counters, &|_, _| {}, &|_| {}).await
             }
+            Step::Compact { keep_days } => self.compact(*keep_days, run.dry_run, counters).await,
             Step::Sql { .. } | Step::Deliver { .. } | Step::Activate { .. } => Err(RunError::new(
                 ErrorKind::Terminal,
                 format!(
@@ -130,6 +131,36 @@ impl Pipeline {
             }
             .map_err(|err| RunError::new(err.kind(), format!("{} {stream}: {err}", source.name())))?;
             count(counters, &report);
+        }
+        Ok(())
+    }
+
+    /// Compacts every local table (a dry run only lists them); counts files rewritten.
+    async fn compact(
+        &self,
+        keep_days: u32,
+        dry_run: bool,
+        counters: &mut Counters,
+    ) -> Result<(), RunError> {
+        let mut warehouse = self.warehouse().await?;
+        let Some(warehouse) = warehouse.as_mut() else {
+            return Err(RunError::new(
+                ErrorKind::Config,
+                "the compact step works on the local warehouse; BigQuery manages its own storage",
+            ));
+        };
+        let failed =
+            |err: crate::warehouse::WarehouseError| RunError::new(err.kind(), err.to_string());
+        for table in warehouse.tables().map_err(failed)? {
+            *counters.entry("tables".into()).or_default() += 1;
+            if dry_run {
+                continue;
+            }
+            let keep = chrono::Duration::days(i64::from(keep_days));
+            if let Some(done) = warehouse.compact(&table, keep).await.map_err(failed)? {
+                *counters.entry("files_rewritten".into()).or_default() += done.files_removed;
+                *counters.entry("files_deleted".into()).or_default() += done.files_deleted;
+            }
         }
         Ok(())
     }

@@ -223,6 +223,7 @@ enum StepKind {
     Sql,
     Deliver,
     Activate,
+    Compact,
 }
 
 fn read_step(
@@ -235,7 +236,7 @@ fn read_step(
         t.missing(
             d,
             "type",
-            Some("valid choices: `extract`, `sql`, `deliver`, `activate`".into()),
+            Some("valid choices: `extract`, `sql`, `deliver`, `activate`, `compact`".into()),
         );
     }
     let kind = t.choice(
@@ -246,6 +247,7 @@ fn read_step(
             ("sql", StepKind::Sql),
             ("deliver", StepKind::Deliver),
             ("activate", StepKind::Activate),
+            ("compact", StepKind::Compact),
         ],
     )?;
     match kind.value {
@@ -253,6 +255,12 @@ fn read_step(
         StepKind::Sql => read_sql(t, context, sql_names, d),
         StepKind::Deliver => read_deliver(t, context, sql_names, d),
         StepKind::Activate => read_activate(t, context, sql_names, d),
+        StepKind::Compact => {
+            let keep_days = t
+                .integer(d, "keep_days", 1..=3650)
+                .map_or(7, |k| k.value as u32);
+            Some(Step::Compact { keep_days })
+        }
     }
 }
 

@@ -277,6 +277,11 @@ pub enum Step {
         /// The sheet tab (Sheets) or channel (Slack).
         target: String,
     },
+    /// Compact the local warehouse's tables and delete files older versions no longer need.
+    Compact {
+        /// Days of older versions whose files are kept (time travel).
+        keep_days: u32,
+    },
     /// Enroll an earlier SQL step's customers into an email platform's win-back sequence.
     Activate {
         /// The SQL step whose rows are enrolled.
@@ -296,6 +301,7 @@ impl Step {
             Step::Sql { .. } => "sql",
             Step::Deliver { .. } => "deliver",
             Step::Activate { .. } => "activate",
+            Step::Compact { .. } => "compact",
         }
     }
 
@@ -314,6 +320,9 @@ impl Step {
                 platform,
                 sequence,
             } => format!("activate {from} into {} {sequence}", platform.name()),
+            Step::Compact { keep_days } => {
+                format!("compact the warehouse (keep {keep_days} days of versions)")
+            }
         }
     }
 }

@@ -48,7 +48,9 @@ fn check_passes_on_the_built_in_config_with_no_environment() {
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stdout.starts_with("config ok"), "{stdout}");
     assert!(
-        stdout.contains("jobs:         3 (extract-orders, extract-loyalty, extract-email)"),
+        stdout.contains(
+            "jobs:         4 (extract-orders, extract-loyalty, extract-email, compact-warehouse)"
+        ),
         "{stdout}"
     );
     assert!(!dir.path().join("data").exists(), "check writes nothing");
@@ -166,7 +168,14 @@ fn run_job_is_recorded_in_the_ledger_and_status_shows_it() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("Loaded:") && stdout.contains("smartrmail_subscribers"),
+        stdout.contains("Done:") && stdout.contains("smartrmail_subscribers"),
+        "{stdout}"
+    );
+    // The shipped nightly job compacts every table the run created.
+    let (code, stdout, stderr) = run(mailroom(dir.path()).args(["run-job", "compact-warehouse"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("tables") && stdout.contains("files rewritten"),
         "{stdout}"
     );
     assert!(
@@ -223,7 +232,7 @@ fn run_job_is_recorded_in_the_ledger_and_status_shows_it() {
         .expect("open")
         .expect("exists");
     let runs = state.recent_runs(None, 10).expect("runs");
-    assert_eq!(runs.len(), 2);
+    assert_eq!(runs.len(), 3);
     assert_eq!(runs[0].status, RunStatus::Failed);
     assert_eq!(runs[1].status, RunStatus::Succeeded);
     drop(state);
@@ -266,7 +275,7 @@ fn run_job_is_recorded_in_the_ledger_and_status_shows_it() {
     let state = StateStore::open_read_only(&dir.path().join("data/state.db"))
         .expect("open")
         .expect("exists");
-    assert_eq!(state.recent_runs(None, 10).expect("runs").len(), 2);
+    assert_eq!(state.recent_runs(None, 10).expect("runs").len(), 3);
 }
 
 #[test]

@@ -43,8 +43,15 @@ fn the_shipped_config_runs_every_job_against_the_sandbox_with_no_environment() {
     let names: Vec<&str> = config.jobs.iter().map(|j| j.name.as_str()).collect();
     assert_eq!(
         names,
-        ["extract-orders", "extract-loyalty", "extract-email"]
+        [
+            "extract-orders",
+            "extract-loyalty",
+            "extract-email",
+            "compact-warehouse"
+        ]
     );
+    let compact = config.job("compact-warehouse").expect("compact job");
+    assert_eq!(compact.steps, [Step::Compact { keep_days: 7 }]);
     assert!(
         config.secret_refs().is_empty(),
         "the sandbox supplies every credential"
