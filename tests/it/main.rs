@@ -8,6 +8,13 @@
 //!   errors that name what failed, redaction, rate budgets.
 //! - `retry`: retry classification and backoff of one run, timeouts and dry runs.
 //! - `cli`: the `mailroom` binary's commands, output and exit codes.
+//! - `extract_smile`, `extract_email`, `extract_shopify`: every stream extracted from the
+//!   sandbox, counts and sampled values against the world, cursors and the last page of
+//!   every pagination scheme.
+//! - `extract_faults`: extraction under the fault plan; bad records quarantined, nothing
+//!   lost or duplicated, a failed stream commits nothing.
+//! - `warehouse_local`: the local Delta warehouse: merge to one row per key, replace,
+//!   replays, cursors across reopen, compaction, type changes refused, SIGKILL mid-load.
 //! - `sandbox_smile`, `sandbox_smartrmail`, `sandbox_iterable`, `sandbox_dotdigital`,
 //!   `sandbox_shopify`, `sandbox_slack`, `sandbox_google`, `sandbox_bigquery`:
 //!   contract tests of each simulated service
