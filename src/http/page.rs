@@ -6,7 +6,7 @@ use std::fmt;
 use std::ops::Range;
 
 use serde::Deserialize;
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
@@ -21,46 +21,61 @@ pub enum RecordsAt {
     None,
 }
 
-/// One answer: its text and the byte ranges of its records; plus, for pages a source
-/// composed, records it could not use, each with the reason (they go to quarantine).
+/// One answer: its text and the byte ranges of its records and of the values beside them
+/// (metadata such as `next_cursor`, `pageInfo`, `extensions.cost`), all found in one pass;
+/// plus, for pages a source composed, records it could not use, each with the reason
+/// (they go to quarantine).
 #[derive(Debug)]
 pub struct Page {
     text: String,
     records: Vec<Range<usize>>,
+    /// JSON pointer → byte range of every value beside the path to the records.
+    beside: Vec<(String, Range<usize>)>,
     rejected: Vec<(String, String)>,
 }
 
 impl Page {
-    /// Reads the records of `text` at `at` in one pass over the text (values beside the
-    /// path are skipped, not built); the error says why the text is not a page.
+    /// Reads the records of `text` at `at` in one pass over the text: record values are
+    /// located, not built, and the values beside them kept by range for [`Page::value`];
+    /// the error says why the text is not a page.
     pub fn parse(text: String, at: RecordsAt) -> Result<Page, String> {
-        let records = {
-            let path: Vec<&str> = match at {
-                RecordsAt::Root => Vec::new(),
-                RecordsAt::Pointer(pointer) => pointer.split('/').skip(1).collect(),
-                RecordsAt::None => vec![],
-            };
+        let base = text.as_ptr() as usize;
+        let range = |raw: &RawValue| {
+            let start = raw.get().as_ptr() as usize - base;
+            start..start + raw.get().len()
+        };
+        let (records, beside) = {
             let mut deserializer = serde_json::Deserializer::from_str(&text);
-            let found = if at == RecordsAt::None {
-                IgnoredAny::deserialize(&mut deserializer).map(|_| None)
-            } else {
-                Find { path: &path }.deserialize(&mut deserializer)
+            let mut beside = Vec::new();
+            let found = match at {
+                RecordsAt::None => <&RawValue>::deserialize(&mut deserializer).map(|root| {
+                    beside.push((String::new(), root));
+                    None
+                }),
+                RecordsAt::Root => Option::<Vec<&RawValue>>::deserialize(&mut deserializer),
+                RecordsAt::Pointer(pointer) => {
+                    let path: Vec<&str> = pointer.split('/').skip(1).collect();
+                    let find = Find {
+                        path: &path,
+                        prefix: String::new(),
+                        beside: &mut beside,
+                    };
+                    find.deserialize(&mut deserializer)
+                }
             }
             .and_then(|found| deserializer.end().map(|()| found))
             .map_err(|e| format!("not a page with records at {}: {e}", describe(at)))?;
-            let base = text.as_ptr() as usize;
-            found
-                .unwrap_or_default()
-                .iter()
-                .map(|item| {
-                    let start = item.get().as_ptr() as usize - base;
-                    start..start + item.get().len()
-                })
-                .collect()
+            let records = found.unwrap_or_default().into_iter().map(range).collect();
+            let beside = beside
+                .into_iter()
+                .map(|(pointer, raw)| (pointer, range(raw)))
+                .collect();
+            (records, beside)
         };
         Ok(Page {
             text,
             records,
+            beside,
             rejected: Vec::new(),
         })
     }
@@ -96,83 +111,17 @@ impl Page {
         Page::parse(format!("[{}]", records.join(",")), RecordsAt::Root)
     }
 
-    /// The (small) value at a JSON pointer, such as `/metadata/next_cursor`.
+    /// The value at a JSON pointer beside the records, such as `/metadata/next_cursor`;
+    /// only the small value kept at parse time is read, never the whole page again.
     pub fn value(&self, pointer: &str) -> Option<Value> {
-        let path: Vec<&str> = pointer.split('/').skip(1).collect();
-        let mut deserializer = serde_json::Deserializer::from_str(&self.text);
-        FindValue { path: &path }
-            .deserialize(&mut deserializer)
-            .ok()?
-    }
-}
-
-/// Like [`Find`], for one small value.
-struct FindValue<'p> {
-    path: &'p [&'p str],
-}
-
-impl<'de> DeserializeSeed<'de> for FindValue<'_> {
-    type Value = Option<Value>;
-
-    fn deserialize<D: de::Deserializer<'de>>(
-        self,
-        deserializer: D,
-    ) -> Result<Self::Value, D::Error> {
-        if self.path.is_empty() {
-            return Value::deserialize(deserializer).map(Some);
-        }
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for FindValue<'_> {
-    type Value = Option<Value>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "an object with `{}`", self.path[0])
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut found = None;
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            if key == self.path[0] {
-                found = map.next_value_seed(FindValue {
-                    path: &self.path[1..],
-                })?;
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
-        }
-        Ok(found)
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(None)
+        let (at, range) = self.beside.iter().find(|(at, _)| {
+            pointer == at
+                || pointer
+                    .strip_prefix(at.as_str())
+                    .is_some_and(|rest| rest.starts_with('/'))
+        })?;
+        let value: Value = serde_json::from_str(&self.text[range.clone()]).ok()?;
+        value.pointer(&pointer[at.len()..]).cloned()
     }
 }
 
@@ -184,13 +133,15 @@ fn describe(at: RecordsAt) -> String {
     }
 }
 
-/// Finds the array at `path` below the current value, skipping everything beside it;
-/// `None` when a level lacks the key or is null.
-struct Find<'p> {
+/// Finds the array at `path` below the current value, keeping the raw values beside the
+/// path under their pointers; `None` when a level lacks the key or is null.
+struct Find<'p, 'b, 'de> {
     path: &'p [&'p str],
+    prefix: String,
+    beside: &'b mut Vec<(String, &'de RawValue)>,
 }
 
-impl<'de> DeserializeSeed<'de> for Find<'_> {
+impl<'de> DeserializeSeed<'de> for Find<'_, '_, 'de> {
     type Value = Option<Vec<&'de RawValue>>;
 
     fn deserialize<D: de::Deserializer<'de>>(
@@ -204,7 +155,7 @@ impl<'de> DeserializeSeed<'de> for Find<'_> {
     }
 }
 
-impl<'de> Visitor<'de> for Find<'_> {
+impl<'de> Visitor<'de> for Find<'_, '_, 'de> {
     type Value = Option<Vec<&'de RawValue>>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -218,12 +169,16 @@ impl<'de> Visitor<'de> for Find<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut found = None;
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            let pointer = format!("{}/{key}", self.prefix);
             if key == self.path[0] {
                 found = map.next_value_seed(Find {
                     path: &self.path[1..],
+                    prefix: pointer,
+                    beside: &mut *self.beside,
                 })?;
             } else {
-                map.next_value::<IgnoredAny>()?;
+                let raw: &'de RawValue = map.next_value()?;
+                self.beside.push((pointer, raw));
             }
         }
         Ok(found)
@@ -281,6 +236,22 @@ mod tests {
         assert_eq!(
             page.value("/metadata/next_cursor"),
             Some(Value::from("abc"))
+        );
+        assert_eq!(page.value("/metadata/previous"), None);
+        assert_eq!(
+            page.value("/customers/0/id"),
+            None,
+            "records are not metadata"
+        );
+        let status = Page::parse(
+            r#"{"data": {"bulkOperation": {"status": "RUNNING"}}}"#.into(),
+            RecordsAt::None,
+        )
+        .unwrap();
+        assert!(status.is_empty());
+        assert_eq!(
+            status.value("/data/bulkOperation/status"),
+            Some(Value::from("RUNNING"))
         );
         let bare = Page::parse(r#"[{"id": "s_1"}]"#.into(), RecordsAt::Root).unwrap();
         assert_eq!(bare.len(), 1);

@@ -64,15 +64,6 @@ impl MemoryWarehouse {
         }
     }
 
-    /// Names of the tables that have rows.
-    pub fn table_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.counts.keys().cloned().collect();
-        names.extend(self.tables.keys().cloned());
-        names.sort();
-        names.dedup();
-        names
-    }
-
     fn apply(
         &mut self,
         table: &TableSchema,
