@@ -91,16 +91,23 @@ impl Iterable {
         Ok((campaigns, rejected))
     }
 
+    /// A page of composed records.
+    fn page(&self, records: &[String]) -> Result<Page, SourceError> {
+        Page::from_records(records).map_err(|message| SourceError::Contract {
+            service: self.api.service.name,
+            message,
+        })
+    }
+
     /// Sends one page per batch of campaigns: each campaign with its metrics row.
     async fn fetch_campaigns(&self, window: Window, pages: &PageSender) -> Result<(), SourceError> {
-        let (campaigns, mut rejected) = self.email_campaigns().await?;
-        if campaigns.is_empty() && !rejected.is_empty() {
-            let page = Page::from_records(&[]).map_err(|message| SourceError::Contract {
-                service: self.api.service.name,
-                message,
-            })?;
-            let _ = pages.send(page.with_rejected(rejected)).await;
-            return Ok(());
+        let (campaigns, rejected) = self.email_campaigns().await?;
+        // Campaigns that cannot be asked about go to quarantine first, on a page of their own.
+        if !rejected.is_empty() {
+            let page = self.page(&[])?.with_rejected(rejected);
+            if pages.send(page).await.is_err() {
+                return Ok(());
+            }
         }
         for batch in campaigns.chunks(METRICS_BATCH) {
             // Lifetime totals: from the earliest send of the batch to the day after the run.
@@ -163,13 +170,7 @@ impl Iterable {
                     )
                 })
                 .collect();
-            let page = Page::from_records(&records).map_err(|message| SourceError::Contract {
-                service: self.api.service.name,
-                message,
-            })?;
-            // Records that could not be asked about ride with the first page.
-            let page = page.with_rejected(std::mem::take(&mut rejected));
-            if pages.send(page).await.is_err() {
+            if pages.send(self.page(&records)?).await.is_err() {
                 return Ok(());
             }
         }
