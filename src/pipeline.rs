@@ -151,12 +151,12 @@ impl Pipeline {
         };
         let failed =
             |err: crate::warehouse::WarehouseError| RunError::new(err.kind(), err.to_string());
+        let keep = chrono::Duration::days(i64::from(keep_days));
         for table in warehouse.tables().map_err(failed)? {
             *counters.entry("tables".into()).or_default() += 1;
             if dry_run {
                 continue;
             }
-            let keep = chrono::Duration::days(i64::from(keep_days));
             if let Some(done) = warehouse.compact(&table, keep).await.map_err(failed)? {
                 *counters.entry("files_rewritten".into()).or_default() += done.files_removed;
                 *counters.entry("files_deleted".into()).or_default() += done.files_deleted;

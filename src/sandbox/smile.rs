@@ -414,17 +414,24 @@ fn page<T>(
     )
 }
 
+/// Admits a list request (token, rate limit) and validates its paging query.
+fn admit_list(
+    shared: &Shared,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+) -> Result<(String, ListQuery), Response<Body>> {
+    let id = admit(shared, headers)?;
+    let list = parse_list_query(query, &id)?;
+    Ok((id, list))
+}
+
 async fn list_customers(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response<Body> {
-    let id = match admit(&shared, &headers) {
-        Ok(id) => id,
-        Err(response) => return response,
-    };
-    let list = match parse_list_query(&query, &id) {
-        Ok(list) => list,
+    let (id, list) = match admit_list(&shared, &headers, &query) {
+        Ok(admitted) => admitted,
         Err(response) => return response,
     };
     let state_filter = query.get("state").map(String::as_str);
@@ -543,12 +550,8 @@ async fn list_transactions(
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response<Body> {
-    let id = match admit(&shared, &headers) {
-        Ok(id) => id,
-        Err(response) => return response,
-    };
-    let list = match parse_list_query(&query, &id) {
-        Ok(list) => list,
+    let (id, list) = match admit_list(&shared, &headers, &query) {
+        Ok(admitted) => admitted,
         Err(response) => return response,
     };
     let customer = match query.get("customer_id").map(|c| c.parse::<u64>()) {

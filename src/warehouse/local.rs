@@ -127,28 +127,28 @@ impl LocalWarehouse {
             .map_err(|e| delta_error(table, e))
     }
 
-    /// Every row of a table (for tests, `export` and small reads).
-    pub async fn read(&self, table: &str) -> Result<Option<RecordBatch>, WarehouseError> {
+    /// A query over every row of a table (not run yet), or `None` when it does not exist.
+    async fn frame(&self, table: &str) -> Result<Option<DataFrame>, WarehouseError> {
         if !self.exists(table) {
             return Ok(None);
         }
         let delta = self.table(table).await?;
+        let failed = |e: datafusion::error::DataFusionError| io_error(table, "cannot read", e);
         let ctx = SessionContext::new();
         delta
             .update_datafusion_session(&ctx.state())
             .map_err(|e| delta_error(table, e))?;
-        let provider = delta
-            .table_provider()
-            .await
-            .map_err(|e| io_error(table, "cannot read", e))?;
-        ctx.register_table("t", provider)
-            .map_err(|e| io_error(table, "cannot read", e))?;
-        let df = ctx
-            .sql("SELECT * FROM t")
-            .await
-            .map_err(|e| io_error(table, "cannot read", e))?;
-        let schema = Arc::new(df.schema().as_arrow().clone());
-        let batches = df
+        let provider = delta.table_provider().await.map_err(failed)?;
+        ctx.read_table(provider).map(Some).map_err(failed)
+    }
+
+    /// Every row of a table as one batch (for tests and small reads).
+    pub async fn read(&self, table: &str) -> Result<Option<RecordBatch>, WarehouseError> {
+        let Some(frame) = self.frame(table).await? else {
+            return Ok(None);
+        };
+        let schema = Arc::new(frame.schema().as_arrow().clone());
+        let batches = frame
             .collect()
             .await
             .map_err(|e| io_error(table, "cannot read", e))?;
@@ -163,17 +163,10 @@ impl LocalWarehouse {
     /// Writes every row of `table` to one plain Parquet file at `path`, streaming; returns
     /// the rows written, or `None` when the table does not exist.
     pub async fn export(&self, table: &str, path: &Path) -> Result<Option<u64>, WarehouseError> {
-        if !self.exists(table) {
+        let Some(frame) = self.frame(table).await? else {
             return Ok(None);
-        }
-        let delta = self.table(table).await?;
+        };
         let failed = |e: datafusion::error::DataFusionError| io_error(table, "cannot read", e);
-        let ctx = SessionContext::new();
-        delta
-            .update_datafusion_session(&ctx.state())
-            .map_err(|e| delta_error(table, e))?;
-        let provider = delta.table_provider().await.map_err(failed)?;
-        let frame = ctx.read_table(provider).map_err(failed)?;
         let schema = Arc::new(frame.schema().as_arrow().clone());
         let mut stream = frame.execute_stream().await.map_err(failed)?;
         let file = File::create(path)
