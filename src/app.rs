@@ -16,7 +16,10 @@ use crate::pipeline::{Backfill, BackfillProgress, Pipeline};
 use crate::sandbox::{RunningSandbox, SandboxOptions};
 use crate::scheduler::clock::{Clock, SystemClock};
 use crate::scheduler::{self, InFlight, Runtime, Scheduler};
+use crate::sql::engine::QueryEngine;
 use crate::sql::file::{SqlFile, SqlFileError, discover};
+use crate::sql::output::{self, OutputFormat};
+use crate::sql::template::{self, TableNames};
 use crate::state::{DataDirLock, NewRun, RunRecord, RunStatus, StateStore, Trigger};
 
 /// A command failed; `kind` decides the exit code.
@@ -64,6 +67,12 @@ pub async fn execute(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::Status { job, limit } => status(&config, job.as_deref(), limit),
         Command::Export { table, parquet } => export(&config, &table, &parquet).await,
+        Command::Query {
+            file_or_sql,
+            params,
+            format,
+            now,
+        } => query(&config, &file_or_sql, &params, format, now).await,
         Command::Compact { table, keep_days } => {
             compact(&config, table.as_deref(), keep_days).await
         }
@@ -138,7 +147,7 @@ fn check(cli: &Cli) -> ExitCode {
     }
     for path in &sql_files {
         match SqlFile::read(path) {
-            Ok(_) => {}
+            Ok(file) => problems.extend(file.check_body()),
             Err(SqlFileError::Invalid(errors)) => problems.extend(errors.0),
             Err(err @ SqlFileError::Read { .. }) => {
                 eprintln!("{err}");
@@ -551,6 +560,80 @@ fn local_warehouse(
         });
     };
     Ok(crate::warehouse::local::LocalWarehouse::open(&dir)?)
+}
+
+/// `mailroom query FILE_OR_SQL`: renders and runs one query and prints its rows.
+async fn query(
+    config: &Config,
+    file_or_sql: &str,
+    params: &[(String, String)],
+    format: OutputFormat,
+    now: Option<DateTime<Utc>>,
+) -> Result<ExitCode, Failure> {
+    let Some(dir) = config.local_warehouse_dir() else {
+        return Err(Failure {
+            kind: ErrorKind::Config,
+            message: "query runs on the local warehouse in this build; this config's warehouse is BigQuery".into(),
+        });
+    };
+    let warehouse = crate::warehouse::local::LocalWarehouse::reader(&dir);
+    let engine = QueryEngine::Local(&warehouse);
+    let overrides = params
+        .iter()
+        .map(|(name, value)| (name.clone(), config::ParamValue::String(value.clone())))
+        .collect();
+    let now = now.unwrap_or_else(|| SystemClock.now());
+    let sql = render_query(config, file_or_sql, &overrides, now, &engine.table_names())?;
+    let result = engine.run(&sql).await?;
+    output::write(&result, format, &mut std::io::stdout().lock()).map_err(|e| Failure {
+        kind: ErrorKind::Terminal,
+        message: format!("cannot print the result: {e}"),
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The SQL to run for `file_or_sql`: a SQL file (by path, or relative to the config's
+/// folder) rendered with its header's parameters, or query text rendered as it is.
+fn render_query(
+    config: &Config,
+    file_or_sql: &str,
+    overrides: &std::collections::BTreeMap<String, config::ParamValue>,
+    now: DateTime<Utc>,
+    tables: &TableNames,
+) -> Result<String, Failure> {
+    let config_error = |message: String| Failure {
+        kind: ErrorKind::Config,
+        message,
+    };
+    let as_path = std::path::Path::new(file_or_sql);
+    let path = [as_path.to_path_buf(), config.base_dir.join(as_path)]
+        .into_iter()
+        .find(|p| p.is_file());
+    match path {
+        Some(path) => {
+            let file = SqlFile::read(&path).map_err(|e| config_error(e.to_string()))?;
+            file.render(now, overrides, tables)
+                .map_err(|e| config_error(format!("{}: {e}", path.display())))
+        }
+        None if file_or_sql.trim_end().ends_with(".sql") => Err(config_error(format!(
+            "no SQL file at {file_or_sql} (nor under {})",
+            config.base_dir.display()
+        ))),
+        None => {
+            let no_params = std::collections::BTreeMap::new();
+            let params = template::resolve_params(&no_params, overrides)
+                .map_err(|e| config_error(format!("{e}; --param is for SQL files")))?;
+            template::render(
+                file_or_sql,
+                &template::RenderContext {
+                    now,
+                    params: &params,
+                    tables,
+                },
+            )
+            .map_err(|e| config_error(format!("the query text: {e}")))
+        }
+    }
 }
 
 /// `mailroom compact [TABLE]`: fewer, larger files, and old ones deleted.

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 
+use crate::sql::output::OutputFormat;
 use crate::telemetry::LogFormat;
 
 /// Moves e-commerce email, loyalty and order data into a warehouse on a schedule, runs
@@ -92,6 +93,21 @@ pub enum Command {
         #[arg(long)]
         parquet: PathBuf,
     },
+    /// Run a SQL file or a GoogleSQL statement on the configured warehouse and print the rows
+    Query {
+        /// A SQL file (such as queries/lapsed_customers.sql) or the text of one query
+        file_or_sql: String,
+        /// A parameter for the file, overriding its header's default (repeatable)
+        #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
+        params: Vec<(String, String)>,
+        /// How to print the rows
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutputFormat,
+        /// The time `{{ now }}` stands for: a date (UTC midnight) or an RFC 3339 time
+        /// [default: the current time]
+        #[arg(long, value_parser = parse_instant)]
+        now: Option<DateTime<Utc>>,
+    },
     /// Validate the config and SQL files, without network access
     Check,
     /// Serve the simulated services in the foreground until SIGINT or SIGTERM
@@ -116,6 +132,16 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         key_file: Option<PathBuf>,
     },
+}
+
+/// Parses `name=value`.
+fn parse_param(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.trim().is_empty() => {
+            Ok((name.trim().to_string(), value.to_string()))
+        }
+        _ => Err(format!("\"{text}\" is not NAME=VALUE")),
+    }
 }
 
 /// Parses `2026-10-01` (UTC midnight) or an RFC 3339 time.

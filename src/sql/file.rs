@@ -14,11 +14,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use chrono::{DateTime, Utc};
 use toml_span::value::ValueInner;
 
 use crate::config::diagnostic::{ConfigErrors, Diagnostic, Diagnostics, SourceText};
 use crate::config::reader::{TableReader, type_name};
 use crate::config::{DestinationKind, ParamValue};
+use crate::sql::googlesql::{self, FrontEndError};
+use crate::sql::template::{self, RenderContext, TableNames, TemplateError};
 
 /// Whether a file is a query (feeds activation) or a report (feeds deliveries).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,6 +157,72 @@ impl SqlFile {
                 body_line: header_len + 1,
             }),
             _ => Err(ConfigErrors(problems)),
+        }
+    }
+}
+
+impl SqlFile {
+    /// The body rendered for one run: `now` is the run's fire time, `overrides` the job's or
+    /// command line's parameters over the header's defaults.
+    pub fn render(
+        &self,
+        now: DateTime<Utc>,
+        overrides: &BTreeMap<String, ParamValue>,
+        tables: &TableNames,
+    ) -> Result<String, TemplateError> {
+        let params = template::resolve_params(&self.header.params, overrides)?;
+        template::render(
+            &self.body,
+            &RenderContext {
+                now,
+                params: &params,
+                tables,
+            },
+        )
+    }
+
+    /// What `mailroom check` finds in the body: template errors, GoogleSQL syntax errors,
+    /// and constructs the local engine cannot run, each at its line and column in the file.
+    pub fn check_body(&self) -> Vec<Diagnostic> {
+        let file = self.path.display().to_string();
+        let at = |line: usize, column: usize, message: String| Diagnostic {
+            file: file.clone(),
+            line: self.body_line + line.max(1) - 1,
+            column: column.max(1),
+            key: String::new(),
+            message,
+            help: None,
+        };
+        // Any fire time will do: `now` only ever becomes a literal.
+        let now = DateTime::<Utc>::UNIX_EPOCH;
+        let sql = match self.render(now, &BTreeMap::new(), &TableNames::Local) {
+            Ok(sql) => sql,
+            Err(TemplateError::Render { line, message }) => {
+                return vec![at(line, 1, format!("template: {message}"))];
+            }
+            Err(err @ TemplateError::Param(_)) => return vec![at(1, 1, err.to_string())],
+        };
+        match googlesql::check(&sql) {
+            Ok(()) => Vec::new(),
+            Err(FrontEndError::Unsupported(problems)) => problems
+                .into_iter()
+                .map(|p| {
+                    at(
+                        p.line as usize,
+                        p.column as usize,
+                        format!("not supported by the local engine: {}", p.message),
+                    )
+                })
+                .collect(),
+            Err(FrontEndError::Syntax(message)) => {
+                let (line, column) = googlesql::error_position(&message);
+                vec![at(
+                    line,
+                    column,
+                    format!("GoogleSQL syntax error: {message}"),
+                )]
+            }
+            Err(other) => vec![at(1, 1, other.to_string())],
         }
     }
 }

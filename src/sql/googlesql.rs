@@ -11,7 +11,9 @@
 //! run with a different meaning.
 
 use std::ops::ControlFlow;
+use std::sync::Arc;
 
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::prelude::SessionContext;
 use sqlparser::ast::{
@@ -444,6 +446,23 @@ fn split_table_name(name: &mut ObjectName) {
     *name = ObjectName::from(parts);
 }
 
+/// The line and column a sqlparser error message names (`... at Line: 3, Column: 7`), or
+/// the start of the text.
+pub fn error_position(message: &str) -> (usize, usize) {
+    let number_after = |label: &str| -> Option<usize> {
+        let rest = &message[message.rfind(label)? + label.len()..];
+        rest.trim_start()
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    };
+    match (number_after("Line:"), number_after("Column:")) {
+        (Some(line), Some(column)) => (line, column),
+        _ => (1, 1),
+    }
+}
+
 /// Parses GoogleSQL text into statements.
 pub fn parse(sql: &str) -> Result<Vec<Statement>, FrontEndError> {
     Parser::parse_sql(&BigQueryDialect {}, sql).map_err(|e| FrontEndError::Syntax(e.to_string()))
@@ -487,8 +506,12 @@ pub fn check(sql: &str) -> Result<(), FrontEndError> {
     Ok(())
 }
 
-/// Runs one GoogleSQL query on `ctx` and collects its batches.
-pub async fn run(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>, FrontEndError> {
+/// Runs one GoogleSQL query on `ctx` and collects its schema and batches (the schema is
+/// known even when no row comes back).
+pub async fn run(
+    ctx: &SessionContext,
+    sql: &str,
+) -> Result<(SchemaRef, Vec<RecordBatch>), FrontEndError> {
     let mut statements = parse(sql)?;
     if statements.len() != 1 {
         return Err(FrontEndError::Syntax(format!(
@@ -509,10 +532,12 @@ pub async fn run(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>, Fr
         .execute_logical_plan(plan)
         .await
         .map_err(|e| FrontEndError::Plan(e.strip_backtrace()))?;
-    frame
+    let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+    let batches = frame
         .collect()
         .await
-        .map_err(|e| FrontEndError::Execution(e.strip_backtrace()))
+        .map_err(|e| FrontEndError::Execution(e.strip_backtrace()))?;
+    Ok((schema, batches))
 }
 
 #[cfg(test)]
@@ -537,7 +562,7 @@ mod tests {
     }
 
     async fn rows(sql: &str) -> String {
-        let batches = run(&ctx().await, sql)
+        let (_, batches) = run(&ctx().await, sql)
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
         pretty_format_batches(&batches).expect("format").to_string()

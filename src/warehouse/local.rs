@@ -98,6 +98,15 @@ impl LocalWarehouse {
         })
     }
 
+    /// The warehouse at `root` for reading only, beside a process that may be loading into
+    /// it: staging is left alone, and each table is read at its latest committed version.
+    pub fn reader(root: &Path) -> Self {
+        LocalWarehouse {
+            root: root.to_path_buf(),
+            staged: HashMap::new(),
+        }
+    }
+
     fn table_url(&self, table: &str) -> Result<Url, WarehouseError> {
         let dir = self.root.join(table);
         std::fs::create_dir_all(&dir)
@@ -140,6 +149,22 @@ impl LocalWarehouse {
             .map_err(|e| delta_error(table, e))?;
         let provider = delta.table_provider().await.map_err(failed)?;
         ctx.read_table(provider).map(Some).map_err(failed)
+    }
+
+    /// A SQL session in which every existing table is registered under its own name.
+    pub async fn session(&self) -> Result<SessionContext, WarehouseError> {
+        let ctx = SessionContext::new();
+        for name in self.tables()? {
+            let delta = self.table(&name).await?;
+            let failed = |e: datafusion::error::DataFusionError| io_error(&name, "cannot read", e);
+            delta
+                .update_datafusion_session(&ctx.state())
+                .map_err(|e| delta_error(&name, e))?;
+            let provider = delta.table_provider().await.map_err(failed)?;
+            ctx.register_table(name.as_str(), provider)
+                .map_err(failed)?;
+        }
+        Ok(ctx)
     }
 
     /// Every row of a table as one batch (for tests and small reads).

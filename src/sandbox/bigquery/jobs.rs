@@ -259,14 +259,9 @@ impl BigQueryState {
         }
         let default_dataset = config["defaultDataset"]["datasetId"].as_str();
         let ctx = self.context(default_dataset)?;
-        let batches = googlesql::run(&ctx, sql)
+        googlesql::run(&ctx, sql)
             .await
-            .map_err(|e| ("invalidQuery".to_string(), query_message(&e)))?;
-        let schema = batches
-            .first()
-            .map(|b| b.schema())
-            .unwrap_or_else(|| Arc::new(Schema::empty()));
-        Ok((schema, batches))
+            .map_err(|e| ("invalidQuery".to_string(), query_message(&e)))
     }
 }
 

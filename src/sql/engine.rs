@@ -1,0 +1,74 @@
+//! Runs rendered GoogleSQL on the configured warehouse and hands back Arrow batches: the
+//! local Delta tables through the GoogleSQL front end on DataFusion.
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+
+use crate::error::{Classify, ErrorKind};
+use crate::sql::googlesql::{self, FrontEndError};
+use crate::sql::template::TableNames;
+use crate::warehouse::WarehouseError;
+use crate::warehouse::local::LocalWarehouse;
+
+/// A query's answer.
+#[derive(Debug, Clone)]
+pub struct QueryResult {
+    /// Column names and types.
+    pub schema: SchemaRef,
+    /// The rows.
+    pub batches: Vec<RecordBatch>,
+}
+
+impl QueryResult {
+    /// How many rows.
+    pub fn num_rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+}
+
+/// Why a query did not give an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The SQL is wrong or cannot run with its meaning.
+    #[error("{0}")]
+    FrontEnd(#[from] FrontEndError),
+    /// The tables could not be opened.
+    #[error("{0}")]
+    Warehouse(#[from] WarehouseError),
+}
+
+impl Classify for QueryError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            QueryError::FrontEnd(FrontEndError::Execution(_)) => ErrorKind::Terminal,
+            QueryError::FrontEnd(_) => ErrorKind::Config,
+            QueryError::Warehouse(e) => e.kind(),
+        }
+    }
+}
+
+/// Where queries run.
+pub enum QueryEngine<'w> {
+    /// The local warehouse's tables.
+    Local(&'w LocalWarehouse),
+}
+
+impl QueryEngine<'_> {
+    /// How `ref('table')` names a table for this engine.
+    pub fn table_names(&self) -> TableNames {
+        match self {
+            QueryEngine::Local(_) => TableNames::Local,
+        }
+    }
+
+    /// Runs one rendered statement.
+    pub async fn run(&self, sql: &str) -> Result<QueryResult, QueryError> {
+        match self {
+            QueryEngine::Local(warehouse) => {
+                let ctx = warehouse.session().await?;
+                let (schema, batches) = googlesql::run(&ctx, sql).await?;
+                Ok(QueryResult { schema, batches })
+            }
+        }
+    }
+}
