@@ -585,11 +585,20 @@ async fn query(
     let now = now.unwrap_or_else(|| SystemClock.now());
     let sql = render_query(config, file_or_sql, &overrides, now, &engine.table_names())?;
     let result = engine.run(&sql).await?;
-    output::write(&result, format, &mut std::io::stdout().lock()).map_err(|e| Failure {
-        kind: ErrorKind::Terminal,
-        message: format!("cannot print the result: {e}"),
+    let mut printed = Vec::new();
+    output::write(&result, format, &mut printed).map_err(|e| Failure {
+        kind: ErrorKind::Bug,
+        message: format!("cannot format the result: {e}"),
     })?;
-    Ok(ExitCode::SUCCESS)
+    use std::io::Write as _;
+    match std::io::stdout().lock().write_all(&printed) {
+        // A reader that stops early (`| head`) is not a failure.
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Failure {
+            kind: ErrorKind::Terminal,
+            message: format!("cannot print the result: {e}"),
+        }),
+        _ => Ok(ExitCode::SUCCESS),
+    }
 }
 
 /// The SQL to run for `file_or_sql`: a SQL file (by path, or relative to the config's

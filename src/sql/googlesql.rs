@@ -3,9 +3,9 @@
 //!
 //! A statement is parsed with sqlparser's BigQuery dialect, its AST is rewritten where the
 //! two engines differ — in syntax (`DATE_TRUNC(d, MONTH)`, `INTERVAL 90 DAY`, backtick
-//! `project.dataset.table` names, `INT64`/`STRING` types) and in meaning (`/` always divides
-//! as FLOAT64, `CONCAT` is NULL when any argument is, `DATE_TRUNC` of a DATE is a DATE,
-//! `EXTRACT(DAYOFWEEK ...)` counts from 1) — and the rewritten AST goes straight to
+//! `project.dataset.table` names, `INT64`/`STRING` types) and in meaning (`/` divides
+//! integers as FLOAT64 and NUMERIC as NUMERIC ([`functions`]), `CONCAT` is NULL when any
+//! argument is, `DATE_TRUNC` of a DATE is a DATE, `EXTRACT(DAYOFWEEK ...)` counts from 1) — and the rewritten AST goes straight to
 //! DataFusion's planner. Functions are allowed only from a list whose meaning is known to
 //! match or is rewritten; anything else is [`Unsupported`] with its line and column, never
 //! run with a different meaning.
@@ -23,6 +23,8 @@ use sqlparser::ast::{
 };
 use sqlparser::dialect::{BigQueryDialect, GenericDialect};
 use sqlparser::parser::Parser;
+
+use crate::sql::functions::{self, Divide};
 
 /// Something the local engine cannot run with BigQuery's meaning.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,10 +202,7 @@ fn rewrite_function(f: &Function) -> Result<Option<Expr>, String> {
         n if SAME_MEANING.contains(&n) => return Ok(None),
         "SAFE_DIVIDE" => {
             arity(2)?;
-            format!(
-                "CASE WHEN {1} = 0 THEN NULL ELSE CAST({0} AS DOUBLE) / {1} END",
-                a[0], a[1]
-            )
+            format!("{}({}, {})", Divide::name_for(true), a[0], a[1])
         }
         "IFNULL" => {
             arity(2)?;
@@ -383,8 +382,12 @@ fn rewrite_expr(e: &mut Expr) -> Result<(), String> {
             op: BinaryOperator::Divide,
             right,
         } => {
-            // BigQuery's `/` always gives FLOAT64; DataFusion divides integers as integers.
-            Some(expr(&format!("CAST(({left}) AS DOUBLE) / ({right})"))?)
+            // BigQuery's `/` gives FLOAT64 for integers, NUMERIC for NUMERIC; DataFusion
+            // divides integers as integers.
+            Some(expr(&format!(
+                "{}({left}, {right})",
+                Divide::name_for(false)
+            ))?)
         }
         Expr::Extract {
             field, expr: inner, ..
@@ -521,6 +524,7 @@ pub async fn run(
     }
     let mut statement = statements.remove(0);
     rewrite(&mut statement).map_err(FrontEndError::Unsupported)?;
+    functions::register(ctx);
     let state = ctx.state();
     let plan = state
         .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(
@@ -588,6 +592,16 @@ mod tests {
         )
         .await;
         assert_eq!(only_line(&t, 0), ["3.5", "true", "1.5"], "{t}");
+    }
+
+    #[tokio::test]
+    async fn numeric_division_stays_numeric_and_zero_divisors_fail() {
+        let t = rows("SELECT CAST('10' AS NUMERIC) / 4 AS n, SAFE_DIVIDE(CAST('1' AS NUMERIC), 0) IS NULL AS s").await;
+        assert_eq!(only_line(&t, 0), ["2.500000000", "true"], "{t}");
+        let err = run(&ctx().await, "SELECT column5 / 0 FROM orders")
+            .await
+            .expect_err("division by zero");
+        assert!(err.to_string().contains("division by zero"), "{err}");
     }
 
     #[tokio::test]

@@ -5,6 +5,7 @@
 
 pub mod engine;
 pub mod file;
+pub mod functions;
 pub mod googlesql;
 pub mod output;
 pub mod template;

@@ -44,5 +44,6 @@ mod sandbox_slack;
 mod sandbox_smartrmail;
 mod sandbox_smile;
 mod scheduler;
+mod sql_golden;
 mod support;
 mod warehouse_local;

@@ -1,0 +1,62 @@
+-- title = "Lapsed customers"
+-- description = """
+-- One row per customer (normalized email) whose last order is more than `lapse_days` days
+-- before the run, with at least `min_orders` orders, who may still be e-mailed: subscribed
+-- and never complained in SmartrMail, and with e-mail marketing consent in Shopify. Their
+-- Smile points, VIP tier and referral URL personalize the win-back e-mails."""
+-- [params]
+-- lapse_days = 90
+-- min_orders = 1
+WITH customer_orders AS (
+  SELECT
+    email_normalized,
+    MAX(created_at) AS last_order_at,
+    COUNT(*) AS order_count,
+    SUM(total_price) AS lifetime_value
+  FROM {{ ref('shopify_orders') }}
+  WHERE email_normalized IS NOT NULL
+    AND cancelled_at IS NULL
+    AND NOT IFNULL(test, FALSE)
+  GROUP BY email_normalized
+),
+-- Anyone unsubscribed or complained on the e-mail platform, or without consent in Shopify.
+suppressed AS (
+  SELECT email_normalized
+  FROM {{ ref('smartrmail_subscribers') }}
+  WHERE NOT subscribed
+    OR IFNULL(complained, FALSE)
+    OR unsubscribed_at IS NOT NULL
+  UNION DISTINCT
+  SELECT email_normalized
+  FROM {{ ref('shopify_customers') }}
+  WHERE marketing_state IS NULL OR marketing_state != 'SUBSCRIBED'
+),
+consented AS (
+  SELECT DISTINCT email_normalized
+  FROM {{ ref('shopify_customers') }}
+  WHERE marketing_state = 'SUBSCRIBED'
+),
+loyalty AS (
+  SELECT email_normalized, points_balance, vip_tier_name, referral_url
+  FROM {{ ref('smile_customers') }}
+  WHERE email_normalized IS NOT NULL
+  QUALIFY ROW_NUMBER() OVER (PARTITION BY email_normalized ORDER BY updated_at DESC, id DESC) = 1
+)
+SELECT
+  o.email_normalized AS email,
+  o.last_order_at,
+  o.order_count,
+  o.lifetime_value,
+  DATE_DIFF(DATE({{ now }}), DATE(o.last_order_at), DAY) AS days_since_last_order,
+  l.points_balance,
+  l.vip_tier_name,
+  l.referral_url
+FROM customer_orders AS o
+LEFT JOIN loyalty AS l ON l.email_normalized = o.email_normalized
+WHERE o.last_order_at < TIMESTAMP_SUB({{ now }}, INTERVAL {{ params.lapse_days }} DAY)
+  AND o.order_count >= {{ params.min_orders }}
+  AND o.email_normalized IN (SELECT email_normalized FROM consented)
+  AND o.email_normalized NOT IN (
+    SELECT email_normalized FROM suppressed WHERE email_normalized IS NOT NULL
+  )
+ORDER BY o.last_order_at, email
