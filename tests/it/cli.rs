@@ -106,6 +106,31 @@ fn check_reports_missing_environment_variables_and_bad_sql_headers() {
 
     let (code, stdout, stderr) = run(mailroom(dir.path()).arg("check").env("SMILE_API_KEY", "k"));
     assert_eq!(code, 78, "the SQL header is still wrong: {stdout}{stderr}");
+    // A body the local engine cannot run is reported at its line and column in the file.
+    std::fs::write(
+        dir.path().join("reports/weekly.sql"),
+        "-- title = \"Weekly\"\nSELECT\n  SOUNDEX(name) AS s\nFROM {{ ref('smile_customers') }}\n",
+    )
+    .expect("write");
+    let (code, _, stderr) = run(mailroom(dir.path()).arg("check").env("SMILE_API_KEY", "k"));
+    assert_eq!(code, 78, "{stderr}");
+    assert!(
+        stderr.contains(
+            "reports/weekly.sql:3:3: not supported by the local engine: function SOUNDEX"
+        ),
+        "{stderr}"
+    );
+    std::fs::write(
+        dir.path().join("reports/weekly.sql"),
+        "-- title = \"Weekly\"\nSELECT {{ params.days }}\n",
+    )
+    .expect("write");
+    let (code, _, stderr) = run(mailroom(dir.path()).arg("check").env("SMILE_API_KEY", "k"));
+    assert_eq!(code, 78, "{stderr}");
+    assert!(
+        stderr.contains("reports/weekly.sql:2:1: template:"),
+        "{stderr}"
+    );
     std::fs::write(
         dir.path().join("reports/weekly.sql"),
         "-- title = \"Weekly\"\nSELECT 1\n",
@@ -203,6 +228,43 @@ fn run_job_is_recorded_in_the_ledger_and_status_shows_it() {
     .expect("a Parquet file");
     use parquet::file::reader::FileReader;
     assert_eq!(reader.metadata().file_metadata().num_rows(), 3);
+    // Queries run on the loaded tables: text or a file with parameters.
+    let (code, stdout, stderr) = run(mailroom(dir.path()).args([
+        "query",
+        "SELECT COUNT(*) AS lists FROM {{ ref('smartrmail_lists') }}",
+        "--format",
+        "csv",
+    ]));
+    assert_eq!((code, stdout.as_str()), (0, "lists\n3\n"), "{stderr}");
+    std::fs::create_dir(dir.path().join("queries")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("queries/big_lists.sql"),
+        "-- title = \"Big lists\"\n-- [params]\n-- min = 1000000\nSELECT COUNT(*) AS lists FROM `smartrmail_lists`\nWHERE subscribers_count >= {{ params.min }}\n",
+    )
+    .expect("write");
+    let query = |args: &[&str]| run(mailroom(dir.path()).arg("query").args(args));
+    let (code, stdout, stderr) = query(&["queries/big_lists.sql", "--format", "json"]);
+    assert_eq!(
+        (code, stdout.as_str()),
+        (0, "[{\"lists\":0}]\n"),
+        "{stderr}"
+    );
+    let (code, stdout, stderr) = query(&["queries/big_lists.sql", "--param", "min=0"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("| 3 ") && stdout.ends_with("(1 row)\n"),
+        "{stdout}"
+    );
+    let (code, _, stderr) = query(&["queries/big_lists.sql", "--param", "min=many"]);
+    assert_eq!(code, 78, "{stderr}");
+    assert!(
+        stderr.contains("parameter `min`: `many` is not an integer"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = query(&["SELECT * FROM smartrmail_listz"]);
+    assert_eq!(code, 78, "{stderr}");
+    assert!(stderr.contains("smartrmail_listz"), "{stderr}");
+
     let (code, stdout, stderr) = run(mailroom(dir.path()).arg("compact"));
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("smartrmail_subscribers: "), "{stdout}");
