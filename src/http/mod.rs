@@ -11,6 +11,7 @@
 pub mod budget;
 pub mod error;
 pub mod fetch;
+pub mod google_auth;
 pub mod page;
 pub mod paginate;
 pub mod redact;
@@ -26,7 +27,8 @@ use url::Url;
 use crate::config::Secret;
 pub use budget::RateBudget;
 pub use error::HttpError;
-use retry::{Failure, RetryPolicy, parse_retry_after};
+pub use retry::RetryPolicy;
+use retry::{Failure, parse_retry_after};
 
 /// How a service authenticates.
 #[derive(Debug, Clone)]
@@ -77,6 +79,13 @@ pub enum Body {
     Json(Value),
     /// `application/x-www-form-urlencoded`.
     Form(Vec<(String, String)>),
+    /// Bytes of a given content type (a multipart upload); cheap to clone for retries.
+    Bytes {
+        /// The `Content-Type` header.
+        content_type: String,
+        /// The body.
+        bytes: bytes::Bytes,
+    },
 }
 
 /// One call to a service.
@@ -212,6 +221,12 @@ impl HttpClient {
             Body::None => request,
             Body::Json(value) => request.json(value),
             Body::Form(pairs) => request.form(pairs),
+            Body::Bytes {
+                content_type,
+                bytes,
+            } => request
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .body(bytes.clone()),
         }
     }
 

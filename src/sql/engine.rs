@@ -1,5 +1,5 @@
 //! Runs rendered GoogleSQL on the configured warehouse and hands back Arrow batches: the
-//! local Delta tables through the GoogleSQL front end on DataFusion.
+//! local Delta tables through the GoogleSQL front end on DataFusion, or BigQuery itself.
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -8,6 +8,8 @@ use crate::error::{Classify, ErrorKind};
 use crate::sql::googlesql::{self, FrontEndError};
 use crate::sql::template::TableNames;
 use crate::warehouse::WarehouseError;
+use crate::warehouse::bigquery::BigQueryWarehouse;
+use crate::warehouse::bigquery::client::BigQueryError;
 use crate::warehouse::local::LocalWarehouse;
 
 /// A query's answer.
@@ -35,6 +37,9 @@ pub enum QueryError {
     /// The tables could not be opened.
     #[error("{0}")]
     Warehouse(#[from] WarehouseError),
+    /// BigQuery refused or failed the query.
+    #[error("{0}")]
+    BigQuery(#[from] BigQueryError),
 }
 
 impl Classify for QueryError {
@@ -43,6 +48,7 @@ impl Classify for QueryError {
             QueryError::FrontEnd(FrontEndError::Execution(_)) => ErrorKind::Terminal,
             QueryError::FrontEnd(_) => ErrorKind::Config,
             QueryError::Warehouse(e) => e.kind(),
+            QueryError::BigQuery(e) => e.kind(),
         }
     }
 }
@@ -51,6 +57,8 @@ impl Classify for QueryError {
 pub enum QueryEngine<'w> {
     /// The local warehouse's tables.
     Local(&'w LocalWarehouse),
+    /// A BigQuery dataset's tables; the SQL runs there as written.
+    BigQuery(&'w BigQueryWarehouse),
 }
 
 impl QueryEngine<'_> {
@@ -58,6 +66,7 @@ impl QueryEngine<'_> {
     pub fn table_names(&self) -> TableNames {
         match self {
             QueryEngine::Local(_) => TableNames::Local,
+            QueryEngine::BigQuery(warehouse) => warehouse.table_names(),
         }
     }
 
@@ -69,6 +78,7 @@ impl QueryEngine<'_> {
                 let (schema, batches) = googlesql::run(&ctx, sql).await?;
                 Ok(QueryResult { schema, batches })
             }
+            QueryEngine::BigQuery(warehouse) => Ok(warehouse.client().query(sql).await?),
         }
     }
 }

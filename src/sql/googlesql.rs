@@ -536,11 +536,14 @@ pub async fn run(
         .execute_logical_plan(plan)
         .await
         .map_err(|e| FrontEndError::Plan(e.strip_backtrace()))?;
-    let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+    let planned: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
     let batches = frame
         .collect()
         .await
         .map_err(|e| FrontEndError::Execution(e.strip_backtrace()))?;
+    // The rows' own schema is the truth: a plan can still call a column NULL-typed (a
+    // `NULL AS x` first branch of a UNION) whose rows are FLOAT64.
+    let schema = batches.first().map_or(planned, RecordBatch::schema);
     Ok((schema, batches))
 }
 

@@ -9,9 +9,10 @@ use rusqlite::Connection;
 use super::StateError;
 
 /// Each migration's name and SQL, in order; its version is its position plus one.
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "run ledger, cursors, delivery and enrollment ledgers",
-    r#"
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "run ledger, cursors, delivery and enrollment ledgers",
+        r#"
     -- One row per run of a job: scheduled, caught up, queued, manual, or skipped.
     CREATE TABLE runs (
         run_id        TEXT PRIMARY KEY,
@@ -74,7 +75,25 @@ const MIGRATIONS: &[(&str, &str)] = &[(
     CREATE INDEX enrollments_by_run ON enrollments (run_id);
     CREATE INDEX enrollments_by_customer ON enrollments (platform, email_normalized);
     "#,
-)];
+    ),
+    (
+        "journal of warehouse loads in flight",
+        r#"
+    -- A BigQuery load of one stream, written before its first job is sent and removed when
+    -- its last job is done (the cursor moving in the same transaction). One left behind by a
+    -- crash names the jobs to check before anything is sent again.
+    CREATE TABLE warehouse_loads (
+        load_key   TEXT PRIMARY KEY,     -- run_id/source/stream
+        run_id     TEXT NOT NULL,
+        source     TEXT NOT NULL,
+        stream     TEXT NOT NULL,
+        plan       TEXT NOT NULL,        -- JSON: job ids in order, staging tables
+        cursor     TEXT,                 -- where the stream's cursor moves when all jobs are done
+        created_at TEXT NOT NULL
+    );
+    "#,
+    ),
+];
 
 /// The schema version this build writes.
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -16,9 +16,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, UInt64Array};
 use arrow::compute::concat_batches;
-use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, Utc};
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext};
@@ -30,16 +28,13 @@ use deltalake::{DeltaTable, DeltaTableBuilder};
 use parquet::arrow::ArrowWriter;
 use url::Url;
 
-use super::{Commit, CommitOutcome, LoadId, Warehouse, WarehouseError};
+use super::{Commit, CommitOutcome, LoadId, SEQUENCE, Warehouse, WarehouseError, with_sequence};
 use crate::normalize::schema::{MONEY_PRECISION, MONEY_SCALE};
 use crate::normalize::{ColumnType, QUARANTINE_TABLE, TableSchema, WriteDisposition};
 
 /// How long a table remembers which runs committed to it (replays come within minutes; the
 /// markers of months of runs would slow every snapshot).
 const RUN_MARKER_RETENTION: &str = "interval 30 days";
-
-/// Column added to staged rows to keep their order: the last row per key wins a merge.
-const SEQUENCE: &str = "_mailroom_staged_seq";
 
 /// Delta tables under one folder.
 #[derive(Debug)]
@@ -477,22 +472,6 @@ fn run_marker(load: &LoadId) -> String {
 /// The application id holding a stream's cursor in its table.
 fn cursor_app_id(source: &str, stream: &str) -> String {
     format!("mailroom.cursor.{source}.{stream}")
-}
-
-/// `batch` with the staging sequence column appended, numbered from `first`.
-fn with_sequence(batch: &RecordBatch, first: u64) -> Result<RecordBatch, arrow::error::ArrowError> {
-    let mut fields: Vec<Field> = batch
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone())
-        .collect();
-    fields.push(Field::new(SEQUENCE, DataType::UInt64, false));
-    let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
-    columns.push(Arc::new(UInt64Array::from_iter_values(
-        first..first + batch.num_rows() as u64,
-    )));
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
 }
 
 impl Warehouse for LocalWarehouse {

@@ -6,11 +6,15 @@
 //! a committed run's load changes nothing. [`memory::MemoryWarehouse`] keeps tables in
 //! memory with exactly these semantics; it backs tests and dry runs.
 
+pub mod bigquery;
 pub mod local;
 pub mod memory;
 
 use std::future::Future;
+use std::sync::Arc;
 
+use arrow::array::{ArrayRef, Int64Array};
+use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, Utc};
 
@@ -124,4 +128,27 @@ pub trait Warehouse: Send {
 
     /// Drops what was staged for a load that will not be committed.
     fn abort(&mut self, load: &LoadId) -> impl Future<Output = ()> + Send;
+}
+
+/// The column numbering staged rows, so a merge keeps the last row staged for each key.
+pub(crate) const SEQUENCE: &str = "_mailroom_staged_seq";
+
+/// `batch` with the [`SEQUENCE`] column appended, numbered from `first`.
+pub(crate) fn with_sequence(
+    batch: &RecordBatch,
+    first: u64,
+) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let mut fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new(SEQUENCE, DataType::Int64, false));
+    let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+    let first = first as i64;
+    columns.push(Arc::new(Int64Array::from_iter_values(
+        first..first + batch.num_rows() as i64,
+    )));
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
 }

@@ -15,6 +15,10 @@
 //!   lost or duplicated, a failed stream commits nothing.
 //! - `warehouse_local`: the local Delta warehouse: merge to one row per key, replace,
 //!   replays, cursors across reopen, compaction, type changes refused, SIGKILL mid-load.
+//! - `warehouse_bigquery`: the BigQuery warehouse against the sandbox: merges, replays
+//!   finding their job ids, the journal on restart, golden SQL results.
+//! - `sql_golden`: the shipped SQL files on fixture tables, rows compared with
+//!   `tests/golden/expected/`.
 //! - `sandbox_smile`, `sandbox_smartrmail`, `sandbox_iterable`, `sandbox_dotdigital`,
 //!   `sandbox_shopify`, `sandbox_slack`, `sandbox_google`, `sandbox_bigquery`:
 //!   contract tests of each simulated service
@@ -46,4 +50,5 @@ mod sandbox_smile;
 mod scheduler;
 mod sql_golden;
 mod support;
+mod warehouse_bigquery;
 mod warehouse_local;

@@ -6,124 +6,15 @@
 //! scalar a string, TIMESTAMP as floating-point seconds (`"1.7262948E9"`) unless integer
 //! microseconds were asked for, NULL as `null`, REPEATED as a list of cells.
 
-use std::sync::Arc;
-
 use datafusion::arrow::array::{Array, ArrayRef, AsArray};
 use datafusion::arrow::datatypes::{
-    DataType, Date32Type, Decimal128Type, Field, Fields, Float32Type, Float64Type, Int8Type,
-    Int16Type, Int32Type, Int64Type, Schema, TimeUnit, UInt8Type, UInt16Type, UInt32Type,
-    UInt64Type,
+    DataType, Date32Type, Decimal128Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type,
+    Int64Type, Schema, TimeUnit, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
 };
 use datafusion::arrow::record_batch::RecordBatch;
 use serde_json::{Value, json};
 
-/// The Arrow type of a BigQuery field type (mode aside).
-fn arrow_type(field: &Value) -> Result<DataType, String> {
-    let kind = field["type"].as_str().unwrap_or("STRING").to_uppercase();
-    Ok(match kind.as_str() {
-        "STRING" => DataType::Utf8,
-        "BYTES" => DataType::Binary,
-        "INTEGER" | "INT64" => DataType::Int64,
-        "FLOAT" | "FLOAT64" => DataType::Float64,
-        "BOOLEAN" | "BOOL" => DataType::Boolean,
-        "NUMERIC" => DataType::Decimal128(38, 9),
-        "TIMESTAMP" => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-        "DATETIME" => DataType::Timestamp(TimeUnit::Microsecond, None),
-        "DATE" => DataType::Date32,
-        "RECORD" | "STRUCT" => DataType::Struct(arrow_fields(
-            field["fields"].as_array().map_or(&[][..], Vec::as_slice),
-        )?),
-        other => {
-            return Err(format!(
-                "field {} has type {other}, which the sandbox does not store",
-                field["name"]
-            ));
-        }
-    })
-}
-
-fn arrow_fields(fields: &[Value]) -> Result<Fields, String> {
-    fields
-        .iter()
-        .map(|f| {
-            let name = f["name"].as_str().ok_or("every field needs a name")?;
-            let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                && name.len() <= 300;
-            if !valid {
-                return Err(format!("Invalid field name \"{name}\". Fields must contain only letters, numbers, and underscores, start with a letter or underscore, and be at most 300 characters long."));
-            }
-            let base = arrow_type(f)?;
-            let mode = f["mode"].as_str().unwrap_or("NULLABLE").to_uppercase();
-            Ok(match mode.as_str() {
-                "REPEATED" => Field::new(name, DataType::List(Arc::new(Field::new("item", base, true))), true),
-                "REQUIRED" => Field::new(name, base, false),
-                _ => Field::new(name, base, true),
-            })
-        })
-        .collect()
-}
-
-/// An Arrow schema from a BigQuery `schema` object.
-pub fn schema_from_json(schema: &Value) -> Result<Schema, String> {
-    Ok(Schema::new(arrow_fields(
-        schema["fields"].as_array().map_or(&[][..], Vec::as_slice),
-    )?))
-}
-
-fn bigquery_type(data_type: &DataType) -> (String, Option<Vec<Value>>) {
-    let name = match data_type {
-        DataType::Int8
-        | DataType::Int16
-        | DataType::Int32
-        | DataType::Int64
-        | DataType::UInt8
-        | DataType::UInt16
-        | DataType::UInt32
-        | DataType::UInt64 => "INTEGER",
-        DataType::Float16 | DataType::Float32 | DataType::Float64 => "FLOAT",
-        DataType::Decimal128(..) | DataType::Decimal256(..) => "NUMERIC",
-        DataType::Boolean => "BOOLEAN",
-        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => "BYTES",
-        DataType::Date32 | DataType::Date64 => "DATE",
-        DataType::Timestamp(_, Some(_)) => "TIMESTAMP",
-        DataType::Timestamp(_, None) => "DATETIME",
-        DataType::Time32(_) | DataType::Time64(_) => "TIME",
-        DataType::Struct(fields) => {
-            return (
-                "RECORD".into(),
-                Some(fields.iter().map(|f| field_json(f)).collect()),
-            );
-        }
-        _ => "STRING",
-    };
-    (name.into(), None)
-}
-
-fn field_json(field: &Field) -> Value {
-    let (inner, mode) = match field.data_type() {
-        DataType::List(item) | DataType::LargeList(item) => (item.data_type().clone(), "REPEATED"),
-        other => (
-            other.clone(),
-            if field.is_nullable() {
-                "NULLABLE"
-            } else {
-                "REQUIRED"
-            },
-        ),
-    };
-    let (kind, nested) = bigquery_type(&inner);
-    let mut json = json!({ "name": field.name(), "type": kind, "mode": mode });
-    if let Some(fields) = nested {
-        json["fields"] = Value::Array(fields);
-    }
-    json
-}
-
-/// A BigQuery `schema` object for an Arrow schema.
-pub fn schema_to_json(schema: &Schema) -> Value {
-    json!({ "fields": schema.fields().iter().map(|f| field_json(f)).collect::<Vec<_>>() })
-}
+pub use crate::warehouse::bigquery::types::{schema_from_json, schema_to_json};
 
 /// A query result's schema: BigQuery reports every non-repeated result column as NULLABLE.
 pub fn result_schema_json(schema: &Schema) -> Value {
@@ -271,8 +162,11 @@ pub fn rows(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use datafusion::arrow::array::{Int64Array, TimestampMicrosecondArray};
+    use datafusion::arrow::datatypes::Field;
 
     #[test]
     fn timestamps_are_java_style_seconds_and_decimals_drop_trailing_zeros() {
@@ -310,31 +204,6 @@ mod tests {
         assert_eq!(
             rows(&[batch], 0, 1, true)[0]["f"][1]["v"],
             "1726294800000000"
-        );
-    }
-
-    #[test]
-    fn schemas_round_trip_and_bad_names_are_refused() {
-        let schema = json!({ "fields": [
-            { "name": "id", "type": "INTEGER", "mode": "REQUIRED" },
-            { "name": "tags", "type": "STRING", "mode": "REPEATED" },
-            { "name": "at", "type": "TIMESTAMP" },
-            { "name": "total", "type": "NUMERIC" },
-        ]});
-        let arrow = schema_from_json(&schema).expect("valid");
-        let back = schema_to_json(&arrow);
-        assert_eq!(
-            back["fields"][0],
-            json!({ "name": "id", "type": "INTEGER", "mode": "REQUIRED" })
-        );
-        assert_eq!(
-            back["fields"][1],
-            json!({ "name": "tags", "type": "STRING", "mode": "REPEATED" })
-        );
-        assert_eq!(back["fields"][2]["type"], "TIMESTAMP");
-        assert_eq!(back["fields"][3]["type"], "NUMERIC");
-        assert!(
-            schema_from_json(&json!({ "fields": [{ "name": "1bad", "type": "STRING" }] })).is_err()
         );
     }
 }

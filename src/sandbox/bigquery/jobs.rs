@@ -14,6 +14,7 @@ use datafusion::datasource::MemTable;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use serde_json::{Value, json};
 
+use super::merge;
 use super::*;
 use crate::sandbox::{Shared, json_response};
 use crate::sql::googlesql::{self, FrontEndError};
@@ -112,8 +113,18 @@ impl BigQueryState {
             return;
         }
         let config = &job.resource["configuration"];
+        let merge = config["query"]["query"]
+            .as_str()
+            .and_then(merge::parse_merge);
         let outcome = if let Some(load) = config.get("load") {
             self.apply_load(load, job.pending.as_ref())
+        } else if let Some(merge) = merge {
+            if config["query"]["useLegacySql"].as_bool() != Some(false) {
+                Err(("invalidQuery".into(), legacy_message("MERGE")))
+            } else {
+                let default_dataset = config["query"]["defaultDataset"]["datasetId"].as_str();
+                self.apply_merge(&merge, default_dataset).await
+            }
         } else {
             match self.run_query_config(&config["query"]).await {
                 Ok((schema, batches)) => {
@@ -266,7 +277,7 @@ impl BigQueryState {
 }
 
 /// Orders incoming batches' columns as the table's and checks the types agree.
-fn conform(
+pub(super) fn conform(
     schema: &SchemaRef,
     batches: Vec<RecordBatch>,
     table: &str,

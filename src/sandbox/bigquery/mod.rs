@@ -4,7 +4,7 @@
 //! tables (get, insert with 409 on duplicates, list, delete); load jobs with Parquet data by
 //! multipart or resumable (chunked, with `308 Resume Incomplete`) upload, applied atomically
 //! when the job completes (on the first `jobs.get`), with write and create dispositions;
-//! query jobs; client-chosen job ids (409 `duplicate` when reused); `jobs.query` with
+//! query jobs, `MERGE` included ([`merge`]); client-chosen job ids (409 `duplicate` when reused); `jobs.query` with
 //! `useLegacySql` defaulting to true as the real one does; `getQueryResults` paged by
 //! `pageToken`. Queries run on the loaded data through the GoogleSQL front end on DataFusion.
 //!
@@ -191,6 +191,7 @@ macro_rules! admit {
 
 pub mod convert;
 mod jobs;
+mod merge;
 mod queries;
 mod resources;
 mod upload;

@@ -1,0 +1,396 @@
+//! The BigQuery REST calls the warehouse makes: datasets and tables, load jobs with Parquet
+//! data by multipart upload, query jobs, job polling, and `jobs.query` with paged
+//! `getQueryResults` decoded into Arrow. Every job has a client-chosen id: inserting one that
+//! exists answers 409, and the existing job is used instead, so a retried request never
+//! loads twice.
+
+use std::time::Duration;
+
+use arrow::datatypes::SchemaRef;
+use serde_json::{Value, json};
+use url::Url;
+
+use super::types::{self, DecodeError};
+use crate::error::{Classify, ErrorKind};
+use crate::http::google_auth::{GoogleAuthError, GoogleTokens};
+use crate::http::{Auth, Body, Call, HttpClient, HttpError, RetryPolicy, Service};
+use crate::sql::engine::QueryResult;
+
+/// The OAuth scope BigQuery needs.
+pub const SCOPE: &str = "https://www.googleapis.com/auth/bigquery";
+/// Rows per result page asked for.
+const PAGE_ROWS: u32 = 10_000;
+/// Longest wait between two polls of a running job.
+const MAX_POLL: Duration = Duration::from_secs(5);
+
+/// Why a BigQuery call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BigQueryError {
+    /// The request failed (after the client's retries).
+    #[error("{0}")]
+    Http(#[from] HttpError),
+    /// No access token could be had.
+    #[error("{0}")]
+    Auth(#[from] GoogleAuthError),
+    /// A job finished with `status.errorResult`.
+    #[error("BigQuery job {job} ({what}) failed: {reason}: {message}")]
+    Job {
+        /// The job id.
+        job: String,
+        /// What the job did, naming its table.
+        what: String,
+        /// BigQuery's reason (`invalid`, `backendError`, ...).
+        reason: String,
+        /// BigQuery's message.
+        message: String,
+    },
+    /// An answer did not have the documented shape.
+    #[error("BigQuery {what}: {message}")]
+    Protocol {
+        /// What was being read.
+        what: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// Result rows did not fit their schema.
+    #[error("BigQuery query result: {0}")]
+    Decode(#[from] DecodeError),
+}
+
+impl Classify for BigQueryError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            BigQueryError::Http(e) => e.kind(),
+            BigQueryError::Auth(GoogleAuthError::Token(e)) => e.kind(),
+            BigQueryError::Auth(GoogleAuthError::KeyFile { .. }) => ErrorKind::Config,
+            BigQueryError::Job { reason, .. } => match reason.as_str() {
+                "backendError" | "internalError" | "rateLimitExceeded" | "quotaExceeded"
+                | "jobBackendError" | "jobInternalError" => ErrorKind::Transient,
+                "invalidQuery" => ErrorKind::Config,
+                _ => ErrorKind::Terminal,
+            },
+            BigQueryError::Protocol { .. } | BigQueryError::Decode(_) => ErrorKind::Bug,
+        }
+    }
+}
+
+/// Whether a job was started now or had been started before under the same id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobStart {
+    /// Inserted by this call.
+    New,
+    /// The id existed (409): the earlier job stands.
+    Existing,
+}
+
+/// A client for one project and location.
+#[derive(Debug)]
+pub struct BigQueryClient {
+    http: HttpClient,
+    tokens: GoogleTokens,
+    root: Url,
+    retry: RetryPolicy,
+    /// The project jobs run in and tables live in.
+    pub project: String,
+    /// Where datasets and jobs are (`US`, `EU`, a region).
+    pub location: String,
+}
+
+fn is_status(err: &BigQueryError, status: u16) -> bool {
+    matches!(err, BigQueryError::Http(e) if e.status == Some(status))
+}
+
+impl BigQueryClient {
+    /// A client calling `root` (`https://bigquery.googleapis.com`, or the sandbox's
+    /// `…/bigquery`) with tokens from `tokens`.
+    pub fn new(
+        http: HttpClient,
+        tokens: GoogleTokens,
+        root: Url,
+        retry: RetryPolicy,
+        project: String,
+        location: String,
+    ) -> Self {
+        BigQueryClient {
+            http,
+            tokens,
+            root,
+            retry,
+            project,
+            location,
+        }
+    }
+
+    async fn service(&self, prefix: &str) -> Result<Service, BigQueryError> {
+        let mut base_url = self.root.clone();
+        let path = format!(
+            "{}/{prefix}/projects/{}",
+            base_url.path().trim_end_matches('/'),
+            self.project
+        );
+        base_url.set_path(&path);
+        Ok(Service {
+            name: "BigQuery",
+            base_url,
+            auth: Auth::Bearer(self.tokens.token().await?),
+            retry: self.retry,
+            budget: None,
+        })
+    }
+
+    async fn send(&self, prefix: &str, call: &Call) -> Result<Value, BigQueryError> {
+        let service = self.service(prefix).await?;
+        let response = self.http.send(&service, call).await?;
+        if response.status() == reqwest::StatusCode::NO_CONTENT {
+            return Ok(Value::Null);
+        }
+        let text = response.text().await.map_err(|e| BigQueryError::Protocol {
+            what: call.path.clone(),
+            message: format!("reading the answer: {e}"),
+        })?;
+        if text.trim().is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&text).map_err(|e| BigQueryError::Protocol {
+            what: call.path.clone(),
+            message: format!("the answer is not JSON: {e}"),
+        })
+    }
+
+    async fn rest(&self, call: &Call) -> Result<Value, BigQueryError> {
+        self.send("bigquery/v2", call).await
+    }
+
+    /// Creates the dataset unless it exists.
+    pub async fn ensure_dataset(&self, dataset: &str) -> Result<(), BigQueryError> {
+        let path = format!("/datasets/{dataset}");
+        match self.rest(&Call::get(&path)).await {
+            Ok(_) => return Ok(()),
+            Err(e) if is_status(&e, 404) => {}
+            Err(e) => return Err(e),
+        }
+        let body = json!({
+            "datasetReference": { "projectId": self.project, "datasetId": dataset },
+            "location": self.location,
+        });
+        match self
+            .rest(&Call::post("/datasets", Body::Json(body)).idempotent())
+            .await
+        {
+            Err(e) if is_status(&e, 409) => Ok(()),
+            other => other.map(drop),
+        }
+    }
+
+    /// A table's resource, or `None` when it does not exist.
+    pub async fn table(&self, dataset: &str, table: &str) -> Result<Option<Value>, BigQueryError> {
+        match self
+            .rest(&Call::get(format!("/datasets/{dataset}/tables/{table}")))
+            .await
+        {
+            Ok(resource) => Ok(Some(resource)),
+            Err(e) if is_status(&e, 404) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates a table with `schema` (a BigQuery `schema` object) unless it exists.
+    pub async fn create_table(
+        &self,
+        dataset: &str,
+        table: &str,
+        schema: Value,
+    ) -> Result<(), BigQueryError> {
+        let body = json!({
+            "tableReference": { "projectId": self.project, "datasetId": dataset, "tableId": table },
+            "schema": schema,
+        });
+        let call = Call::post(format!("/datasets/{dataset}/tables"), Body::Json(body)).idempotent();
+        match self.rest(&call).await {
+            Err(e) if is_status(&e, 409) => Ok(()),
+            other => other.map(drop),
+        }
+    }
+
+    /// Deletes a table; one already gone is fine.
+    pub async fn delete_table(&self, dataset: &str, table: &str) -> Result<(), BigQueryError> {
+        let mut call = Call::get(format!("/datasets/{dataset}/tables/{table}"));
+        call.method = reqwest::Method::DELETE;
+        match self.rest(&call).await {
+            Err(e) if is_status(&e, 404) => Ok(()),
+            other => other.map(drop),
+        }
+    }
+
+    fn job_resource(&self, job_id: &str, configuration: Value) -> Value {
+        json!({
+            "jobReference": { "projectId": self.project, "jobId": job_id, "location": self.location },
+            "configuration": configuration,
+        })
+    }
+
+    /// Starts a load job of Parquet `data` by multipart upload.
+    pub async fn start_load(
+        &self,
+        job_id: &str,
+        load: Value,
+        data: bytes::Bytes,
+    ) -> Result<JobStart, BigQueryError> {
+        let metadata = self.job_resource(job_id, json!({ "load": load }));
+        let boundary = format!("mailroom_{job_id}");
+        let mut body = Vec::with_capacity(data.len() + 1024);
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n{metadata}\r\n--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes(),
+        );
+        body.extend_from_slice(&data);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        // The job id makes a repeated upload harmless: a second insert answers 409.
+        let call = Call::post(
+            "/jobs",
+            Body::Bytes {
+                content_type: format!("multipart/related; boundary={boundary}"),
+                bytes: body.into(),
+            },
+        )
+        .query("uploadType", "multipart")
+        .idempotent();
+        match self.send("upload/bigquery/v2", &call).await {
+            Ok(_) => Ok(JobStart::New),
+            Err(e) if is_status(&e, 409) => Ok(JobStart::Existing),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Starts a job without data (a query, a `MERGE`).
+    pub async fn start_job(
+        &self,
+        job_id: &str,
+        configuration: Value,
+    ) -> Result<JobStart, BigQueryError> {
+        let call = Call::post(
+            "/jobs",
+            Body::Json(self.job_resource(job_id, configuration)),
+        )
+        .idempotent();
+        match self.rest(&call).await {
+            Ok(_) => Ok(JobStart::New),
+            Err(e) if is_status(&e, 409) => Ok(JobStart::Existing),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A job's resource, or `None` when no job has that id.
+    pub async fn job(&self, job_id: &str) -> Result<Option<Value>, BigQueryError> {
+        let call = Call::get(format!("/jobs/{job_id}")).query("location", &self.location);
+        match self.rest(&call).await {
+            Ok(job) => Ok(Some(job)),
+            Err(e) if is_status(&e, 404) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Waits until the job is done; its resource, or its `errorResult` as an error naming
+    /// `what` it did.
+    pub async fn wait(&self, job_id: &str, what: &str) -> Result<Value, BigQueryError> {
+        let mut pause = Duration::from_millis(100);
+        loop {
+            let job = self
+                .job(job_id)
+                .await?
+                .ok_or_else(|| BigQueryError::Protocol {
+                    what: format!("job {job_id} ({what})"),
+                    message: "the job was started but BigQuery does not know it".into(),
+                })?;
+            if job["status"]["state"] == "DONE" {
+                return match job["status"].get("errorResult") {
+                    Some(error) => Err(job_error(job_id, what, error)),
+                    None => Ok(job),
+                };
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(MAX_POLL);
+        }
+    }
+
+    /// Runs a read-only GoogleSQL query and collects every page of its result.
+    pub async fn query(&self, sql: &str) -> Result<QueryResult, BigQueryError> {
+        let body = json!({
+            "query": sql,
+            "useLegacySql": false,
+            "location": self.location,
+            "maxResults": PAGE_ROWS,
+            "timeoutMs": 10_000,
+            "formatOptions": { "useInt64Timestamp": true },
+        });
+        // A read-only query may be asked again.
+        let mut page = self
+            .rest(&Call::post("/queries", Body::Json(body)).idempotent())
+            .await?;
+        let job_id = page["jobReference"]["jobId"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| BigQueryError::Protocol {
+                what: "jobs.query".into(),
+                message: "the answer has no jobReference.jobId".into(),
+            })?;
+        let mut pause = Duration::from_millis(100);
+        while page["jobComplete"] != true {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(MAX_POLL);
+            page = self.results_page(&job_id, None).await?;
+        }
+        let schema: SchemaRef =
+            std::sync::Arc::new(types::schema_from_json(&page["schema"]).map_err(|message| {
+                BigQueryError::Protocol {
+                    what: format!("job {job_id} result schema"),
+                    message,
+                }
+            })?);
+        let mut batches = Vec::new();
+        loop {
+            if let Some(errors) = page.get("errors").and_then(Value::as_array)
+                && let Some(error) = errors.first()
+                && page.get("rows").is_none()
+            {
+                return Err(job_error(&job_id, "query", error));
+            }
+            let rows = page["rows"].as_array().map_or(&[][..], Vec::as_slice);
+            if !rows.is_empty() {
+                batches.push(types::rows_to_batch(&schema, rows)?);
+            }
+            let Some(token) = page["pageToken"].as_str().map(str::to_string) else {
+                break;
+            };
+            page = self.results_page(&job_id, Some(&token)).await?;
+        }
+        Ok(QueryResult { schema, batches })
+    }
+
+    async fn results_page(
+        &self,
+        job_id: &str,
+        token: Option<&str>,
+    ) -> Result<Value, BigQueryError> {
+        let mut call = Call::get(format!("/queries/{job_id}"))
+            .query("location", &self.location)
+            .query("maxResults", PAGE_ROWS)
+            .query("timeoutMs", 10_000)
+            .query("formatOptions.useInt64Timestamp", "true");
+        if let Some(token) = token {
+            call = call.query("pageToken", token);
+        }
+        self.rest(&call).await
+    }
+}
+
+fn job_error(job_id: &str, what: &str, error: &Value) -> BigQueryError {
+    BigQueryError::Job {
+        job: job_id.to_string(),
+        what: what.to_string(),
+        reason: error["reason"].as_str().unwrap_or("unknown").to_string(),
+        message: error["message"]
+            .as_str()
+            .unwrap_or("no message")
+            .to_string(),
+    }
+}

@@ -1,0 +1,639 @@
+//! The BigQuery warehouse: the same [`Warehouse`] as the local one, for teams that outgrow
+//! one machine.
+//!
+//! A load's batches are staged as one Parquet file per table under the data directory. At
+//! commit each table gets one job — a Parquet load job (`WRITE_APPEND` for append tables,
+//! `WRITE_TRUNCATE` for replace tables), or, for merge tables, a load into a staging table
+//! and one `MERGE` on the key keeping the last staged row per key. Job ids are derived from
+//! the run, the table and a hash of the staged bytes, so a retried request finds its job
+//! (409) instead of loading twice, and a replayed run loads nothing.
+//!
+//! Every job of a load is written down in the state database's journal before the first is
+//! sent; the stream's cursor moves (in the state database) in the same transaction that
+//! removes the entry, after the last job succeeded. A process that died mid-load leaves the
+//! entry behind: the next process checks those job ids before it sends anything, and moves
+//! the cursor if they all finished. Each table changes atomically; the tables of one stream
+//! do not change together, so a reader may briefly see new orders before their new lines.
+
+pub mod client;
+pub mod types;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::datatypes::{Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use chrono::{DateTime, Utc};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::{Value, json};
+
+use self::client::{BigQueryClient, BigQueryError, JobStart};
+use super::{Commit, CommitOutcome, LoadId, SEQUENCE, Warehouse, WarehouseError, with_sequence};
+use crate::http::google_auth::{GoogleAuthError, GoogleTokens, ServiceAccountKey};
+use crate::http::{Auth, Call, HttpClient, RetryPolicy, Service};
+use crate::normalize::{TableSchema, WriteDisposition};
+use crate::sql::template::TableNames;
+use crate::state::{PendingLoad, StateStore};
+
+/// One table's rows staged for a load: one Parquet file per batch (a held-open writer
+/// would keep the warehouse from being shared between tasks).
+struct Staged {
+    parts: Vec<PathBuf>,
+    rows: u64,
+}
+
+/// What one table's commit sends.
+#[derive(Debug, Clone)]
+struct TablePlan {
+    table: TableSchema,
+    file: Option<PathBuf>,
+    rows: u64,
+    load_job: String,
+    merge_job: Option<String>,
+    staging_table: Option<String>,
+}
+
+/// Tables in a BigQuery dataset.
+pub struct BigQueryWarehouse {
+    client: BigQueryClient,
+    dataset: String,
+    state: Arc<StateStore>,
+    staging_dir: PathBuf,
+    staged: HashMap<LoadId, HashMap<String, Staged>>,
+    recovered: bool,
+}
+
+fn bq_error(table: &str, err: BigQueryError) -> WarehouseError {
+    use crate::error::{Classify, ErrorKind};
+    let message = err.to_string();
+    match err.kind() {
+        ErrorKind::Transient => WarehouseError::Delta {
+            table: table.to_string(),
+            message,
+        },
+        _ => WarehouseError::Schema {
+            table: table.to_string(),
+            message,
+        },
+    }
+}
+
+fn storage(table: &str, what: &str, err: impl std::fmt::Display) -> WarehouseError {
+    WarehouseError::Storage {
+        table: table.to_string(),
+        message: format!("{what}: {err}"),
+    }
+}
+
+fn state_error(err: crate::state::StateError) -> WarehouseError {
+    WarehouseError::Storage {
+        table: "-".into(),
+        message: err.to_string(),
+    }
+}
+
+/// Letters, digits, `_` and `-` only, as job ids allow.
+fn job_safe(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// FNV-1a of a file's bytes: staged data identifies its jobs.
+fn file_hash(path: &Path) -> std::io::Result<u64> {
+    let bytes = std::fs::read(path)?;
+    Ok(bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    }))
+}
+
+/// Where the warehouse is and how to reach it.
+#[derive(Debug, Clone)]
+pub struct BigQuerySettings {
+    /// The Google Cloud project.
+    pub project: String,
+    /// The dataset tables are loaded into.
+    pub dataset: String,
+    /// The dataset's location.
+    pub location: String,
+    /// The service-account key file; without one, the sandbox's key is used.
+    pub credentials_file: Option<PathBuf>,
+    /// The sandbox's base URL when services are simulated.
+    pub sandbox: Option<String>,
+}
+
+/// The API root: Google's, or the sandbox's simulator.
+fn api_root(sandbox: Option<&str>) -> Result<url::Url, String> {
+    let root = match sandbox {
+        Some(base) => format!("{}/bigquery", base.trim_end_matches('/')),
+        None => "https://bigquery.googleapis.com".to_string(),
+    };
+    url::Url::parse(&root).map_err(|e| format!("BigQuery address {root}: {e}"))
+}
+
+/// A client for the configured project, with tokens from the key file (or, with the
+/// sandbox and no key file, the sandbox's key).
+pub async fn connect_client(
+    settings: &BigQuerySettings,
+    http: &HttpClient,
+    retry: RetryPolicy,
+) -> Result<BigQueryClient, BigQueryError> {
+    let key = match (&settings.credentials_file, &settings.sandbox) {
+        (Some(path), _) => ServiceAccountKey::read(path)?,
+        (None, Some(base)) => {
+            let service = Service {
+                name: "sandbox",
+                base_url: url::Url::parse(base).map_err(|e| BigQueryError::Protocol {
+                    what: "sandbox address".into(),
+                    message: e.to_string(),
+                })?,
+                auth: Auth::None,
+                retry,
+                budget: None,
+            };
+            let response = http
+                .send(&service, &Call::get("/_sandbox/service-account.json"))
+                .await?;
+            let text = response.text().await.map_err(|e| BigQueryError::Protocol {
+                what: "the sandbox's key file".into(),
+                message: e.to_string(),
+            })?;
+            ServiceAccountKey::parse("the sandbox's service-account key", &text)?
+        }
+        (None, None) => {
+            return Err(GoogleAuthError::KeyFile {
+                file: "[warehouse] credentials_file".into(),
+                message: "not set; BigQuery needs a service-account key file".into(),
+            }
+            .into());
+        }
+    };
+    let tokens = GoogleTokens::new(key, &[client::SCOPE], http.clone(), retry);
+    let root =
+        api_root(settings.sandbox.as_deref()).map_err(|message| BigQueryError::Protocol {
+            what: "BigQuery address".into(),
+            message,
+        })?;
+    Ok(BigQueryClient::new(
+        http.clone(),
+        tokens,
+        root,
+        retry,
+        settings.project.clone(),
+        settings.location.clone(),
+    ))
+}
+
+impl BigQueryWarehouse {
+    /// The warehouse in `dataset`, staging under `staging_dir`, journaling in `state`.
+    pub fn new(
+        client: BigQueryClient,
+        dataset: String,
+        state: Arc<StateStore>,
+        staging_dir: PathBuf,
+    ) -> Self {
+        BigQueryWarehouse {
+            client,
+            dataset,
+            state,
+            staging_dir,
+            staged: HashMap::new(),
+            recovered: false,
+        }
+    }
+
+    /// How SQL files name this warehouse's tables.
+    pub fn table_names(&self) -> TableNames {
+        TableNames::BigQuery {
+            project: self.client.project.clone(),
+            dataset: self.dataset.clone(),
+        }
+    }
+
+    /// The client, for queries.
+    pub fn client(&self) -> &BigQueryClient {
+        &self.client
+    }
+
+    /// Finishes or abandons loads a dead process left in the journal, before anything new
+    /// is sent: a load whose jobs all succeeded moves its cursor.
+    pub async fn recover(&mut self) -> Result<(), WarehouseError> {
+        if self.recovered {
+            return Ok(());
+        }
+        for load in self.state.pending_loads().map_err(state_error)? {
+            let plan: Value = serde_json::from_str(&load.plan).unwrap_or(Value::Null);
+            let mut finished = true;
+            for job in plan["jobs"].as_array().into_iter().flatten() {
+                let Some(job_id) = job.as_str() else { continue };
+                match self.client.job(job_id).await {
+                    Ok(Some(_)) => {
+                        if self.client.wait(job_id, "recovery").await.is_err() {
+                            finished = false;
+                        }
+                    }
+                    Ok(None) => finished = false,
+                    Err(e) => return Err(bq_error(&load.stream, e)),
+                }
+            }
+            for staging in plan["staging"].as_array().into_iter().flatten() {
+                if let Some(name) = staging.as_str() {
+                    let _ = self.client.delete_table(&self.dataset, name).await;
+                }
+            }
+            if finished {
+                tracing::info!(source = %load.source, stream = %load.stream, run = %load.run_id, "a load interrupted after its last job finished; its cursor moves now");
+                self.state
+                    .finish_load(&load, Utc::now())
+                    .map_err(state_error)?;
+            } else {
+                tracing::warn!(source = %load.source, stream = %load.stream, run = %load.run_id, "a load was interrupted before all its jobs ran; the stream is read again from its previous cursor");
+                self.state.abandon_load(&load.key).map_err(state_error)?;
+            }
+        }
+        self.recovered = true;
+        Ok(())
+    }
+
+    /// Creates the table from its declared schema, or checks the existing one: a changed
+    /// type is refused; columns the declaration adds are added by the load.
+    async fn ensure_table(&self, table: &TableSchema) -> Result<(), WarehouseError> {
+        let name = table.name;
+        let schema = table.arrow_schema();
+        let existing = self
+            .client
+            .table(&self.dataset, name)
+            .await
+            .map_err(|e| bq_error(name, e))?;
+        let Some(existing) = existing else {
+            return self
+                .client
+                .create_table(&self.dataset, name, types::schema_to_json(&schema))
+                .await
+                .map_err(|e| bq_error(name, e));
+        };
+        let stored = types::schema_from_json(&existing["schema"]).map_err(|message| {
+            WarehouseError::Schema {
+                table: name.to_string(),
+                message,
+            }
+        })?;
+        let mut changed = Vec::new();
+        for field in schema.fields() {
+            if let Ok(old) = stored.field_with_name(field.name())
+                && old.data_type() != field.data_type()
+            {
+                changed.push(format!(
+                    "column {} changed type from {} to {}",
+                    field.name(),
+                    old.data_type(),
+                    field.data_type()
+                ));
+            }
+        }
+        if changed.is_empty() {
+            Ok(())
+        } else {
+            Err(WarehouseError::Schema {
+                table: name.to_string(),
+                message: format!(
+                    "{}; BigQuery cannot change a column's type in place: rename the column or recreate the table",
+                    changed.join("; ")
+                ),
+            })
+        }
+    }
+
+    fn staging_path(staging_dir: &Path, load: &LoadId, table: &str, part: usize) -> PathBuf {
+        staging_dir
+            .join(job_safe(&format!(
+                "{}-{}-{}",
+                load.run_id, load.source, load.stream
+            )))
+            .join(format!("{table}-{part}.parquet"))
+    }
+
+    /// A table's staged files as one, padding earlier batches with the columns later ones
+    /// added (schema evolution).
+    fn finish_staged(
+        table: &TableSchema,
+        staged: Staged,
+    ) -> Result<(PathBuf, u64), WarehouseError> {
+        let name = table.name;
+        let failed = |e: &dyn std::fmt::Display| storage(name, "cannot stage", e);
+        let [first, ..] = staged.parts.as_slice() else {
+            return Err(failed(&"nothing was staged"));
+        };
+        if staged.parts.len() == 1 {
+            return Ok((first.clone(), staged.rows));
+        }
+        let mut fields: Vec<_> = table.arrow_schema().fields().iter().cloned().collect();
+        if table.disposition == WriteDisposition::Merge {
+            fields.push(Arc::new(arrow::datatypes::Field::new(
+                SEQUENCE,
+                arrow::datatypes::DataType::Int64,
+                false,
+            )));
+        }
+        let schema: SchemaRef = Arc::new(Schema::new(fields));
+        let combined = first.with_file_name(format!("{name}.parquet"));
+        let mut writer = ArrowWriter::try_new(
+            File::create(&combined).map_err(|e| failed(&e))?,
+            schema.clone(),
+            None,
+        )
+        .map_err(|e| failed(&e))?;
+        for part in &staged.parts {
+            let reader =
+                ParquetRecordBatchReaderBuilder::try_new(File::open(part).map_err(|e| failed(&e))?)
+                    .and_then(|b| b.build())
+                    .map_err(|e| failed(&e))?;
+            for batch in reader {
+                let batch = batch.map_err(|e| failed(&e))?;
+                let columns = schema
+                    .fields()
+                    .iter()
+                    .map(|f| match batch.column_by_name(f.name()) {
+                        Some(column) => column.clone(),
+                        None => arrow::array::new_null_array(f.data_type(), batch.num_rows()),
+                    })
+                    .collect();
+                let batch =
+                    RecordBatch::try_new(schema.clone(), columns).map_err(|e| failed(&e))?;
+                writer.write(&batch).map_err(|e| failed(&e))?;
+            }
+            let _ = std::fs::remove_file(part);
+        }
+        writer.close().map_err(|e| failed(&e))?;
+        Ok((combined, staged.rows))
+    }
+
+    /// The jobs one table's commit sends, with ids from the run and the staged bytes.
+    fn plan_table(
+        load: &LoadId,
+        table: &TableSchema,
+        staged: Option<(PathBuf, u64)>,
+    ) -> Result<TablePlan, WarehouseError> {
+        let hash = match &staged {
+            Some((path, _)) => {
+                file_hash(path).map_err(|e| storage(table.name, "cannot read staging", e))?
+            }
+            None => 0,
+        };
+        let base = job_safe(&format!(
+            "mailroom_{}_{}_{}_{}_{hash:016x}",
+            load.run_id, load.source, load.stream, table.name
+        ));
+        let merge = table.disposition == WriteDisposition::Merge;
+        let (file, rows) = match staged {
+            Some((file, rows)) => (Some(file), rows),
+            None => (None, 0),
+        };
+        Ok(TablePlan {
+            table: table.clone(),
+            file,
+            rows,
+            load_job: format!("{base}_load"),
+            merge_job: merge.then(|| format!("{base}_merge")),
+            staging_table: merge.then(|| format!("_mailroom_staging_{}_{hash:016x}", table.name)),
+        })
+    }
+
+    /// Sends one table's jobs and waits for them; whether every job existed already.
+    async fn apply(&self, plan: &TablePlan) -> Result<bool, WarehouseError> {
+        let name = plan.table.name;
+        let fail = |e| bq_error(name, e);
+        self.ensure_table(&plan.table).await?;
+        let Some(file) = &plan.file else {
+            return Ok(false);
+        };
+        let data = bytes::Bytes::from(
+            std::fs::read(file).map_err(|e| storage(name, "cannot read staging", e))?,
+        );
+        let (destination, write) = match (&plan.staging_table, &plan.table.disposition) {
+            (Some(staging), _) => (staging.as_str(), "WRITE_TRUNCATE"),
+            (None, WriteDisposition::Replace) => (name, "WRITE_TRUNCATE"),
+            (None, _) => (name, "WRITE_APPEND"),
+        };
+        let mut load = json!({
+            "destinationTable": { "projectId": self.client.project, "datasetId": self.dataset, "tableId": destination },
+            "sourceFormat": "PARQUET",
+            "writeDisposition": write,
+            "createDisposition": if plan.staging_table.is_some() { "CREATE_IF_NEEDED" } else { "CREATE_NEVER" },
+        });
+        if plan.staging_table.is_none() {
+            load["schemaUpdateOptions"] = json!(["ALLOW_FIELD_ADDITION"]);
+        }
+        let loaded = self
+            .client
+            .start_load(&plan.load_job, load, data)
+            .await
+            .map_err(fail)?;
+        self.client
+            .wait(
+                &plan.load_job,
+                &format!("loading {} rows into {destination}", plan.rows),
+            )
+            .await
+            .map_err(fail)?;
+        let (Some(merge_job), Some(staging)) = (&plan.merge_job, &plan.staging_table) else {
+            return Ok(loaded == JobStart::Existing);
+        };
+        let sql = self.merge_sql(&plan.table, staging);
+        let merged = self
+            .client
+            .start_job(
+                merge_job,
+                json!({ "query": { "query": sql, "useLegacySql": false } }),
+            )
+            .await
+            .map_err(fail)?;
+        self.client
+            .wait(merge_job, &format!("merging {staging} into {name}"))
+            .await
+            .map_err(fail)?;
+        self.client
+            .delete_table(&self.dataset, staging)
+            .await
+            .map_err(fail)?;
+        Ok(loaded == JobStart::Existing && merged == JobStart::Existing)
+    }
+
+    /// The `MERGE` of a staging table into its table: the last staged row per key updates
+    /// the table's row or is inserted.
+    fn merge_sql(&self, table: &TableSchema, staging: &str) -> String {
+        let columns: Vec<String> = table
+            .arrow_schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let key: Vec<&str> = table.key.to_vec();
+        let project = &self.client.project;
+        let dataset = &self.dataset;
+        let on = key
+            .iter()
+            .map(|k| format!("target.{k} = source.{k}"))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let set = columns
+            .iter()
+            .map(|c| format!("{c} = source.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let values = columns
+            .iter()
+            .map(|c| format!("source.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "MERGE `{project}.{dataset}.{}` AS target\nUSING (\n  SELECT * EXCEPT ({SEQUENCE}) FROM `{project}.{dataset}.{staging}`\n  WHERE TRUE\n  QUALIFY ROW_NUMBER() OVER (PARTITION BY {} ORDER BY {SEQUENCE} DESC) = 1\n) AS source\nON {on}\nWHEN MATCHED THEN UPDATE SET {set}\nWHEN NOT MATCHED THEN INSERT ({}) VALUES ({values})",
+            table.name,
+            key.join(", "),
+            columns.join(", "),
+        )
+    }
+}
+
+impl Warehouse for BigQueryWarehouse {
+    async fn cursor(
+        &self,
+        _table: &str,
+        source: &str,
+        stream: &str,
+    ) -> Result<Option<DateTime<Utc>>, WarehouseError> {
+        self.state.cursor(source, stream).map_err(state_error)
+    }
+
+    async fn write(
+        &mut self,
+        load: &LoadId,
+        table: &TableSchema,
+        batch: RecordBatch,
+    ) -> Result<(), WarehouseError> {
+        let name = table.name;
+        let failed = |e: &dyn std::fmt::Display| storage(name, "cannot stage", e);
+        let staged = self
+            .staged
+            .entry(load.clone())
+            .or_default()
+            .entry(name.to_string())
+            .or_insert_with(|| Staged {
+                parts: Vec::new(),
+                rows: 0,
+            });
+        let batch = if table.disposition == WriteDisposition::Merge {
+            with_sequence(&batch, staged.rows).map_err(|e| failed(&e))?
+        } else {
+            batch
+        };
+        let path = Self::staging_path(&self.staging_dir, load, name, staged.parts.len());
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| failed(&e))?;
+        }
+        let file = File::create(&path).map_err(|e| failed(&e))?;
+        let mut writer =
+            ArrowWriter::try_new(file, batch.schema(), None).map_err(|e| failed(&e))?;
+        writer.write(&batch).map_err(|e| failed(&e))?;
+        writer.close().map_err(|e| failed(&e))?;
+        staged.parts.push(path);
+        staged.rows += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    async fn commit(&mut self, commit: Commit) -> Result<CommitOutcome, WarehouseError> {
+        self.recover().await?;
+        self.client
+            .ensure_dataset(&self.dataset)
+            .await
+            .map_err(|e| bq_error(&self.dataset, e))?;
+        let mut staged = self.staged.remove(&commit.load).unwrap_or_default();
+        // The stream's own table is first in `tables`; it is applied last.
+        let mut order: Vec<&TableSchema> = commit.tables.iter().skip(1).collect();
+        order.extend(commit.tables.first());
+        let mut plans = Vec::new();
+        for table in order {
+            let files = match staged.remove(table.name) {
+                Some(s) => Some(Self::finish_staged(table, s)?),
+                // A replace load with no rows still empties the table, as locally.
+                None if table.disposition == WriteDisposition::Replace => {
+                    let empty = RecordBatch::new_empty(table.arrow_schema());
+                    self.write(&commit.load, table, empty).await?;
+                    let s = self
+                        .staged
+                        .remove(&commit.load)
+                        .and_then(|mut t| t.remove(table.name));
+                    s.map(|s| Self::finish_staged(table, s)).transpose()?
+                }
+                None => None,
+            };
+            plans.push(Self::plan_table(&commit.load, table, files)?);
+        }
+        let jobs: Vec<&String> = plans
+            .iter()
+            .filter(|p| p.file.is_some())
+            .flat_map(|p| std::iter::once(&p.load_job).chain(p.merge_job.as_ref()))
+            .collect();
+        let staging: Vec<&String> = plans
+            .iter()
+            .filter_map(|p| p.staging_table.as_ref())
+            .collect();
+        let pending = PendingLoad {
+            key: format!(
+                "{}/{}/{}",
+                commit.load.run_id, commit.load.source, commit.load.stream
+            ),
+            run_id: commit.load.run_id.clone(),
+            source: commit.load.source.clone(),
+            stream: commit.load.stream.clone(),
+            plan: json!({ "jobs": jobs, "staging": staging }).to_string(),
+            cursor: commit.cursor,
+        };
+        self.state
+            .begin_load(&pending, Utc::now())
+            .map_err(state_error)?;
+        let mut outcome = CommitOutcome::default();
+        let mut replayed = !jobs.is_empty();
+        for plan in &plans {
+            let existed = self.apply(plan).await?;
+            if plan.file.is_some() {
+                replayed &= existed;
+                outcome.rows.push((plan.table.name.to_string(), plan.rows));
+            }
+        }
+        self.state
+            .finish_load(&pending, Utc::now())
+            .map_err(state_error)?;
+        if let Some(dir) = plans
+            .iter()
+            .find_map(|p| p.file.as_ref())
+            .and_then(|f| f.parent())
+        {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        if replayed {
+            outcome.rows.clear();
+            outcome.already_committed = true;
+        }
+        Ok(outcome)
+    }
+
+    async fn abort(&mut self, load: &LoadId) {
+        if let Some(tables) = self.staged.remove(load) {
+            for (_, staged) in tables {
+                if let Some(dir) = staged.parts.first().and_then(|p| p.parent()) {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
+            }
+        }
+    }
+}
