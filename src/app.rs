@@ -12,6 +12,7 @@ use crate::cli::{Cli, Command};
 use crate::config::diagnostic::choices_help;
 use crate::config::{self, Config, ConfigErrors, LoadError, ProcessEnvironment, WarehouseConfig};
 use crate::error::{Classify, EXIT_INTERRUPTED, ErrorKind};
+use crate::http::{HttpClient, RetryPolicy, Timeouts};
 use crate::pipeline::{Backfill, BackfillProgress, Pipeline};
 use crate::sandbox::{RunningSandbox, SandboxOptions};
 use crate::scheduler::clock::{Clock, SystemClock};
@@ -21,6 +22,7 @@ use crate::sql::file::{SqlFile, SqlFileError, discover};
 use crate::sql::output::{self, OutputFormat};
 use crate::sql::template::{self, TableNames};
 use crate::state::{DataDirLock, NewRun, RunRecord, RunStatus, StateStore, Trigger};
+use crate::warehouse::bigquery::{BigQuerySettings, connect_client};
 
 /// A command failed; `kind` decides the exit code.
 #[derive(Debug)]
@@ -360,10 +362,11 @@ fn runtime(
     sandbox: Option<&crate::sandbox::Connection>,
 ) -> Result<Runtime<Pipeline>, Failure> {
     let sandbox_url = sandbox.map(|s| s.base_url().to_string());
-    let executor = Pipeline::new(config.clone(), sandbox_url).map_err(|err| Failure {
-        kind: err.kind,
-        message: err.message,
-    })?;
+    let executor =
+        Pipeline::new(config.clone(), sandbox_url, state.clone()).map_err(|err| Failure {
+            kind: err.kind,
+            message: err.message,
+        })?;
     Ok(Runtime {
         executor,
         state,
@@ -480,11 +483,12 @@ async fn backfill(
             message: format!("job {name} has no extract steps to backfill"),
         });
     }
-    let (_lock, _state) = open_state(&config)?;
+    let (_lock, state) = open_state(&config)?;
     let sandbox = connect_sandbox(&config).await?;
     let pipeline = Pipeline::new(
         config.clone(),
         sandbox.as_ref().map(|s| s.base_url().to_string()),
+        state,
     )
     .map_err(|err| Failure {
         kind: err.kind,
@@ -570,14 +574,36 @@ async fn query(
     format: OutputFormat,
     now: Option<DateTime<Utc>>,
 ) -> Result<ExitCode, Failure> {
-    let Some(dir) = config.local_warehouse_dir() else {
-        return Err(Failure {
-            kind: ErrorKind::Config,
-            message: "query runs on the local warehouse in this build; this config's warehouse is BigQuery".into(),
-        });
+    let local;
+    let bigquery;
+    let sandbox;
+    let engine = match &config.warehouse {
+        WarehouseConfig::Local { path } => {
+            local = crate::warehouse::local::LocalWarehouse::reader(&config.data_dir.join(path));
+            QueryEngine::Local(&local)
+        }
+        WarehouseConfig::BigQuery {
+            project,
+            dataset,
+            location,
+            credentials_file,
+        } => {
+            sandbox = connect_sandbox(config).await?;
+            let settings = BigQuerySettings {
+                project: project.clone(),
+                dataset: dataset.clone(),
+                location: location.clone(),
+                credentials_file: credentials_file.clone(),
+                sandbox: sandbox.as_ref().map(|s| s.base_url().to_string()),
+            };
+            let http = HttpClient::new(Timeouts::default())?;
+            bigquery = connect_client(&settings, &http, RetryPolicy::default()).await?;
+            QueryEngine::BigQuery {
+                client: &bigquery,
+                dataset,
+            }
+        }
     };
-    let warehouse = crate::warehouse::local::LocalWarehouse::reader(&dir);
-    let engine = QueryEngine::Local(&warehouse);
     let overrides = params
         .iter()
         .map(|(name, value)| (name.clone(), config::ParamValue::String(value.clone())))

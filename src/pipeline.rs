@@ -2,9 +2,9 @@
 //!
 //! Each step kind belongs to a stage of the data flow (extract → normalize → load, sql,
 //! deliver, activate). Extract steps read their streams through [`crate::extract`] into
-//! the local Delta warehouse; a dry run extracts into a counting warehouse and reports what
-//! would be loaded, changing nothing. A step whose stage this build does not have yet —
-//! loading into BigQuery, SQL, delivery, activation — fails the run with a terminal error
+//! the configured warehouse (local Delta tables or BigQuery); a dry run extracts into a
+//! counting warehouse and reports what would be loaded, changing nothing. A step whose
+//! stage this build does not have yet — SQL, delivery, activation — fails the run with a terminal error
 //! that says so before anything is written or sent: it is never skipped silently or
 //! counted as a success.
 
@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 
-use crate::config::{Config, JobConfig, ProcessEnvironment, SourceKind, Step};
+use crate::config::{Config, JobConfig, ProcessEnvironment, SourceKind, Step, WarehouseConfig};
 use crate::error::{Classify, ErrorKind};
 use crate::extract::{Mode, StreamReport, extract_stream};
 use crate::http::retry::RetryPolicy;
@@ -21,7 +21,8 @@ use crate::http::{HttpClient, Timeouts};
 use crate::normalize::RunStamp;
 use crate::scheduler::{Executor, RunContext, RunError};
 use crate::sources::{self, AnySource, Source};
-use crate::state::Counters;
+use crate::state::{Counters, StateStore};
+use crate::warehouse::bigquery::{BigQuerySettings, BigQueryWarehouse, connect_client};
 use crate::warehouse::local::LocalWarehouse;
 use crate::warehouse::memory::MemoryWarehouse;
 
@@ -33,14 +34,28 @@ pub struct Pipeline {
     /// Sources built so far: one per kind for the process's life, so every run shares
     /// each credential's rate budget.
     sources: Mutex<HashMap<SourceKind, AnySource>>,
-    /// The local warehouse, once opened.
-    warehouse: tokio::sync::Mutex<Option<LocalWarehouse>>,
+    /// The state database (BigQuery keeps its cursors and load journal there).
+    state: Arc<StateStore>,
+    /// The configured warehouse, once opened.
+    warehouse: tokio::sync::Mutex<Option<OpenWarehouse>>,
+}
+
+/// The configured warehouse, opened.
+enum OpenWarehouse {
+    /// Delta tables on this machine.
+    Local(LocalWarehouse),
+    /// A BigQuery dataset.
+    BigQuery(Box<BigQueryWarehouse>),
 }
 
 impl Pipeline {
     /// A pipeline over `config`; `sandbox` is the sandbox's base URL when services are
     /// simulated.
-    pub fn new(config: Arc<Config>, sandbox: Option<String>) -> Result<Self, RunError> {
+    pub fn new(
+        config: Arc<Config>,
+        sandbox: Option<String>,
+        state: Arc<StateStore>,
+    ) -> Result<Self, RunError> {
         let client = HttpClient::new(Timeouts::default())
             .map_err(|e| RunError::new(ErrorKind::Bug, e.to_string()))?;
         Ok(Pipeline {
@@ -48,6 +63,7 @@ impl Pipeline {
             sandbox,
             client,
             sources: Mutex::new(HashMap::new()),
+            state,
             warehouse: tokio::sync::Mutex::new(None),
         })
     }
@@ -118,18 +134,49 @@ impl Pipeline {
             on_stream(source.name(), stream);
             let report = if plan.dry_run {
                 let mut counting = MemoryWarehouse::counting();
-                extract_stream(&source, stream, &mut counting, plan.stamp.clone(), plan.mode, policy, progress).await
+                extract_stream(
+                    &source,
+                    stream,
+                    &mut counting,
+                    plan.stamp.clone(),
+                    plan.mode,
+                    policy,
+                    progress,
+                )
+                .await
             } else {
                 let mut warehouse = self.warehouse().await?;
-                let Some(warehouse) = warehouse.as_mut() else {
-                    return Err(RunError::new(
-                        ErrorKind::Terminal,
-                        "loading into BigQuery is not part of this build of mailroom yet; nothing was extracted or loaded (use [warehouse] type = \"local\", or `--dry-run`)",
-                    ));
-                };
-                extract_stream(&source, stream, warehouse, plan.stamp.clone(), plan.mode, policy, progress).await
+                match warehouse.as_mut() {
+                    Some(OpenWarehouse::Local(local)) => {
+                        extract_stream(
+                            &source,
+                            stream,
+                            local,
+                            plan.stamp.clone(),
+                            plan.mode,
+                            policy,
+                            progress,
+                        )
+                        .await
+                    }
+                    Some(OpenWarehouse::BigQuery(bigquery)) => {
+                        extract_stream(
+                            &source,
+                            stream,
+                            bigquery.as_mut(),
+                            plan.stamp.clone(),
+                            plan.mode,
+                            policy,
+                            progress,
+                        )
+                        .await
+                    }
+                    None => unreachable!("warehouse() opens one"),
+                }
             }
-            .map_err(|err| RunError::new(err.kind(), format!("{} {stream}: {err}", source.name())))?;
+            .map_err(|err| {
+                RunError::new(err.kind(), format!("{} {stream}: {err}", source.name()))
+            })?;
             count(counters, &report);
         }
         Ok(())
@@ -143,7 +190,7 @@ impl Pipeline {
         counters: &mut Counters,
     ) -> Result<(), RunError> {
         let mut warehouse = self.warehouse().await?;
-        let Some(warehouse) = warehouse.as_mut() else {
+        let Some(OpenWarehouse::Local(warehouse)) = warehouse.as_mut() else {
             return Err(RunError::new(
                 ErrorKind::Config,
                 "the compact step works on the local warehouse; BigQuery manages its own storage",
@@ -165,19 +212,47 @@ impl Pipeline {
         Ok(())
     }
 
-    /// The local warehouse, opened on first use and shared by every run (one load at a
-    /// time); `None` inside when the configured warehouse is not a local one.
+    /// The configured warehouse, opened on first use and shared by every run (one load at a
+    /// time): local Delta tables, or a BigQuery dataset (in the sandbox's project when
+    /// services are simulated).
     async fn warehouse(
         &self,
-    ) -> Result<tokio::sync::MutexGuard<'_, Option<LocalWarehouse>>, RunError> {
+    ) -> Result<tokio::sync::MutexGuard<'_, Option<OpenWarehouse>>, RunError> {
         let mut warehouse = self.warehouse.lock().await;
-        if warehouse.is_none()
-            && let Some(dir) = self.config.local_warehouse_dir()
-        {
-            let opened = LocalWarehouse::open(&dir)
-                .map_err(|err| RunError::new(err.kind(), err.to_string()))?;
-            *warehouse = Some(opened);
+        if warehouse.is_some() {
+            return Ok(warehouse);
         }
+        let failed =
+            |err: crate::warehouse::WarehouseError| RunError::new(err.kind(), err.to_string());
+        let opened = match &self.config.warehouse {
+            WarehouseConfig::Local { path } => OpenWarehouse::Local(
+                LocalWarehouse::open(&self.config.data_dir.join(path)).map_err(failed)?,
+            ),
+            WarehouseConfig::BigQuery {
+                project,
+                dataset,
+                location,
+                credentials_file,
+            } => {
+                let settings = BigQuerySettings {
+                    project: project.clone(),
+                    dataset: dataset.clone(),
+                    location: location.clone(),
+                    credentials_file: credentials_file.clone(),
+                    sandbox: self.sandbox.clone(),
+                };
+                let client = connect_client(&settings, &self.client, RetryPolicy::default())
+                    .await
+                    .map_err(|err| RunError::new(err.kind(), err.to_string()))?;
+                OpenWarehouse::BigQuery(Box::new(BigQueryWarehouse::new(
+                    client,
+                    dataset.clone(),
+                    self.state.clone(),
+                    self.config.data_dir.join("bigquery-staging"),
+                )))
+            }
+        };
+        *warehouse = Some(opened);
         Ok(warehouse)
     }
 }

@@ -8,8 +8,7 @@ use crate::error::{Classify, ErrorKind};
 use crate::sql::googlesql::{self, FrontEndError};
 use crate::sql::template::TableNames;
 use crate::warehouse::WarehouseError;
-use crate::warehouse::bigquery::BigQueryWarehouse;
-use crate::warehouse::bigquery::client::BigQueryError;
+use crate::warehouse::bigquery::client::{BigQueryClient, BigQueryError};
 use crate::warehouse::local::LocalWarehouse;
 
 /// A query's answer.
@@ -58,7 +57,12 @@ pub enum QueryEngine<'w> {
     /// The local warehouse's tables.
     Local(&'w LocalWarehouse),
     /// A BigQuery dataset's tables; the SQL runs there as written.
-    BigQuery(&'w BigQueryWarehouse),
+    BigQuery {
+        /// The client.
+        client: &'w BigQueryClient,
+        /// The dataset `ref()` names tables in.
+        dataset: &'w str,
+    },
 }
 
 impl QueryEngine<'_> {
@@ -66,7 +70,10 @@ impl QueryEngine<'_> {
     pub fn table_names(&self) -> TableNames {
         match self {
             QueryEngine::Local(_) => TableNames::Local,
-            QueryEngine::BigQuery(warehouse) => warehouse.table_names(),
+            QueryEngine::BigQuery { client, dataset } => TableNames::BigQuery {
+                project: client.project.clone(),
+                dataset: dataset.to_string(),
+            },
         }
     }
 
@@ -78,7 +85,7 @@ impl QueryEngine<'_> {
                 let (schema, batches) = googlesql::run(&ctx, sql).await?;
                 Ok(QueryResult { schema, batches })
             }
-            QueryEngine::BigQuery(warehouse) => Ok(warehouse.client().query(sql).await?),
+            QueryEngine::BigQuery { client, .. } => Ok(client.query(sql).await?),
         }
     }
 }

@@ -136,7 +136,10 @@ mod tests {
             cursor: Some(at),
         };
         state.begin_load(&load, at).expect("begin");
-        assert_eq!(state.pending_loads().expect("pending"), std::slice::from_ref(&load));
+        assert_eq!(
+            state.pending_loads().expect("pending"),
+            std::slice::from_ref(&load)
+        );
         assert_eq!(state.cursor("smile", "customers").expect("cursor"), None);
         state.finish_load(&load, at).expect("finish");
         assert!(state.pending_loads().expect("pending").is_empty());

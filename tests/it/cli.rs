@@ -276,16 +276,30 @@ fn run_job_is_recorded_in_the_ledger_and_status_shows_it() {
         "{stderr}"
     );
 
-    // Loading into BigQuery is not in this build yet: that run fails as terminal, and says so.
+    // With BigQuery configured, a run loads into the sandbox's BigQuery (its project).
     let bigquery = mailroom::config::DEFAULT_CONFIG.replace(
         "type = \"local\"",
         "type = \"bigquery\"\nproject = \"acme-marketing\"\ndataset = \"mailroom\"",
     );
     std::fs::write(dir.path().join("config.toml"), bigquery).expect("config");
-    let (code, _, stderr) = run(mailroom(dir.path()).args(["run-job", "extract-orders"]));
-    assert_eq!(code, 1, "{stderr}");
+    let (code, stdout, stderr) = run(mailroom(dir.path()).args(["run-job", "extract-loyalty"]));
+    assert_eq!(code, 0, "{stderr}");
     assert!(
-        stderr.contains("loading into BigQuery is not part of this build"),
+        stdout.contains("Done:") && stdout.contains("smile_customers"),
+        "{stdout}"
+    );
+    let (code, _, stderr) = run(mailroom(dir.path()).args(["compact"]));
+    assert_eq!(code, 78, "compact is for the local warehouse: {stderr}");
+    // A key file that is not there fails the run, naming the file.
+    let missing_key = mailroom::config::DEFAULT_CONFIG.replace(
+        "type = \"local\"",
+        "type = \"bigquery\"\nproject = \"acme-marketing\"\ndataset = \"mailroom\"\ncredentials_file = \"missing-key.json\"",
+    );
+    std::fs::write(dir.path().join("config.toml"), missing_key).expect("config");
+    let (code, _, stderr) = run(mailroom(dir.path()).args(["run-job", "extract-orders"]));
+    assert_eq!(code, 78, "{stderr}");
+    assert!(
+        stderr.contains("service-account key file") && stderr.contains("missing-key.json"),
         "{stderr}"
     );
     std::fs::remove_file(dir.path().join("config.toml")).expect("config removed");
@@ -294,9 +308,12 @@ fn run_job_is_recorded_in_the_ledger_and_status_shows_it() {
         .expect("open")
         .expect("exists");
     let runs = state.recent_runs(None, 10).expect("runs");
-    assert_eq!(runs.len(), 3);
+    assert_eq!(runs.len(), 4);
     assert_eq!(runs[0].status, RunStatus::Failed);
-    assert_eq!(runs[1].status, RunStatus::Succeeded);
+    assert!(
+        runs[1..].iter().all(|r| r.status == RunStatus::Succeeded),
+        "{runs:?}"
+    );
     drop(state);
 
     let (code, stdout, stderr) = run(mailroom(dir.path()).arg("status"));
@@ -311,7 +328,7 @@ fn run_job_is_recorded_in_the_ledger_and_status_shows_it() {
     );
     assert!(stdout.contains("manual"), "{stdout}");
     assert!(
-        stdout.contains("terminal: step 1, extract shopify"),
+        stdout.contains("config: step 1, extract shopify"),
         "{stdout}"
     );
 
@@ -337,7 +354,7 @@ fn run_job_is_recorded_in_the_ledger_and_status_shows_it() {
     let state = StateStore::open_read_only(&dir.path().join("data/state.db"))
         .expect("open")
         .expect("exists");
-    assert_eq!(state.recent_runs(None, 10).expect("runs").len(), 3);
+    assert_eq!(state.recent_runs(None, 10).expect("runs").len(), 4);
 }
 
 #[test]

@@ -13,9 +13,9 @@ use mailroom::extract::{Mode, extract_stream};
 use mailroom::http::{HttpClient, RetryPolicy, Timeouts};
 use mailroom::normalize::SchemaPolicy;
 use mailroom::sandbox::RunningSandbox;
-use mailroom::sql::engine::QueryEngine;
-use mailroom::state::StateStore;
+use mailroom::state::{PendingLoad, StateStore};
 use mailroom::warehouse::Warehouse;
+use mailroom::warehouse::bigquery::client::JobStart;
 use mailroom::warehouse::bigquery::{BigQuerySettings, BigQueryWarehouse, connect_client};
 
 use crate::sql_golden::{check_cases, load_fixtures};
@@ -47,10 +47,7 @@ async fn warehouse(
 }
 
 async fn query_ids(warehouse: &BigQueryWarehouse, sql: &str) -> Vec<i64> {
-    let result = QueryEngine::BigQuery(warehouse)
-        .run(sql)
-        .await
-        .expect("query");
+    let result = warehouse.engine().run(sql).await.expect("query");
     result
         .batches
         .iter()
@@ -70,7 +67,7 @@ async fn shipped_sql_files_give_the_golden_rows_on_the_sandbox_bigquery() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut warehouse = warehouse(&sandbox, dir.path(), "golden").await;
     load_fixtures(&mut warehouse).await;
-    check_cases(&QueryEngine::BigQuery(&warehouse), "the sandbox BigQuery").await;
+    check_cases(&warehouse.engine(), "the sandbox BigQuery").await;
 }
 
 #[tokio::test]
@@ -148,4 +145,103 @@ async fn merge_loads_keep_one_row_per_key_and_replays_load_nothing() {
 async fn sandbox_jobs(sandbox: &RunningSandbox) -> u64 {
     let (_, _, state) = get_json(&format!("{}/_sandbox/state", sandbox.base_url), &[]).await;
     state["bigquery"]["jobs"].as_u64().expect("jobs")
+}
+
+#[tokio::test]
+async fn a_load_interrupted_after_its_jobs_moves_its_cursor_on_restart() {
+    let sandbox = small_sandbox().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut warehouse = warehouse(&sandbox, dir.path(), "mailroom").await;
+    // A job that finished, as the last job of a load would have before the process died.
+    let finished = "mailroom_probe_finished";
+    let started = warehouse
+        .client()
+        .start_job(
+            finished,
+            serde_json::json!({ "query": { "query": "SELECT 1 AS one", "useLegacySql": false } }),
+        )
+        .await
+        .expect("job");
+    assert_eq!(started, JobStart::New);
+    assert_eq!(
+        warehouse
+            .client()
+            .start_job(
+                finished,
+                serde_json::json!({ "query": { "query": "SELECT 1", "useLegacySql": false } })
+            )
+            .await
+            .expect("again"),
+        JobStart::Existing,
+        "a job id is used once: the second insert finds the first job (409)"
+    );
+    // A job that fails says which job, what it did and BigQuery's reason.
+    let bad = "mailroom_probe_bad";
+    warehouse
+        .client()
+        .start_job(
+            bad,
+            serde_json::json!({ "query": { "query": "SELECT * FROM `sandbox-project.mailroom.nowhere`", "useLegacySql": false } }),
+        )
+        .await
+        .expect("job");
+    let err = warehouse
+        .client()
+        .wait(bad, "merging into nowhere")
+        .await
+        .expect_err("the table does not exist");
+    let text = err.to_string();
+    assert!(
+        text.contains("BigQuery job mailroom_probe_bad (merging into nowhere) failed")
+            && text.contains("nowhere"),
+        "{text}"
+    );
+    let state = StateStore::open(&dir.path().join("state.db")).expect("state");
+    let journal = |run: &str, stream: &str, job: &str, cursor: &str| PendingLoad {
+        key: format!("{run}/smile/{stream}"),
+        run_id: run.into(),
+        source: "smile".into(),
+        stream: stream.into(),
+        plan: serde_json::json!({ "jobs": [job], "staging": [] }).to_string(),
+        cursor: Some(utc(cursor)),
+    };
+    state
+        .begin_load(
+            &journal("run-1", "customers", finished, "2026-11-20T00:00:00Z"),
+            utc("2026-11-20T00:00:00Z"),
+        )
+        .expect("journal");
+    // A load whose job was never sent: its cursor must not move.
+    state
+        .begin_load(
+            &journal(
+                "run-1",
+                "points_transactions",
+                "mailroom_probe_never_sent",
+                "2026-11-21T00:00:00Z",
+            ),
+            utc("2026-11-20T00:00:00Z"),
+        )
+        .expect("journal");
+    drop(state);
+
+    warehouse.recover().await.expect("recover");
+    assert_eq!(
+        warehouse
+            .cursor("smile_customers", "smile", "customers")
+            .await
+            .expect("cursor"),
+        Some(utc("2026-11-20T00:00:00Z")),
+        "every job finished: the cursor moves"
+    );
+    assert_eq!(
+        warehouse
+            .cursor("smile_points_transactions", "smile", "points_transactions")
+            .await
+            .expect("cursor"),
+        None,
+        "a job never sent: the stream is read again from where it was"
+    );
+    let state = StateStore::open(&dir.path().join("state.db")).expect("state");
+    assert!(state.pending_loads().expect("journal").is_empty());
 }

@@ -35,7 +35,6 @@ use super::{Commit, CommitOutcome, LoadId, SEQUENCE, Warehouse, WarehouseError, 
 use crate::http::google_auth::{GoogleAuthError, GoogleTokens, ServiceAccountKey};
 use crate::http::{Auth, Call, HttpClient, RetryPolicy, Service};
 use crate::normalize::{TableSchema, WriteDisposition};
-use crate::sql::template::TableNames;
 use crate::state::{PendingLoad, StateStore};
 
 /// One table's rows staged for a load: one Parquet file per batch (a held-open writer
@@ -177,6 +176,15 @@ pub async fn connect_client(
             .into());
         }
     };
+    // The sandbox serves one project, its key's.
+    let project = match (
+        &settings.credentials_file,
+        &settings.sandbox,
+        &key.project_id,
+    ) {
+        (None, Some(_), Some(sandbox_project)) => sandbox_project.clone(),
+        _ => settings.project.clone(),
+    };
     let tokens = GoogleTokens::new(key, &[client::SCOPE], http.clone(), retry);
     let root =
         api_root(settings.sandbox.as_deref()).map_err(|message| BigQueryError::Protocol {
@@ -188,7 +196,7 @@ pub async fn connect_client(
         tokens,
         root,
         retry,
-        settings.project.clone(),
+        project,
         settings.location.clone(),
     ))
 }
@@ -211,17 +219,17 @@ impl BigQueryWarehouse {
         }
     }
 
-    /// How SQL files name this warehouse's tables.
-    pub fn table_names(&self) -> TableNames {
-        TableNames::BigQuery {
-            project: self.client.project.clone(),
-            dataset: self.dataset.clone(),
-        }
-    }
-
-    /// The client, for queries.
+    /// The client, for jobs of its own.
     pub fn client(&self) -> &BigQueryClient {
         &self.client
+    }
+
+    /// Where queries on this warehouse's tables run.
+    pub fn engine(&self) -> crate::sql::engine::QueryEngine<'_> {
+        crate::sql::engine::QueryEngine::BigQuery {
+            client: &self.client,
+            dataset: &self.dataset,
+        }
     }
 
     /// Finishes or abandons loads a dead process left in the journal, before anything new
