@@ -6,7 +6,9 @@
 //!   with no rate limit: records/s, the extractor's CPU time and peak resident memory, and
 //!   how peak memory grows between the two;
 //! - 10,000 people at Smile's 10 requests/s: elapsed time against the minimum the limit
-//!   allows, and the share of requests answered 429.
+//!   allows, and the share of requests answered 429;
+//! - end to end: about 1,000,000 Smile customers loaded into the local Delta warehouse
+//!   (staged, merged on the key, committed): records/s and the loader's peak memory.
 //!
 //! Figures are printed; BENCHMARKS.md records them. Options: `-- --sizes PEOPLE,PEOPLE`.
 
@@ -21,6 +23,7 @@ use mailroom::http::retry::RetryPolicy;
 use mailroom::http::{HttpClient, Timeouts};
 use mailroom::normalize::{RunStamp, SchemaPolicy};
 use mailroom::sandbox::{RunningSandbox, SandboxOptions};
+use mailroom::warehouse::local::LocalWarehouse;
 use mailroom::warehouse::memory::MemoryWarehouse;
 
 const SEED: u64 = 7;
@@ -29,7 +32,11 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("--serve") => serve(&args[2], &args[3]),
-        Some("--extract") => extract(&args[2], &args[3]),
+        Some("--extract") => extract(
+            &args[2],
+            &args[3],
+            args.get(4).map_or("memory", String::as_str),
+        ),
         _ => drive(&args),
     }
 }
@@ -47,7 +54,7 @@ fn drive(args: &[String]) {
     println!("extract_smile: Smile.io customers → Arrow batches (counting sink)");
     let mut peaks = Vec::new();
     for &customers in &sizes {
-        let result = scenario(customers, "none");
+        let result = scenario(customers, "none", "memory");
         let rate = result.records as f64 / result.seconds;
         println!(
             "  {customers:>9} people: {:>9} Smile customers in {:>6.2} s = {:>9.0} records/s, extractor CPU {:>5.2} s, extractor peak RSS {:>6.1} MB",
@@ -69,7 +76,17 @@ fn drive(args: &[String]) {
             (*last as f64 / *first as f64 - 1.0) * 100.0
         );
     }
-    let limited = scenario(10_000, "10");
+    let people = sizes[sizes.len() - 1];
+    let local = scenario(people, "none", "local");
+    println!(
+        "  end to end into the local Delta warehouse: {} Smile customers in {:.2} s = {:.0} records/s, loader CPU {:.2} s, loader peak RSS {:.1} MB",
+        local.records,
+        local.seconds,
+        local.records as f64 / local.seconds,
+        local.cpu_seconds,
+        local.peak_kb as f64 / 1024.0
+    );
+    let limited = scenario(10_000, "10", "memory");
     let pages = limited.records.div_ceil(250);
     let minimum = (pages.saturating_sub(1)) as f64 / 10.0;
     println!(
@@ -94,7 +111,7 @@ struct Figures {
 }
 
 /// One sandbox process and one extractor process.
-fn scenario(customers: u32, limit: &str) -> Figures {
+fn scenario(customers: u32, limit: &str, sink: &str) -> Figures {
     let me = std::env::current_exe().expect("the benchmark's own path");
     let mut server: Child = Command::new(&me)
         .args(["--serve", &customers.to_string(), limit])
@@ -107,7 +124,7 @@ fn scenario(customers: u32, limit: &str) -> Figures {
         .expect("sandbox URL")
         .expect("sandbox URL line");
     let output = Command::new(&me)
-        .args(["--extract", &url, limit])
+        .args(["--extract", &url, limit, sink])
         .output()
         .expect("extractor runs");
     let _ = server.kill();
@@ -152,8 +169,9 @@ fn serve(customers: &str, limit: &str) {
 }
 
 /// Child: extracts every Smile customer, allowing itself `limit` requests a second
-/// (`none`: no budget), and prints its figures.
-fn extract(url: &str, limit: &str) {
+/// (`none`: no budget), into a counting sink (`memory`) or a fresh local Delta warehouse
+/// (`local`), and prints its figures.
+fn extract(url: &str, limit: &str, sink: &str) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
         let mut config = mailroom::config::parse(
@@ -173,7 +191,6 @@ fn extract(url: &str, limit: &str) {
             RetryPolicy::default(),
         )
         .expect("source");
-        let mut warehouse = MemoryWarehouse::counting();
         let now = chrono::Utc::now();
         let stamp = Arc::new(RunStamp {
             run_id: "bench".into(),
@@ -181,14 +198,25 @@ fn extract(url: &str, limit: &str) {
             scheduled_for: now,
         });
         let started = Instant::now();
-        extract_stream(&smile, "customers", &mut warehouse, stamp, Mode::Incremental, SchemaPolicy::Fixed, &|_| {})
-            .await
-            .expect("extraction");
+        let records = if sink == "local" {
+            let dir = std::env::temp_dir().join(format!("mailroom-bench-{}", std::process::id()));
+            let mut warehouse = LocalWarehouse::open(&dir).expect("local warehouse");
+            let report = extract_stream(&smile, "customers", &mut warehouse, stamp, Mode::Incremental, SchemaPolicy::Fixed, &|_| {})
+                .await
+                .expect("extraction");
+            let _ = std::fs::remove_dir_all(&dir);
+            report.rows_in("smile_customers")
+        } else {
+            let mut warehouse = MemoryWarehouse::counting();
+            extract_stream(&smile, "customers", &mut warehouse, stamp, Mode::Incremental, SchemaPolicy::Fixed, &|_| {})
+                .await
+                .expect("extraction");
+            warehouse.rows("smile_customers")
+        };
         let seconds = started.elapsed().as_secs_f64();
         let (requests, rate_limited) = sandbox_counts(&client, url).await;
         println!(
-            "records={} seconds={seconds:.3} cpu_seconds={:.3} peak_kb={} requests={requests} rate_limited={rate_limited}",
-            warehouse.rows("smile_customers"),
+            "records={records} seconds={seconds:.3} cpu_seconds={:.3} peak_kb={} requests={requests} rate_limited={rate_limited}",
             cpu_seconds(),
             peak_rss_kb()
         );
