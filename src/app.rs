@@ -574,33 +574,25 @@ async fn query(
     format: OutputFormat,
     now: Option<DateTime<Utc>>,
 ) -> Result<ExitCode, Failure> {
-    let local;
-    let bigquery;
-    let sandbox;
-    let engine = match &config.warehouse {
-        WarehouseConfig::Local { path } => {
-            local = crate::warehouse::local::LocalWarehouse::reader(&config.data_dir.join(path));
+    let (local, bigquery, sandbox, settings);
+    let engine = match config.local_warehouse_dir() {
+        Some(dir) => {
+            local = crate::warehouse::local::LocalWarehouse::reader(&dir);
             QueryEngine::Local(&local)
         }
-        WarehouseConfig::BigQuery {
-            project,
-            dataset,
-            location,
-            credentials_file,
-        } => {
+        None => {
             sandbox = connect_sandbox(config).await?;
-            let settings = BigQuerySettings {
-                project: project.clone(),
-                dataset: dataset.clone(),
-                location: location.clone(),
-                credentials_file: credentials_file.clone(),
-                sandbox: sandbox.as_ref().map(|s| s.base_url().to_string()),
-            };
+            let sandbox_url = sandbox.as_ref().map(|s| s.base_url().to_string());
+            settings =
+                BigQuerySettings::from_config(&config.warehouse, sandbox_url).ok_or(Failure {
+                    kind: ErrorKind::Bug,
+                    message: "the warehouse is neither local nor BigQuery".into(),
+                })?;
             let http = HttpClient::new(Timeouts::default())?;
             bigquery = connect_client(&settings, &http, RetryPolicy::default()).await?;
             QueryEngine::BigQuery {
                 client: &bigquery,
-                dataset,
+                dataset: &settings.dataset,
             }
         }
     };

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 
-use crate::config::{Config, JobConfig, ProcessEnvironment, SourceKind, Step, WarehouseConfig};
+use crate::config::{Config, JobConfig, ProcessEnvironment, SourceKind, Step};
 use crate::error::{Classify, ErrorKind};
 use crate::extract::{Mode, StreamReport, extract_stream};
 use crate::http::retry::RetryPolicy;
@@ -37,7 +37,7 @@ pub struct Pipeline {
     /// The state database (BigQuery keeps its cursors and load journal there).
     state: Arc<StateStore>,
     /// The configured warehouse, once opened.
-    warehouse: tokio::sync::Mutex<Option<OpenWarehouse>>,
+    warehouse: tokio::sync::OnceCell<tokio::sync::Mutex<OpenWarehouse>>,
 }
 
 /// The configured warehouse, opened.
@@ -64,7 +64,7 @@ impl Pipeline {
             client,
             sources: Mutex::new(HashMap::new()),
             state,
-            warehouse: tokio::sync::Mutex::new(None),
+            warehouse: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -146,8 +146,8 @@ impl Pipeline {
                 .await
             } else {
                 let mut warehouse = self.warehouse().await?;
-                match warehouse.as_mut() {
-                    Some(OpenWarehouse::Local(local)) => {
+                match &mut *warehouse {
+                    OpenWarehouse::Local(local) => {
                         extract_stream(
                             &source,
                             stream,
@@ -159,7 +159,7 @@ impl Pipeline {
                         )
                         .await
                     }
-                    Some(OpenWarehouse::BigQuery(bigquery)) => {
+                    OpenWarehouse::BigQuery(bigquery) => {
                         extract_stream(
                             &source,
                             stream,
@@ -171,7 +171,6 @@ impl Pipeline {
                         )
                         .await
                     }
-                    None => unreachable!("warehouse() opens one"),
                 }
             }
             .map_err(|err| {
@@ -190,7 +189,7 @@ impl Pipeline {
         counters: &mut Counters,
     ) -> Result<(), RunError> {
         let mut warehouse = self.warehouse().await?;
-        let Some(OpenWarehouse::Local(warehouse)) = warehouse.as_mut() else {
+        let OpenWarehouse::Local(warehouse) = &mut *warehouse else {
             return Err(RunError::new(
                 ErrorKind::Config,
                 "the compact step works on the local warehouse; BigQuery manages its own storage",
@@ -215,45 +214,36 @@ impl Pipeline {
     /// The configured warehouse, opened on first use and shared by every run (one load at a
     /// time): local Delta tables, or a BigQuery dataset (in the sandbox's project when
     /// services are simulated).
-    async fn warehouse(
-        &self,
-    ) -> Result<tokio::sync::MutexGuard<'_, Option<OpenWarehouse>>, RunError> {
-        let mut warehouse = self.warehouse.lock().await;
-        if warehouse.is_some() {
-            return Ok(warehouse);
-        }
+    async fn warehouse(&self) -> Result<tokio::sync::MutexGuard<'_, OpenWarehouse>, RunError> {
+        let opened = self
+            .warehouse
+            .get_or_try_init(|| self.open_warehouse())
+            .await?;
+        Ok(opened.lock().await)
+    }
+
+    async fn open_warehouse(&self) -> Result<tokio::sync::Mutex<OpenWarehouse>, RunError> {
         let failed =
             |err: crate::warehouse::WarehouseError| RunError::new(err.kind(), err.to_string());
-        let opened = match &self.config.warehouse {
-            WarehouseConfig::Local { path } => OpenWarehouse::Local(
-                LocalWarehouse::open(&self.config.data_dir.join(path)).map_err(failed)?,
-            ),
-            WarehouseConfig::BigQuery {
-                project,
-                dataset,
-                location,
-                credentials_file,
-            } => {
-                let settings = BigQuerySettings {
-                    project: project.clone(),
-                    dataset: dataset.clone(),
-                    location: location.clone(),
-                    credentials_file: credentials_file.clone(),
-                    sandbox: self.sandbox.clone(),
-                };
-                let client = connect_client(&settings, &self.client, RetryPolicy::default())
-                    .await
-                    .map_err(|err| RunError::new(err.kind(), err.to_string()))?;
-                OpenWarehouse::BigQuery(Box::new(BigQueryWarehouse::new(
-                    client,
-                    dataset.clone(),
-                    self.state.clone(),
-                    self.config.data_dir.join("bigquery-staging"),
-                )))
-            }
-        };
-        *warehouse = Some(opened);
-        Ok(warehouse)
+        let opened =
+            match BigQuerySettings::from_config(&self.config.warehouse, self.sandbox.clone()) {
+                Some(settings) => {
+                    let client = connect_client(&settings, &self.client, RetryPolicy::default())
+                        .await
+                        .map_err(|err| RunError::new(err.kind(), err.to_string()))?;
+                    OpenWarehouse::BigQuery(Box::new(BigQueryWarehouse::new(
+                        client,
+                        settings.dataset,
+                        self.state.clone(),
+                        self.config.data_dir.join("bigquery-staging"),
+                    )))
+                }
+                None => {
+                    let dir = self.config.local_warehouse_dir().unwrap_or_default();
+                    OpenWarehouse::Local(LocalWarehouse::open(&dir).map_err(failed)?)
+                }
+            };
+        Ok(tokio::sync::Mutex::new(opened))
     }
 }
 

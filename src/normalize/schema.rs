@@ -232,6 +232,15 @@ pub struct TableSchema {
 }
 
 impl TableSchema {
+    /// Every column's name as stored, run columns included, in order.
+    pub fn column_names(&self) -> Vec<String> {
+        self.arrow_schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect()
+    }
+
     /// A table with these columns, appended to, with no key, cursor or children.
     pub fn new(name: &'static str, columns: Vec<Column>) -> Self {
         TableSchema {

@@ -19,6 +19,15 @@ pub enum OutputFormat {
     Json,
 }
 
+fn column_names(result: &QueryResult) -> Vec<&str> {
+    result
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect()
+}
+
 /// Writes `result` to `out` in `format`.
 pub fn write(
     result: &QueryResult,
@@ -31,13 +40,7 @@ pub fn write(
             if rows > 0 {
                 writeln!(out, "{}", pretty_format_batches(&result.batches)?)?;
             } else {
-                let names: Vec<&str> = result
-                    .schema
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().as_str())
-                    .collect();
-                writeln!(out, "columns: {}", names.join(", "))?;
+                writeln!(out, "columns: {}", column_names(result).join(", "))?;
             }
             writeln!(out, "({rows} row{})", if rows == 1 { "" } else { "s" })?;
         }
@@ -46,14 +49,8 @@ pub fn write(
                 .with_header(true)
                 .build(&mut *out);
             if result.batches.is_empty() {
-                let names: Vec<&str> = result
-                    .schema
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().as_str())
-                    .collect();
                 drop(writer);
-                writeln!(out, "{}", names.join(","))?;
+                writeln!(out, "{}", column_names(result).join(","))?;
             } else {
                 for batch in &result.batches {
                     writer.write(batch)?;

@@ -352,10 +352,9 @@ impl LocalWarehouse {
             .await
             .map_err(failed)?;
         let columns: Vec<String> = table
-            .arrow_schema()
-            .fields()
+            .column_names()
             .iter()
-            .map(|f| format!("\"{}\"", f.name()))
+            .map(|name| format!("\"{name}\""))
             .collect();
         let columns = columns.join(", ");
         let sql = if table.disposition == WriteDisposition::Merge && !table.key.is_empty() {
@@ -384,12 +383,7 @@ impl LocalWarehouse {
             .map(|k| format!("target.\"{k}\" = source.\"{k}\""))
             .collect::<Vec<_>>()
             .join(" AND ");
-        let columns: Vec<String> = table
-            .arrow_schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().to_string())
-            .collect();
+        let columns = table.column_names();
         let assign = |column: &String| (format!("\"{column}\""), format!("source.\"{column}\""));
         delta
             .merge(source, predicate)
@@ -531,9 +525,7 @@ impl Warehouse for LocalWarehouse {
     async fn commit(&mut self, commit: Commit) -> Result<CommitOutcome, WarehouseError> {
         let staged = self.staged.remove(&commit.load).unwrap_or_default();
         let mut outcome = CommitOutcome::default();
-        // The stream's own table is first in `tables`; it is committed last, with the cursor.
-        let mut order: Vec<&TableSchema> = commit.tables.iter().skip(1).collect();
-        order.extend(commit.tables.first());
+        let order = commit.apply_order();
         let last = order.len().saturating_sub(1);
         for (i, table) in order.into_iter().enumerate() {
             let cursor = (i == last).then_some(commit.cursor).flatten().map(|c| {

@@ -45,6 +45,16 @@ pub struct Commit {
     pub cursor: Option<DateTime<Utc>>,
 }
 
+impl Commit {
+    /// The tables in the order a store applies them: children and quarantine first, the
+    /// stream's own table (first in `tables`) last, so the cursor goes with it.
+    pub fn apply_order(&self) -> Vec<&TableSchema> {
+        let mut order: Vec<&TableSchema> = self.tables.iter().skip(1).collect();
+        order.extend(self.tables.first());
+        order
+    }
+}
+
 /// What a committed load changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CommitOutcome {

@@ -32,6 +32,7 @@ use serde_json::{Value, json};
 
 use self::client::{BigQueryClient, BigQueryError, JobStart};
 use super::{Commit, CommitOutcome, LoadId, SEQUENCE, Warehouse, WarehouseError, with_sequence};
+use crate::config::WarehouseConfig;
 use crate::http::google_auth::{GoogleAuthError, GoogleTokens, ServiceAccountKey};
 use crate::http::{Auth, Call, HttpClient, RetryPolicy, Service};
 use crate::normalize::{TableSchema, WriteDisposition};
@@ -128,6 +129,27 @@ pub struct BigQuerySettings {
     pub credentials_file: Option<PathBuf>,
     /// The sandbox's base URL when services are simulated.
     pub sandbox: Option<String>,
+}
+
+impl BigQuerySettings {
+    /// The settings of a BigQuery `[warehouse]`; `None` for a local one.
+    pub fn from_config(warehouse: &WarehouseConfig, sandbox: Option<String>) -> Option<Self> {
+        match warehouse {
+            WarehouseConfig::BigQuery {
+                project,
+                dataset,
+                location,
+                credentials_file,
+            } => Some(BigQuerySettings {
+                project: project.clone(),
+                dataset: dataset.clone(),
+                location: location.clone(),
+                credentials_file: credentials_file.clone(),
+                sandbox,
+            }),
+            WarehouseConfig::Local { .. } => None,
+        }
+    }
 }
 
 /// The API root: Google's, or the sandbox's simulator.
@@ -479,12 +501,7 @@ impl BigQueryWarehouse {
     /// The `MERGE` of a staging table into its table: the last staged row per key updates
     /// the table's row or is inserted.
     fn merge_sql(&self, table: &TableSchema, staging: &str) -> String {
-        let columns: Vec<String> = table
-            .arrow_schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
+        let columns = table.column_names();
         let key: Vec<&str> = table.key.to_vec();
         let project = &self.client.project;
         let dataset = &self.dataset;
@@ -565,9 +582,7 @@ impl Warehouse for BigQueryWarehouse {
             .await
             .map_err(|e| bq_error(&self.dataset, e))?;
         let mut staged = self.staged.remove(&commit.load).unwrap_or_default();
-        // The stream's own table is first in `tables`; it is applied last.
-        let mut order: Vec<&TableSchema> = commit.tables.iter().skip(1).collect();
-        order.extend(commit.tables.first());
+        let order = commit.apply_order();
         let mut plans = Vec::new();
         for table in order {
             let files = match staged.remove(table.name) {
