@@ -6,17 +6,21 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use arrow::array::AsArray;
+use arrow::array::{
+    ArrayRef, AsArray, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray,
+};
 use arrow::datatypes::Int64Type;
+use arrow::record_batch::RecordBatch;
 use mailroom::config::SourceKind;
 use mailroom::extract::{Mode, extract_stream};
 use mailroom::http::{HttpClient, RetryPolicy, Timeouts};
-use mailroom::normalize::SchemaPolicy;
+use mailroom::normalize::schema::{Column, ColumnType};
+use mailroom::normalize::{SchemaPolicy, TableSchema};
 use mailroom::sandbox::RunningSandbox;
 use mailroom::state::{PendingLoad, StateStore};
-use mailroom::warehouse::Warehouse;
 use mailroom::warehouse::bigquery::client::JobStart;
 use mailroom::warehouse::bigquery::{BigQuerySettings, BigQueryWarehouse, connect_client};
+use mailroom::warehouse::{Commit, CommitOutcome, LoadId, Warehouse, WarehouseError};
 
 use crate::sql_golden::{check_cases, load_fixtures};
 use crate::support::{get_json, small_sandbox, small_world, source, stamp, utc};
@@ -244,4 +248,145 @@ async fn a_load_interrupted_after_its_jobs_moves_its_cursor_on_restart() {
     );
     let state = StateStore::open(&dir.path().join("state.db")).expect("state");
     assert!(state.pending_loads().expect("journal").is_empty());
+}
+
+/// `events` merged on `id`; `evolved` adds a nullable `score`, `retyped` makes `name` an
+/// integer.
+fn events_table(evolved: bool, retyped: bool) -> TableSchema {
+    let mut columns = vec![
+        Column::named("id", ColumnType::Int64).required(),
+        Column::named(
+            "name",
+            if retyped {
+                ColumnType::Int64
+            } else {
+                ColumnType::Text
+            },
+        ),
+    ];
+    if evolved {
+        columns.push(Column::named("score", ColumnType::Float64));
+    }
+    TableSchema::new("events", columns).merge_on(&["id"])
+}
+
+fn events_batch(table: &TableSchema, rows: &[(i64, &str, Option<f64>)]) -> RecordBatch {
+    let schema = table.arrow_schema();
+    let columns: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .map(|f| -> ArrayRef {
+            match f.name().as_str() {
+                "id" => Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+                "name" if f.data_type() == &arrow::datatypes::DataType::Int64 => {
+                    Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0)))
+                }
+                "name" => Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1))),
+                "score" => Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.2))),
+                "_mailroom_run_id" => Arc::new(StringArray::from(vec!["events"; rows.len()])),
+                _ => Arc::new(
+                    TimestampMicrosecondArray::from(vec![0; rows.len()]).with_timezone("UTC"),
+                ),
+            }
+        })
+        .collect();
+    RecordBatch::try_new(schema, columns).expect("batch")
+}
+
+async fn commit_events(
+    warehouse: &mut BigQueryWarehouse,
+    run: &str,
+    table: &TableSchema,
+    rows: &[(i64, &str, Option<f64>)],
+) -> Result<CommitOutcome, WarehouseError> {
+    let load = LoadId {
+        source: "test".into(),
+        stream: "events".into(),
+        run_id: run.into(),
+    };
+    warehouse
+        .write(&load, table, events_batch(table, rows))
+        .await?;
+    warehouse
+        .commit(Commit {
+            load,
+            tables: vec![table.clone()],
+            cursor: None,
+        })
+        .await
+}
+
+#[tokio::test]
+async fn new_nullable_columns_are_added_and_a_changed_type_is_refused() {
+    let sandbox = small_sandbox().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut warehouse = warehouse(&sandbox, dir.path(), "mailroom").await;
+    let v1 = events_table(false, false);
+    commit_events(
+        &mut warehouse,
+        "run-1",
+        &v1,
+        &[(1, "a", None), (2, "b", None)],
+    )
+    .await
+    .expect("first load");
+    let v2 = events_table(true, false);
+    commit_events(
+        &mut warehouse,
+        "run-2",
+        &v2,
+        &[(2, "b2", Some(0.5)), (3, "c", Some(1.5))],
+    )
+    .await
+    .expect("a load with a new column");
+    let result = warehouse
+        .engine()
+        .run("SELECT id, name, score FROM `sandbox-project.mailroom.events` ORDER BY id")
+        .await
+        .expect("query");
+    let text = arrow::util::pretty::pretty_format_batches(&result.batches)
+        .expect("format")
+        .to_string();
+    assert!(
+        text.contains("| 1  | a    |       |")
+            && text.contains("| 2  | b2   | 0.5   |")
+            && text.contains("| 3  | c    | 1.5   |"),
+        "{text}"
+    );
+    let v3 = events_table(true, true);
+    let err = commit_events(&mut warehouse, "run-3", &v3, &[(4, "", None)])
+        .await
+        .expect_err("a changed type");
+    assert!(
+        err.to_string()
+            .contains("table events: column name changed type from Utf8 to Int64"),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_declared_table_has_column_names_bigquery_accepts() {
+    use mailroom::sources::{dotdigital, iterable, shopify, smartrmail, smile};
+    use mailroom::warehouse::bigquery::types::valid_column_name;
+    let tables = [
+        smile::customers_table(),
+        smile::vip_tiers_table(),
+        smile::points_transactions_table(),
+        shopify::tables::orders_table(),
+        shopify::tables::order_lines_table(),
+        shopify::tables::customers_table(),
+        smartrmail::lists_table(),
+        smartrmail::subscribers_table(),
+        smartrmail::engagement_daily_table(),
+        smartrmail::campaigns_table(),
+        iterable::campaigns_table(),
+        dotdigital::campaigns_table(),
+        mailroom::normalize::quarantine_table(),
+    ];
+    for table in &tables {
+        for name in table.column_names() {
+            assert!(valid_column_name(&name), "{}.{name}", table.name);
+        }
+        assert!(valid_column_name(table.name), "{}", table.name);
+    }
 }

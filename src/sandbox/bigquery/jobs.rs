@@ -213,6 +213,13 @@ impl BigQueryState {
             }
             Some(t) => t,
         };
+        let allow_addition = load["schemaUpdateOptions"]
+            .as_array()
+            .is_some_and(|options| options.iter().any(|o| o == "ALLOW_FIELD_ADDITION"));
+        let mut table_entry = table_entry;
+        if allow_addition {
+            widen(&mut table_entry, &incoming).map_err(invalid)?;
+        }
         let schema = table_entry.schema.clone();
         let batches = conform(&schema, batches, &format!("{PROJECT_ID}:{dataset}.{table}"))
             .map_err(invalid)?;
@@ -274,6 +281,36 @@ impl BigQueryState {
             .await
             .map_err(|e| ("invalidQuery".to_string(), query_message(&e)))
     }
+}
+
+/// `schemaUpdateOptions: ALLOW_FIELD_ADDITION`: the incoming fields the table lacks are
+/// added to it as NULLABLE columns, NULL in the rows it already holds.
+pub(super) fn widen(table: &mut Table, incoming: &SchemaRef) -> Result<(), String> {
+    let added: Vec<_> = incoming
+        .fields()
+        .iter()
+        .filter(|f| table.schema.index_of(f.name()).is_err())
+        .map(|f| f.as_ref().clone().with_nullable(true))
+        .collect();
+    if added.is_empty() {
+        return Ok(());
+    }
+    let mut fields: Vec<_> = table
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.extend(added);
+    let schema: SchemaRef = Arc::new(Schema::new(fields));
+    let padded = conform(
+        &schema,
+        std::mem::take(&mut table.batches),
+        "the widened table",
+    )?;
+    table.schema = schema;
+    table.batches = padded;
+    Ok(())
 }
 
 /// Orders incoming batches' columns as the table's and checks the types agree.

@@ -1,7 +1,7 @@
 //! BigQuery v2 simulator (`/bigquery`), after `api-reference/bigquery.md`.
 //!
 //! Bearer tokens from the sandbox's OAuth endpoint; the project [`PROJECT_ID`]; datasets and
-//! tables (get, insert with 409 on duplicates, list, delete); load jobs with Parquet data by
+//! tables (get, insert with 409 on duplicates, list, delete, additive schema patches); load jobs with Parquet data by
 //! multipart or resumable (chunked, with `308 Resume Incomplete`) upload, applied atomically
 //! when the job completes (on the first `jobs.get`), with write and create dispositions;
 //! query jobs, `MERGE` included ([`merge`]); client-chosen job ids (409 `duplicate` when reused); `jobs.query` with
@@ -144,7 +144,9 @@ pub fn routes() -> Router<Arc<Shared>> {
         )
         .route(
             "/bigquery/v2/projects/{project}/datasets/{dataset}/tables/{table}",
-            get(resources::get_table).delete(resources::delete_table),
+            get(resources::get_table)
+                .patch(resources::patch_table)
+                .delete(resources::delete_table),
         )
         .route(
             "/bigquery/v2/projects/{project}/jobs",

@@ -153,6 +153,74 @@ pub(super) async fn insert_table(
     json_response(StatusCode::OK, &json)
 }
 
+/// `tables.patch` of the schema: additive changes only, as BigQuery allows — every column
+/// kept with its type and mode, new columns NULLABLE (or REPEATED).
+pub(super) async fn patch_table(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path((project, dataset, table)): Path<(String, String, String)>,
+    body: String,
+) -> Response<Body> {
+    admit!(shared, headers, project);
+    let input: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    let schema = match convert::schema_from_json(&input["schema"]) {
+        Ok(schema) => Arc::new(schema),
+        Err(message) => return bq_error(StatusCode::BAD_REQUEST, "invalid", &message),
+    };
+    let mut state = shared.bigquery.lock().await;
+    let Some(ds) = state.datasets.get_mut(&dataset) else {
+        return not_found(&format!("Dataset {PROJECT_ID}:{dataset}"));
+    };
+    let location = ds.location.clone();
+    let Some(stored) = ds.tables.get_mut(&table) else {
+        return not_found(&format!("Table {PROJECT_ID}:{dataset}.{table}"));
+    };
+    let name = format!("{PROJECT_ID}:{dataset}.{table}");
+    for old in stored.schema.fields() {
+        let problem = match schema.field_with_name(old.name()) {
+            Err(_) => format!(
+                "Provided Schema does not match Table {name}. Field {} is missing in new schema",
+                old.name()
+            ),
+            Ok(new) if new.data_type() != old.data_type() => format!(
+                "Provided Schema does not match Table {name}. Field {} has changed type from {} to {}",
+                old.name(),
+                old.data_type(),
+                new.data_type()
+            ),
+            Ok(new) if new.is_nullable() && !old.is_nullable() => continue,
+            Ok(new) if !new.is_nullable() && old.is_nullable() => format!(
+                "Provided Schema does not match Table {name}. Field {} has changed mode from NULLABLE to REQUIRED",
+                old.name()
+            ),
+            Ok(_) => continue,
+        };
+        return bq_error(StatusCode::BAD_REQUEST, "invalid", &problem);
+    }
+    if let Some(required) = schema
+        .fields()
+        .iter()
+        .find(|f| !f.is_nullable() && stored.schema.index_of(f.name()).is_err())
+    {
+        return bq_error(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            &format!(
+                "Provided Schema does not match Table {name}. Cannot add required fields (field: {})",
+                required.name()
+            ),
+        );
+    }
+    if let Err(message) = super::jobs::widen(stored, &schema) {
+        return bq_error(StatusCode::BAD_REQUEST, "invalid", &message);
+    }
+    stored.modified = now_ms();
+    json_response(
+        StatusCode::OK,
+        &table_json(&dataset, &table, stored, &location),
+    )
+}
+
 pub(super) async fn get_table(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,

@@ -212,6 +212,22 @@ impl BigQueryClient {
         }
     }
 
+    /// Replaces a table's schema (`tables.patch`); BigQuery accepts only additions.
+    pub async fn patch_schema(
+        &self,
+        dataset: &str,
+        table: &str,
+        schema: Value,
+    ) -> Result<(), BigQueryError> {
+        let mut call = Call::post(
+            format!("/datasets/{dataset}/tables/{table}"),
+            Body::Json(json!({ "schema": schema })),
+        )
+        .idempotent();
+        call.method = reqwest::Method::PATCH;
+        self.rest(&call).await.map(drop)
+    }
+
     /// Deletes a table; one already gone is fine.
     pub async fn delete_table(&self, dataset: &str, table: &str) -> Result<(), BigQueryError> {
         let mut call = Call::get(format!("/datasets/{dataset}/tables/{table}"));

@@ -330,17 +330,36 @@ impl BigQueryWarehouse {
                 ));
             }
         }
-        if changed.is_empty() {
-            Ok(())
-        } else {
-            Err(WarehouseError::Schema {
+        if !changed.is_empty() {
+            return Err(WarehouseError::Schema {
                 table: name.to_string(),
                 message: format!(
                     "{}; BigQuery cannot change a column's type in place: rename the column or recreate the table",
                     changed.join("; ")
                 ),
-            })
+            });
         }
+        // Columns the declaration added (schema evolution) are added to the table first, so
+        // loads and MERGEs can write them.
+        let added: Vec<_> = schema
+            .fields()
+            .iter()
+            .filter(|f| stored.index_of(f.name()).is_err())
+            .cloned()
+            .collect();
+        if added.is_empty() {
+            return Ok(());
+        }
+        let mut fields: Vec<_> = stored.fields().iter().cloned().collect();
+        fields.extend(added);
+        self.client
+            .patch_schema(
+                &self.dataset,
+                name,
+                types::schema_to_json(&Schema::new(fields)),
+            )
+            .await
+            .map_err(|e| bq_error(name, e))
     }
 
     fn staging_path(staging_dir: &Path, load: &LoadId, table: &str, part: usize) -> PathBuf {
