@@ -390,3 +390,42 @@ fn every_declared_table_has_column_names_bigquery_accepts() {
         assert!(valid_column_name(table.name), "{}", table.name);
     }
 }
+
+#[tokio::test]
+async fn a_query_answered_before_it_finishes_is_polled_for_its_rows() {
+    let sandbox = small_sandbox().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut golden = warehouse(&sandbox, dir.path(), "golden").await;
+    load_fixtures(&mut golden).await;
+    let settings = BigQuerySettings {
+        project: "unused".into(),
+        dataset: "golden".into(),
+        location: "US".into(),
+        credentials_file: None,
+        sandbox: Some(sandbox.base_url.clone()),
+    };
+    let http = HttpClient::new(Timeouts::default()).expect("client");
+    // `timeoutMs: 0`: jobs.query answers `jobComplete: false` and the rows come by polling.
+    let client = connect_client(&settings, &http, RetryPolicy::default())
+        .await
+        .expect("connect")
+        .with_query_wait(std::time::Duration::ZERO);
+    let result = client
+        .query("SELECT COUNT(*) AS orders FROM `sandbox-project.golden.shopify_orders`")
+        .await
+        .expect("query");
+    let counted = result.batches[0]
+        .column(0)
+        .as_primitive::<Int64Type>()
+        .value(0);
+    assert_eq!(counted, 12);
+    let (_, _, state) = get_json(&format!("{}/_sandbox/state", sandbox.base_url), &[]).await;
+    let polls: u64 = state["requests"]
+        .as_object()
+        .expect("requests")
+        .iter()
+        .filter(|(endpoint, _)| endpoint.starts_with("GET ") && endpoint.contains("/queries/"))
+        .map(|(_, count)| count["requests"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(polls >= 1, "getQueryResults was polled: {state}");
+}

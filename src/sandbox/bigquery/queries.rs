@@ -79,7 +79,11 @@ pub(super) async fn query(
         Ok(id) => id,
         Err(response) => return response,
     };
-    state.complete(&id).await;
+    // `timeoutMs: 0` asks not to wait: the answer says the job is still running, and the
+    // client polls `getQueryResults` (which completes it), as with a slow query.
+    if request["timeoutMs"].as_u64() != Some(0) {
+        state.complete(&id).await;
+    }
     let Some(job) = state.jobs.get(&id) else {
         return not_found(&format!("Job {PROJECT_ID}:US.{id}"));
     };

@@ -90,6 +90,8 @@ pub struct BigQueryClient {
     tokens: GoogleTokens,
     root: Url,
     retry: RetryPolicy,
+    /// How long `jobs.query` may wait for a result before answering "not complete yet".
+    query_wait: Duration,
     /// The project jobs run in and tables live in.
     pub project: String,
     /// Where datasets and jobs are (`US`, `EU`, a region).
@@ -116,9 +118,17 @@ impl BigQueryClient {
             tokens,
             root,
             retry,
+            query_wait: Duration::from_secs(10),
             project,
             location,
         }
+    }
+
+    /// Sets how long `jobs.query` may wait before answering that the job is still running
+    /// (then its results are polled).
+    pub fn with_query_wait(mut self, wait: Duration) -> Self {
+        self.query_wait = wait;
+        self
     }
 
     async fn service(&self, prefix: &str) -> Result<Service, BigQueryError> {
@@ -335,7 +345,7 @@ impl BigQueryClient {
             "useLegacySql": false,
             "location": self.location,
             "maxResults": PAGE_ROWS,
-            "timeoutMs": 10_000,
+            "timeoutMs": self.query_wait.as_millis() as u64,
             "formatOptions": { "useInt64Timestamp": true },
         });
         // A read-only query may be asked again.
@@ -390,7 +400,7 @@ impl BigQueryClient {
         let mut call = Call::get(format!("/queries/{job_id}"))
             .query("location", &self.location)
             .query("maxResults", PAGE_ROWS)
-            .query("timeoutMs", 10_000)
+            .query("timeoutMs", self.query_wait.as_millis())
             .query("formatOptions.useInt64Timestamp", "true");
         if let Some(token) = token {
             call = call.query("pageToken", token);
