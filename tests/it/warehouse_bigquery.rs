@@ -23,7 +23,9 @@ use mailroom::warehouse::bigquery::{BigQuerySettings, BigQueryWarehouse, connect
 use mailroom::warehouse::{Commit, CommitOutcome, LoadId, Warehouse, WarehouseError};
 
 use crate::sql_golden::{check_cases, load_fixtures};
-use crate::support::{get_json, small_sandbox, small_world, source, stamp, utc};
+use crate::support::{
+    duplicate_keys, get_json, load_world_twice, small_sandbox, small_world, source, stamp, utc,
+};
 
 /// A warehouse in `dataset` of the sandbox's project, journaling in `dir`.
 async fn warehouse(
@@ -428,4 +430,18 @@ async fn a_query_answered_before_it_finishes_is_polled_for_its_rows() {
         .map(|(_, count)| count["requests"].as_u64().unwrap_or(0))
         .sum();
     assert!(polls >= 1, "getQueryResults was polled: {state}");
+}
+
+#[tokio::test]
+async fn loading_the_whole_world_twice_leaves_one_row_per_key_in_every_merge_table() {
+    let sandbox = small_sandbox().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut warehouse = warehouse(&sandbox, dir.path(), "mailroom").await;
+    let merged = load_world_twice(&mut warehouse, &sandbox.base_url).await;
+    let engine = warehouse.engine();
+    for table in &merged {
+        let (rows, duplicated) = duplicate_keys(&engine, table).await;
+        assert!(rows > 0, "{} was loaded", table.name);
+        assert_eq!(duplicated, 0, "{}: keys with more than one row", table.name);
+    }
 }

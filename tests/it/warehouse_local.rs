@@ -14,7 +14,9 @@ use mailroom::sandbox::world::World;
 use mailroom::warehouse::Warehouse;
 use mailroom::warehouse::local::LocalWarehouse;
 
-use crate::support::{sandbox, small_sandbox, small_world, source, stamp};
+use crate::support::{
+    duplicate_keys, load_world_twice, sandbox, small_sandbox, small_world, source, stamp,
+};
 
 async fn load(
     source: &mailroom::sources::AnySource,
@@ -318,4 +320,20 @@ fn a_load_killed_at_any_point_is_all_or_nothing_and_the_next_run_completes_it() 
     assert_eq!(ids.len(), orders.len(), "one row per order");
     assert_eq!(ids.into_iter().collect::<HashSet<_>>(), orders);
     assert_eq!(rows("shopify_order_lines"), lines, "one row per line");
+}
+
+#[tokio::test]
+async fn loading_the_whole_world_twice_leaves_one_row_per_key_in_every_merge_table() {
+    let sandbox = small_sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut warehouse = LocalWarehouse::open(dir.path()).unwrap();
+    let merged = load_world_twice(&mut warehouse, &sandbox.base_url).await;
+    let names: Vec<&str> = merged.iter().map(|t| t.name).collect();
+    assert_eq!(names.len(), 8, "{names:?}");
+    let engine = mailroom::sql::engine::QueryEngine::Local(&warehouse);
+    for table in &merged {
+        let (rows, duplicated) = duplicate_keys(&engine, table).await;
+        assert!(rows > 0, "{} was loaded", table.name);
+        assert_eq!(duplicated, 0, "{}: keys with more than one row", table.name);
+    }
 }

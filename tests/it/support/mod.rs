@@ -372,3 +372,97 @@ pub async fn requests(base: &str, prefix: &str) -> (u64, u64) {
     }
     total
 }
+
+/// Loads every stream of every source from the sandbox at `base` into `warehouse` twice:
+/// incrementally as `run-1`, then again as `run-2` (a backfill of all time; of the last
+/// month for Shopify orders).
+/// Returns the merge tables written, children included.
+pub async fn load_world_twice(
+    warehouse: &mut impl mailroom::warehouse::Warehouse,
+    base: &str,
+) -> Vec<mailroom::normalize::TableSchema> {
+    use mailroom::extract::{Mode, extract_stream};
+    use mailroom::normalize::{SchemaPolicy, WriteDisposition};
+    use mailroom::sources::Source;
+    let everything = Mode::Backfill {
+        from: utc("2000-01-01T00:00:00Z"),
+        to: utc("2100-01-01T00:00:00Z"),
+    };
+    let mut merged = Vec::new();
+    for kind in [
+        SourceKind::Smile,
+        SourceKind::Shopify,
+        SourceKind::SmartrMail,
+        SourceKind::Iterable,
+        SourceKind::Dotdigital,
+    ] {
+        let source = source(kind, base);
+        for stream in source.streams() {
+            // Shopify's cost bucket makes paging every order take minutes: its second load
+            // re-reads the last month (all its orders merged again), not all time.
+            let again = if (kind, stream.name) == (SourceKind::Shopify, "orders") {
+                Mode::Backfill {
+                    from: utc("2026-10-01T00:00:00Z"),
+                    to: utc("2100-01-01T00:00:00Z"),
+                }
+            } else {
+                everything
+            };
+            for (run, mode) in [("run-1", Mode::Incremental), ("run-2", again)] {
+                extract_stream(
+                    &source,
+                    stream.name,
+                    warehouse,
+                    stamp(run, "2026-11-22T10:00:00Z"),
+                    mode,
+                    SchemaPolicy::Fixed,
+                    &|_| {},
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{} {} as {run}: {e}", source.name(), stream.name));
+            }
+            let tables = std::iter::once(stream.table.clone()).chain(
+                stream
+                    .table
+                    .children
+                    .iter()
+                    .map(|c| c.table.as_ref().clone()),
+            );
+            for table in tables {
+                if table.disposition == WriteDisposition::Merge
+                    && !merged
+                        .iter()
+                        .any(|m: &mailroom::normalize::TableSchema| m.name == table.name)
+                {
+                    merged.push(table);
+                }
+            }
+        }
+    }
+    merged
+}
+
+/// How many keys of `table` have more than one row, by a query on `engine`.
+pub async fn duplicate_keys(
+    engine: &mailroom::sql::engine::QueryEngine<'_>,
+    table: &mailroom::normalize::TableSchema,
+) -> (i64, i64) {
+    use arrow::array::AsArray;
+    let key = table.key.join(", ");
+    let name = engine.table_names().qualify(table.name);
+    let sql = format!(
+        "SELECT (SELECT COUNT(*) FROM {name}) AS rows_stored, (SELECT COUNT(*) FROM (SELECT {key} FROM {name} GROUP BY {key} HAVING COUNT(*) > 1) AS d) AS duplicated"
+    );
+    let result = engine
+        .run(&sql)
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", table.name));
+    let batch = &result.batches[0];
+    let value = |i: usize| {
+        batch
+            .column(i)
+            .as_primitive::<arrow::datatypes::Int64Type>()
+            .value(0)
+    };
+    (value(0), value(1))
+}
