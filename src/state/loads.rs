@@ -88,7 +88,8 @@ impl StateStore {
         Ok(loads)
     }
 
-    /// Every job of the load is done: its cursor moves (when it has one) and it leaves the
+    /// Every job of the load is done: its cursor moves (when it has one, and only forward:
+    /// a load finished late by recovery never takes a cursor back) and it leaves the
     /// journal, in one transaction.
     pub fn finish_load(&self, load: &PendingLoad, at: DateTime<Utc>) -> Result<(), StateError> {
         let mut conn = self.conn();
@@ -96,7 +97,8 @@ impl StateStore {
         if let Some(cursor) = load.cursor {
             tx.execute(
                 "INSERT INTO cursors (source, stream, value, run_id, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (source, stream) DO UPDATE SET value = ?3, run_id = ?4, updated_at = ?5",
+                 ON CONFLICT (source, stream) DO UPDATE SET value = ?3, run_id = ?4, updated_at = ?5
+                 WHERE excluded.value > cursors.value",
                 params![load.source, load.stream, format_ts(cursor), load.run_id, format_ts(at)],
             )?;
         }
@@ -146,6 +148,17 @@ mod tests {
         assert_eq!(
             state.cursor("smile", "customers").expect("cursor"),
             Some(at)
+        );
+        let earlier = PendingLoad {
+            cursor: Some("2026-11-01T00:00:00Z".parse().expect("time")),
+            ..load.clone()
+        };
+        state.begin_load(&earlier, at).expect("again");
+        state.finish_load(&earlier, at).expect("finish");
+        assert_eq!(
+            state.cursor("smile", "customers").expect("cursor"),
+            Some(at),
+            "a cursor never moves back"
         );
         state.begin_load(&load, at).expect("again");
         state.abandon_load(&load.key).expect("abandon");

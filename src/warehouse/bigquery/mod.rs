@@ -22,6 +22,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
@@ -63,7 +64,10 @@ pub struct BigQueryWarehouse {
     state: Arc<StateStore>,
     staging_dir: PathBuf,
     staged: HashMap<LoadId, HashMap<String, Staged>>,
-    recovered: bool,
+    /// The journal has been checked (once per process, before the first cursor is read).
+    recovered: AtomicBool,
+    /// The dataset is known to exist.
+    dataset_ready: AtomicBool,
 }
 
 fn bq_error(table: &str, err: BigQueryError) -> WarehouseError {
@@ -225,19 +229,22 @@ pub async fn connect_client(
 
 impl BigQueryWarehouse {
     /// The warehouse in `dataset`, staging under `staging_dir`, journaling in `state`.
+    /// Staging a dead process left is removed (one process owns a data directory).
     pub fn new(
         client: BigQueryClient,
         dataset: String,
         state: Arc<StateStore>,
         staging_dir: PathBuf,
     ) -> Self {
+        let _ = std::fs::remove_dir_all(&staging_dir);
         BigQueryWarehouse {
             client,
             dataset,
             state,
             staging_dir,
             staged: HashMap::new(),
-            recovered: false,
+            recovered: AtomicBool::new(false),
+            dataset_ready: AtomicBool::new(false),
         }
     }
 
@@ -254,10 +261,10 @@ impl BigQueryWarehouse {
         }
     }
 
-    /// Finishes or abandons loads a dead process left in the journal, before anything new
-    /// is sent: a load whose jobs all succeeded moves its cursor.
-    pub async fn recover(&mut self) -> Result<(), WarehouseError> {
-        if self.recovered {
+    /// Finishes or abandons loads a dead process left in the journal, before any cursor is
+    /// read or anything new is sent: a load whose jobs all succeeded moves its cursor.
+    pub async fn recover(&self) -> Result<(), WarehouseError> {
+        if self.recovered.load(Ordering::Acquire) {
             return Ok(());
         }
         for load in self.state.pending_loads().map_err(state_error)? {
@@ -290,12 +297,12 @@ impl BigQueryWarehouse {
                 self.state.abandon_load(&load.key).map_err(state_error)?;
             }
         }
-        self.recovered = true;
+        self.recovered.store(true, Ordering::Release);
         Ok(())
     }
 
     /// Creates the table from its declared schema, or checks the existing one: a changed
-    /// type is refused; columns the declaration adds are added by the load.
+    /// type is refused; columns the declaration adds are added to the table.
     async fn ensure_table(&self, table: &TableSchema) -> Result<(), WarehouseError> {
         let name = table.name;
         let schema = table.arrow_schema();
@@ -555,6 +562,7 @@ impl Warehouse for BigQueryWarehouse {
         source: &str,
         stream: &str,
     ) -> Result<Option<DateTime<Utc>>, WarehouseError> {
+        self.recover().await?;
         self.state.cursor(source, stream).map_err(state_error)
     }
 
@@ -596,10 +604,13 @@ impl Warehouse for BigQueryWarehouse {
 
     async fn commit(&mut self, commit: Commit) -> Result<CommitOutcome, WarehouseError> {
         self.recover().await?;
-        self.client
-            .ensure_dataset(&self.dataset)
-            .await
-            .map_err(|e| bq_error(&self.dataset, e))?;
+        if !self.dataset_ready.load(Ordering::Acquire) {
+            self.client
+                .ensure_dataset(&self.dataset)
+                .await
+                .map_err(|e| bq_error(&self.dataset, e))?;
+            self.dataset_ready.store(true, Ordering::Release);
+        }
         let mut staged = self.staged.remove(&commit.load).unwrap_or_default();
         let order = commit.apply_order();
         let mut plans = Vec::new();
@@ -645,16 +656,22 @@ impl Warehouse for BigQueryWarehouse {
             .map_err(state_error)?;
         let mut outcome = CommitOutcome::default();
         let mut replayed = !jobs.is_empty();
+        let mut applied = Ok(());
         for plan in &plans {
-            let existed = self.apply(plan).await?;
-            if plan.file.is_some() {
-                replayed &= existed;
-                outcome.rows.push((plan.table.name.to_string(), plan.rows));
+            match self.apply(plan).await {
+                Ok(existed) if plan.file.is_some() => {
+                    replayed &= existed;
+                    outcome.rows.push((plan.table.name.to_string(), plan.rows));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    applied = Err(e);
+                    break;
+                }
             }
         }
-        self.state
-            .finish_load(&pending, Utc::now())
-            .map_err(state_error)?;
+        // The staged files go either way: a retry stages its rows again. A failed load
+        // stays in the journal until the next start checks its jobs.
         if let Some(dir) = plans
             .iter()
             .find_map(|p| p.file.as_ref())
@@ -662,6 +679,10 @@ impl Warehouse for BigQueryWarehouse {
         {
             let _ = std::fs::remove_dir_all(dir);
         }
+        applied?;
+        self.state
+            .finish_load(&pending, Utc::now())
+            .map_err(state_error)?;
         if replayed {
             outcome.rows.clear();
             outcome.already_committed = true;
