@@ -157,7 +157,7 @@ async fn sandbox_jobs(sandbox: &RunningSandbox) -> u64 {
 async fn a_load_interrupted_after_its_jobs_moves_its_cursor_on_restart() {
     let sandbox = small_sandbox().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut warehouse = warehouse(&sandbox, dir.path(), "mailroom").await;
+    let warehouse = warehouse(&sandbox, dir.path(), "mailroom").await;
     // A job that finished, as the last job of a load would have before the process died.
     let finished = "mailroom_probe_finished";
     let started = warehouse
