@@ -18,8 +18,9 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::prelude::SessionContext;
 use sqlparser::ast::{
     BinaryOperator, CastKind, DataType, DateTimeField, ExactNumberInfo, Expr, Function,
-    FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName, ObjectNamePart, Spanned,
-    Statement, Value, ValueWithSpan, visit_expressions_mut, visit_relations_mut,
+    FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName, ObjectNamePart, OrderBy,
+    OrderByExpr, OrderByKind, Query, Spanned, Statement, Value, ValueWithSpan, VisitMut,
+    VisitorMut, WindowType, visit_expressions_mut, visit_relations_mut,
 };
 use sqlparser::dialect::{BigQueryDialect, GenericDialect};
 use sqlparser::parser::Parser;
@@ -373,10 +374,43 @@ fn unsupported_at(e: &Expr, message: String) -> Unsupported {
     }
 }
 
+/// BigQuery sorts NULLs first ascending and last descending; DataFusion the other way
+/// round. Every ordering that does not say gets BigQuery's.
+fn bigquery_null_order(order: &mut [OrderByExpr]) {
+    for item in order {
+        if item.options.nulls_first.is_none() {
+            item.options.nulls_first = Some(item.options.asc != Some(false));
+        }
+    }
+}
+
+/// Applies [`bigquery_null_order`] to every query's `ORDER BY`.
+struct NullOrder;
+
+impl VisitorMut for NullOrder {
+    type Break = ();
+
+    fn post_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        if let Some(OrderBy {
+            kind: OrderByKind::Expressions(order),
+            ..
+        }) = &mut query.order_by
+        {
+            bigquery_null_order(order);
+        }
+        ControlFlow::Continue(())
+    }
+}
+
 /// Rewrites one expression in place (children were rewritten already).
 fn rewrite_expr(e: &mut Expr) -> Result<(), String> {
     let replacement = match e {
-        Expr::Function(f) => rewrite_function(f)?,
+        Expr::Function(f) => {
+            if let Some(WindowType::WindowSpec(spec)) = &mut f.over {
+                bigquery_null_order(&mut spec.order_by);
+            }
+            rewrite_function(f)?
+        }
         Expr::BinaryOp {
             left,
             op: BinaryOperator::Divide,
@@ -483,6 +517,7 @@ pub fn rewrite(statement: &mut Statement) -> Result<(), Vec<Unsupported>> {
         }]);
     }
     let mut problems = Vec::new();
+    let _ = statement.visit(&mut NullOrder);
     let _ = visit_relations_mut(statement, |name| {
         split_table_name(name);
         ControlFlow::<()>::Continue(())
@@ -605,6 +640,20 @@ mod tests {
             .await
             .expect_err("division by zero");
         assert!(err.to_string().contains("division by zero"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn nulls_sort_first_ascending_and_last_descending_as_in_bigquery() {
+        let t = rows("SELECT column5 AS x FROM (SELECT column5 FROM orders UNION ALL SELECT CAST(NULL AS BIGINT)) ORDER BY x").await;
+        assert_eq!(only_line(&t, 0), Vec::<String>::new(), "NULL first: {t}");
+        let t = rows("SELECT column5 AS x FROM (SELECT column5 FROM orders UNION ALL SELECT CAST(NULL AS BIGINT)) ORDER BY x DESC").await;
+        assert_eq!(only_line(&t, 0), ["3"], "{t}");
+        let t = rows("SELECT ROW_NUMBER() OVER (ORDER BY x) AS n, x FROM (SELECT column5 AS x FROM orders UNION ALL SELECT CAST(NULL AS BIGINT)) ORDER BY n").await;
+        assert_eq!(
+            only_line(&t, 0),
+            ["1"],
+            "the window numbers NULL first: {t}"
+        );
     }
 
     #[tokio::test]

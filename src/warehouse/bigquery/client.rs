@@ -373,13 +373,8 @@ impl BigQueryClient {
                 }
             })?);
         let mut batches = Vec::new();
+        // A failed query answers with an HTTP error; `errors` in a page are warnings.
         loop {
-            if let Some(errors) = page.get("errors").and_then(Value::as_array)
-                && let Some(error) = errors.first()
-                && page.get("rows").is_none()
-            {
-                return Err(job_error(&job_id, "query", error));
-            }
             let rows = page["rows"].as_array().map_or(&[][..], Vec::as_slice);
             if !rows.is_empty() {
                 batches.push(types::rows_to_batch(&schema, rows)?);
