@@ -74,8 +74,6 @@ const SAME_MEANING: &[&str] = &[
     "EXP",
     "MOD",
     "SIGN",
-    "GREATEST",
-    "LEAST",
     "COALESCE",
     "NULLIF",
     "LOWER",
@@ -217,9 +215,27 @@ fn rewrite_function(f: &Function) -> Result<Option<Expr>, String> {
             arity(1)?;
             format!("count(CASE WHEN {} THEN 1 END)", a[0])
         }
+        // BigQuery's ANY_VALUE skips NULLs (NULL only when every value is); DataFusion's
+        // first_value does not. MAX is one such value, and the same on every run.
         "ANY_VALUE" => {
             arity(1)?;
-            format!("first_value({})", a[0])
+            format!("max({})", a[0])
+        }
+        // NULL when any argument is, as in BigQuery; DataFusion's skip NULLs.
+        "GREATEST" | "LEAST" => {
+            if args.is_empty() {
+                return Err(format!("{name} needs at least one argument"));
+            }
+            let any_null = a
+                .iter()
+                .map(|x| format!("{x} IS NULL"))
+                .collect::<Vec<_>>()
+                .join(" OR ");
+            format!(
+                "CASE WHEN {any_null} THEN NULL ELSE {}({}) END",
+                name.to_lowercase(),
+                a.join(", ")
+            )
         }
         "CONCAT" => {
             if args.is_empty() {
@@ -658,6 +674,12 @@ mod tests {
 
     #[tokio::test]
     async fn conditional_and_null_functions_keep_bigquery_meaning() {
+        let t = rows("SELECT GREATEST(1, NULL) IS NULL AS g, LEAST(3, 2) AS l, ANY_VALUE(x) AS a FROM (SELECT CAST(NULL AS BIGINT) AS x UNION ALL SELECT 5)").await;
+        assert_eq!(
+            only_line(&t, 0),
+            ["true", "2", "5"],
+            "GREATEST is NULL with a NULL argument; ANY_VALUE skips NULLs: {t}"
+        );
         let t = rows("SELECT IF(column5 > 0, 'yes', 'no') AS i, IFNULL(NULL, 'x') AS n, CONCAT('a', NULL) IS NULL AS c, COUNTIF(column5 > 0) OVER () AS k FROM orders WHERE column1 = 1").await;
         assert_eq!(
             only_line(&t, 0),
