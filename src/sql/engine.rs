@@ -52,6 +52,25 @@ impl Classify for QueryError {
     }
 }
 
+/// DataFusion's "table 'datafusion.public.x' not found" said in the warehouse's terms.
+fn explain_missing_table(message: &str, tables: &[String]) -> String {
+    let Some(name) = message
+        .split("table '")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .filter(|_| message.contains("not found"))
+    else {
+        return message.to_string();
+    };
+    let table = name.rsplit('.').next().unwrap_or(name);
+    let known = if tables.is_empty() {
+        "it has no tables yet: run the extract jobs first (`mailroom run-job NAME`)".to_string()
+    } else {
+        format!("it has {}", tables.join(", "))
+    };
+    format!("no table `{table}` in the local warehouse; {known}")
+}
+
 /// Where queries run.
 pub enum QueryEngine<'w> {
     /// The local warehouse's tables.
@@ -82,8 +101,14 @@ impl QueryEngine<'_> {
         match self {
             QueryEngine::Local(warehouse) => {
                 let ctx = warehouse.session().await?;
-                let (schema, batches) = googlesql::run(&ctx, sql).await?;
-                Ok(QueryResult { schema, batches })
+                match googlesql::run(&ctx, sql).await {
+                    Ok((schema, batches)) => Ok(QueryResult { schema, batches }),
+                    Err(FrontEndError::Plan(message)) => Err(FrontEndError::Plan(
+                        explain_missing_table(&message, &warehouse.tables()?),
+                    )
+                    .into()),
+                    Err(other) => Err(other.into()),
+                }
             }
             QueryEngine::BigQuery { client, .. } => Ok(client.query(sql).await?),
         }

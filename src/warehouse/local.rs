@@ -207,6 +207,9 @@ impl LocalWarehouse {
 
     /// The tables that exist, by name.
     pub fn tables(&self) -> Result<Vec<String>, WarehouseError> {
+        if !self.root.exists() {
+            return Ok(Vec::new());
+        }
         let entries = std::fs::read_dir(&self.root)
             .map_err(|e| io_error("-", &format!("cannot list {}", self.root.display()), e))?;
         let mut names: Vec<String> = entries
