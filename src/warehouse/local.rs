@@ -13,6 +13,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
+use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -26,6 +27,7 @@ use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableBuilder};
 use parquet::arrow::ArrowWriter;
+use parquet::file::properties::WriterProperties;
 use url::Url;
 
 use super::{Commit, CommitOutcome, LoadId, SEQUENCE, Warehouse, WarehouseError, with_sequence};
@@ -35,6 +37,12 @@ use crate::normalize::{ColumnType, QUARANTINE_TABLE, TableSchema, WriteDispositi
 /// How long a table remembers which runs committed to it (replays come within minutes; the
 /// markers of months of runs would slow every snapshot).
 const RUN_MARKER_RETENTION: &str = "interval 30 days";
+/// Memory a load's sort may hold before it spills to disk.
+const LOAD_MEMORY: usize = 64 << 20;
+/// Bytes per data file written; each is built in memory before it is stored.
+const TARGET_FILE_BYTES: u64 = 16 << 20;
+/// Rows per Parquet row group written: the writer holds one group's pages in memory.
+const ROW_GROUP_ROWS: usize = 65_536;
 
 /// Delta tables under one folder.
 #[derive(Debug)]
@@ -293,8 +301,16 @@ impl LocalWarehouse {
         if exists {
             check_types(&delta, table)?;
         }
+        let merging = exists && table.disposition == WriteDisposition::Merge;
+        // Writes sort (merge tables: dedupe by key) and encode in bounded memory, spilling
+        // to disk; a merge joins the staged rows with the table in DataFusion's own terms.
+        let ctx = if merging {
+            SessionContext::new()
+        } else {
+            bounded_session()
+        };
         let source = match staged {
-            Some(staged) if staged.rows > 0 => Some(self.staged_rows(table, staged).await?),
+            Some(staged) if staged.rows > 0 => Some(self.staged_rows(table, staged, &ctx).await?),
             _ => None,
         };
         match (source, exists) {
@@ -315,7 +331,8 @@ impl LocalWarehouse {
                     // The staged rows stream from their Parquet files into the table.
                     Some(source) => delta
                         .write(Vec::new())
-                        .with_input_plan(source.into_unoptimized_plan()),
+                        .with_input_plan(source.into_unoptimized_plan())
+                        .with_session_state(Arc::new(ctx.state())),
                     // No rows still makes a commit: it carries the run marker and the
                     // cursor (and, for replace, empties the table).
                     None => delta.write(vec![RecordBatch::new_empty(table.arrow_schema())]),
@@ -329,6 +346,13 @@ impl LocalWarehouse {
                     )])
                 };
                 write
+                    .with_writer_properties(
+                        WriterProperties::builder()
+                            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+                            .build(),
+                    )
+                    // Delta buffers a data file in memory until it reaches this size.
+                    .with_target_file_size(NonZeroU64::new(TARGET_FILE_BYTES))
                     .with_save_mode(mode)
                     .with_schema_mode(SchemaMode::Merge)
                     .with_commit_properties(properties)
@@ -340,16 +364,17 @@ impl LocalWarehouse {
     }
 
     /// The staged rows as a query over their Parquet files (not read yet): the last one per
-    /// key for merge tables, without the sequence column.
+    /// key for merge tables, without the sequence column. Rows go in any order: a table's
+    /// rows have none.
     async fn staged_rows(
         &self,
         table: &TableSchema,
         staged: &Staged,
+        ctx: &SessionContext,
     ) -> Result<DataFrame, WarehouseError> {
         let name = table.name;
         let failed =
             |e: datafusion::error::DataFusionError| io_error(name, "cannot read staged rows", e);
-        let ctx = SessionContext::new();
         let dir = format!("{}/", staged.dir.display());
         ctx.register_parquet("staged", &dir, ParquetReadOptions::default())
             .await
@@ -360,14 +385,38 @@ impl LocalWarehouse {
             .map(|name| format!("\"{name}\""))
             .collect();
         let columns = columns.join(", ");
-        let sql = if table.disposition == WriteDisposition::Merge && !table.key.is_empty() {
-            let key: Vec<String> = table.key.iter().map(|k| format!("\"{k}\"")).collect();
+        let key: Vec<String> = table.key.iter().map(|k| format!("\"{k}\"")).collect();
+        let key = key.join(", ");
+        let merge = table.disposition == WriteDisposition::Merge && !key.is_empty();
+        // Most loads stage each key once; only then is the sort that keeps the last row per
+        // key needed.
+        let repeated_keys = if merge {
+            let counted = ctx
+                .sql(&format!(
+                    "SELECT COUNT(*) AS repeated FROM (SELECT {key} FROM staged GROUP BY {key} HAVING COUNT(*) > 1)"
+                ))
+                .await
+                .map_err(failed)?
+                .collect()
+                .await
+                .map_err(failed)?;
+            counted
+                .first()
+                .and_then(|b| {
+                    b.column(0)
+                        .as_any()
+                        .downcast_ref::<arrow::array::Int64Array>()
+                })
+                .map_or(0, |c| c.value(0))
+        } else {
+            0
+        };
+        let sql = if repeated_keys > 0 {
             format!(
-                "SELECT {columns} FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY {} ORDER BY \"{SEQUENCE}\" DESC) AS _mailroom_rank FROM staged) WHERE _mailroom_rank = 1",
-                key.join(", ")
+                "SELECT {columns} FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY {key} ORDER BY \"{SEQUENCE}\" DESC) AS _mailroom_rank FROM staged) WHERE _mailroom_rank = 1"
             )
         } else {
-            format!("SELECT {columns} FROM staged ORDER BY \"{SEQUENCE}\"")
+            format!("SELECT {columns} FROM staged")
         };
         ctx.sql(&sql).await.map_err(failed)
     }
@@ -413,6 +462,22 @@ impl LocalWarehouse {
             .map_err(|e| delta_error(name, e))?;
         Ok(())
     }
+}
+
+/// A Delta session whose sorts spill to disk beyond [`LOAD_MEMORY`], so a load's memory
+/// does not grow with its rows.
+fn bounded_session() -> SessionContext {
+    let state = deltalake::delta_datafusion::create_session_state_with_spill_config(
+        Some(LOAD_MEMORY),
+        None,
+    );
+    // One stream: one sort and one file writer at a time, each with its own buffers.
+    let config = state.config().clone().with_target_partitions(1);
+    SessionContext::new_with_state(
+        datafusion::execution::SessionStateBuilder::new_from_existing(state)
+            .with_config(config)
+            .build(),
+    )
 }
 
 /// Fails when a declared column exists in the table with another type: new nullable
