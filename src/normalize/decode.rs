@@ -24,7 +24,9 @@ use serde_json::value::RawValue;
 use super::RunStamp;
 use super::builder::ColumnBuilder;
 use super::quarantine::Quarantined;
-use super::schema::{Column, ColumnType, Convert, SchemaPolicy, TableSchema, ValueFrom};
+use super::schema::{
+    Column, ColumnType, Convert, SchemaPolicy, TableSchema, ValueFrom, portable_column_name,
+};
 use super::value::{Cell, Typed, convert, days_since_epoch, parse_date};
 use super::visit::{RecordState, Walk};
 
@@ -366,7 +368,7 @@ impl Decoder {
         let mut extra = Vec::new();
         for (path, cell) in unknown {
             self.report_new_field(&path);
-            if self.policy != SchemaPolicy::Evolve || path.contains('.') {
+            if !self.stores_new_field(&path) {
                 continue;
             }
             let kind = match cell {
@@ -382,9 +384,15 @@ impl Decoder {
         extra
     }
 
+    /// Under `Evolve`, a new top-level field whose name every warehouse accepts becomes a
+    /// column; others are only reported.
+    fn stores_new_field(&self, path: &str) -> bool {
+        self.policy == SchemaPolicy::Evolve && !path.contains('.') && portable_column_name(path)
+    }
+
     fn report_new_field(&mut self, path: &str) {
         if self.reported.insert(path.to_string()) {
-            let stored = self.policy == SchemaPolicy::Evolve && !path.contains('.');
+            let stored = self.stores_new_field(path);
             tracing::warn!(
                 table = self.table.name,
                 field = path,

@@ -211,6 +211,18 @@ pub struct ChildTable {
     pub table: Arc<TableSchema>,
 }
 
+/// Whether `name` works as a column name in every warehouse: letters, digits and
+/// underscores, starting with a letter or underscore, at most 300 characters (BigQuery's
+/// rule, the strictest), and not one of mailroom's own `_mailroom_` columns.
+pub fn portable_column_name(name: &str) -> bool {
+    name.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= 300
+        && !name.starts_with("_mailroom_")
+}
+
 /// A declared table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TableSchema {

@@ -144,11 +144,14 @@ fn a_new_field_is_reported_once_and_stored_only_under_evolve() {
     for decoder in [&mut fixed, &mut evolve] {
         decoder.push_json(r#"{"id": 1}"#);
         decoder.push_json(r#"{"id": 2, "loyalty_score": 0.5}"#);
-        decoder.push_json(r#"{"id": 3, "loyalty_score": 0.75}"#);
+        decoder.push_json(r#"{"id": 3, "loyalty_score": 0.75, "tier-name": "x"}"#);
     }
     assert_eq!(
         fixed.new_fields(),
-        [("customers".to_string(), "loyalty_score".to_string())]
+        [
+            ("customers".to_string(), "loyalty_score".to_string()),
+            ("customers".to_string(), "tier-name".to_string())
+        ]
     );
     assert_eq!(evolve.new_fields(), fixed.new_fields());
     assert!(
@@ -169,6 +172,10 @@ fn a_new_field_is_reported_once_and_stored_only_under_evolve() {
             .field_with_name("loyalty_score")
             .unwrap()
             .is_nullable()
+    );
+    assert!(
+        batch.column_by_name("tier-name").is_none(),
+        "a name not every warehouse accepts is reported, not stored"
     );
 }
 

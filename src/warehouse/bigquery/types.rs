@@ -34,11 +34,7 @@ use serde_json::{Value, json};
 
 /// Whether BigQuery accepts `name` as a column name.
 pub fn valid_column_name(name: &str) -> bool {
-    name.chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && name.len() <= 300
+    crate::normalize::schema::portable_column_name(name) || name.starts_with("_mailroom_")
 }
 
 /// The Arrow type of a BigQuery field type (mode aside).
