@@ -373,12 +373,12 @@ WITH customer_orders AS (
 suppressed AS (
   SELECT email_normalized FROM smartrmail_subscribers
   WHERE NOT subscribed OR IFNULL(complained, FALSE) OR unsubscribed_at IS NOT NULL
-  UNION
+  UNION ALL
   SELECT email_normalized FROM shopify_customers
   WHERE marketing_state IS NULL OR marketing_state != 'SUBSCRIBED'
 ),
 consented AS (
-  SELECT DISTINCT email_normalized FROM shopify_customers WHERE marketing_state = 'SUBSCRIBED'
+  SELECT email_normalized FROM shopify_customers WHERE marketing_state = 'SUBSCRIBED'
 ),
 loyalty AS (
   SELECT email_normalized, points_balance, vip_tier_name, referral_url
@@ -393,8 +393,8 @@ FROM customer_orders AS o
 LEFT JOIN loyalty AS l ON l.email_normalized = o.email_normalized
 WHERE o.last_order_at < TIMESTAMPTZ '{now}' - INTERVAL 90 DAY
   AND o.order_count >= 1
-  AND o.email_normalized IN (SELECT email_normalized FROM consented)
-  AND o.email_normalized NOT IN (SELECT email_normalized FROM suppressed WHERE email_normalized IS NOT NULL)
+  AND EXISTS (SELECT 1 FROM consented AS c WHERE c.email_normalized = o.email_normalized)
+  AND NOT EXISTS (SELECT 1 FROM suppressed AS s WHERE s.email_normalized = o.email_normalized)
 ORDER BY o.last_order_at, email
 """
 best, rows = float("inf"), 0

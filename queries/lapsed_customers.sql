@@ -26,13 +26,13 @@ suppressed AS (
   WHERE NOT subscribed
     OR IFNULL(complained, FALSE)
     OR unsubscribed_at IS NOT NULL
-  UNION DISTINCT
+  UNION ALL
   SELECT email_normalized
   FROM {{ ref('shopify_customers') }}
   WHERE marketing_state IS NULL OR marketing_state != 'SUBSCRIBED'
 ),
 consented AS (
-  SELECT DISTINCT email_normalized
+  SELECT email_normalized
   FROM {{ ref('shopify_customers') }}
   WHERE marketing_state = 'SUBSCRIBED'
 ),
@@ -55,8 +55,8 @@ FROM customer_orders AS o
 LEFT JOIN loyalty AS l ON l.email_normalized = o.email_normalized
 WHERE o.last_order_at < TIMESTAMP_SUB({{ now }}, INTERVAL {{ params.lapse_days }} DAY)
   AND o.order_count >= {{ params.min_orders }}
-  AND o.email_normalized IN (SELECT email_normalized FROM consented)
-  AND o.email_normalized NOT IN (
-    SELECT email_normalized FROM suppressed WHERE email_normalized IS NOT NULL
+  AND EXISTS (SELECT 1 FROM consented AS c WHERE c.email_normalized = o.email_normalized)
+  AND NOT EXISTS (
+    SELECT 1 FROM suppressed AS s WHERE s.email_normalized = o.email_normalized
   )
 ORDER BY o.last_order_at, email
