@@ -380,21 +380,19 @@ suppressed AS (
 consented AS (
   SELECT email_normalized FROM shopify_customers WHERE marketing_state = 'SUBSCRIBED'
 ),
-loyalty AS (
-  SELECT email_normalized, points_balance, vip_tier_name, referral_url
-  FROM smile_customers
-  WHERE email_normalized IS NOT NULL
-  QUALIFY ROW_NUMBER() OVER (PARTITION BY email_normalized ORDER BY updated_at DESC, id DESC) = 1
+lapsed AS (
+  SELECT o.* FROM customer_orders AS o
+  WHERE o.last_order_at < TIMESTAMPTZ '{now}' - INTERVAL 90 DAY
+    AND o.order_count >= 1
+    AND EXISTS (SELECT 1 FROM consented AS c WHERE c.email_normalized = o.email_normalized)
+    AND NOT EXISTS (SELECT 1 FROM suppressed AS s WHERE s.email_normalized = o.email_normalized)
 )
 SELECT o.email_normalized AS email, o.last_order_at, o.order_count, o.lifetime_value,
        date_diff('day', CAST(o.last_order_at AS DATE), CAST(TIMESTAMPTZ '{now}' AS DATE)) AS days_since_last_order,
        l.points_balance, l.vip_tier_name, l.referral_url
-FROM customer_orders AS o
-LEFT JOIN loyalty AS l ON l.email_normalized = o.email_normalized
-WHERE o.last_order_at < TIMESTAMPTZ '{now}' - INTERVAL 90 DAY
-  AND o.order_count >= 1
-  AND EXISTS (SELECT 1 FROM consented AS c WHERE c.email_normalized = o.email_normalized)
-  AND NOT EXISTS (SELECT 1 FROM suppressed AS s WHERE s.email_normalized = o.email_normalized)
+FROM lapsed AS o
+LEFT JOIN smile_customers AS l ON l.email_normalized = o.email_normalized
+QUALIFY ROW_NUMBER() OVER (PARTITION BY o.email_normalized ORDER BY l.updated_at DESC NULLS LAST, l.id DESC NULLS LAST) = 1
 ORDER BY o.last_order_at, email
 """
 best, rows = float("inf"), 0

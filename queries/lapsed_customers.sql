@@ -36,11 +36,15 @@ consented AS (
   FROM {{ ref('shopify_customers') }}
   WHERE marketing_state = 'SUBSCRIBED'
 ),
-loyalty AS (
-  SELECT email_normalized, points_balance, vip_tier_name, referral_url
-  FROM {{ ref('smile_customers') }}
-  WHERE email_normalized IS NOT NULL
-  QUALIFY ROW_NUMBER() OVER (PARTITION BY email_normalized ORDER BY updated_at DESC, id DESC) = 1
+lapsed AS (
+  SELECT o.*
+  FROM customer_orders AS o
+  WHERE o.last_order_at < TIMESTAMP_SUB({{ now }}, INTERVAL {{ params.lapse_days }} DAY)
+    AND o.order_count >= {{ params.min_orders }}
+    AND EXISTS (SELECT 1 FROM consented AS c WHERE c.email_normalized = o.email_normalized)
+    AND NOT EXISTS (
+      SELECT 1 FROM suppressed AS s WHERE s.email_normalized = o.email_normalized
+    )
 )
 SELECT
   o.email_normalized AS email,
@@ -51,12 +55,11 @@ SELECT
   l.points_balance,
   l.vip_tier_name,
   l.referral_url
-FROM customer_orders AS o
-LEFT JOIN loyalty AS l ON l.email_normalized = o.email_normalized
-WHERE o.last_order_at < TIMESTAMP_SUB({{ now }}, INTERVAL {{ params.lapse_days }} DAY)
-  AND o.order_count >= {{ params.min_orders }}
-  AND EXISTS (SELECT 1 FROM consented AS c WHERE c.email_normalized = o.email_normalized)
-  AND NOT EXISTS (
-    SELECT 1 FROM suppressed AS s WHERE s.email_normalized = o.email_normalized
-  )
+FROM lapsed AS o
+LEFT JOIN {{ ref('smile_customers') }} AS l ON l.email_normalized = o.email_normalized
+WHERE TRUE
+-- A customer with several Smile accounts: the one updated last.
+QUALIFY ROW_NUMBER() OVER (
+  PARTITION BY o.email_normalized ORDER BY l.updated_at DESC, l.id DESC
+) = 1
 ORDER BY o.last_order_at, email

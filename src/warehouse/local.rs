@@ -40,9 +40,9 @@ const RUN_MARKER_RETENTION: &str = "interval 30 days";
 /// Memory a load's sort may hold before it spills to disk.
 const LOAD_MEMORY: usize = 64 << 20;
 /// Bytes per data file written; each is built in memory before it is stored.
-const TARGET_FILE_BYTES: u64 = 16 << 20;
+const TARGET_FILE_BYTES: u64 = 8 << 20;
 /// Rows per Parquet row group written: the writer holds one group's pages in memory.
-const ROW_GROUP_ROWS: usize = 65_536;
+const ROW_GROUP_ROWS: usize = 32_768;
 
 /// Delta tables under one folder.
 #[derive(Debug)]
