@@ -20,6 +20,10 @@ use std::sync::Arc;
 use arrow::compute::concat_batches;
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, Utc};
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext};
 use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::CommitProperties;
@@ -155,16 +159,38 @@ impl LocalWarehouse {
     }
 
     /// A SQL session in which every existing table is registered under its own name.
+    ///
+    /// Each table is read as the Parquet files its Delta log lists for the current version
+    /// (DataFusion's own Parquet source: parallel, with its string-view types); a table
+    /// without files is read through Delta.
     pub async fn session(&self) -> Result<SessionContext, WarehouseError> {
         let ctx = SessionContext::new();
         for name in self.tables()? {
             let delta = self.table(&name).await?;
             let failed = |e: datafusion::error::DataFusionError| io_error(&name, "cannot read", e);
-            delta
-                .update_datafusion_session(&ctx.state())
-                .map_err(|e| delta_error(&name, e))?;
-            let provider = delta.table_provider().await.map_err(failed)?;
-            ctx.register_table(name.as_str(), provider)
+            let files = delta
+                .get_file_uris()
+                .map_err(|e| delta_error(&name, e))?
+                .map(|uri| ListingTableUrl::parse(uri).map_err(failed))
+                .collect::<Result<Vec<_>, _>>()?;
+            if files.is_empty() {
+                delta
+                    .update_datafusion_session(&ctx.state())
+                    .map_err(|e| delta_error(&name, e))?;
+                let provider = delta.table_provider().await.map_err(failed)?;
+                ctx.register_table(name.as_str(), provider)
+                    .map_err(failed)?;
+                continue;
+            }
+            let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+                .with_file_extension(".parquet");
+            let config = ListingTableConfig::new_with_multi_paths(files)
+                .with_listing_options(options)
+                .infer_schema(&ctx.state())
+                .await
+                .map_err(failed)?;
+            let table = ListingTable::try_new(config).map_err(failed)?;
+            ctx.register_table(name.as_str(), Arc::new(table))
                 .map_err(failed)?;
         }
         Ok(ctx)
