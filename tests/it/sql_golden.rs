@@ -18,9 +18,9 @@ use mailroom::sql::SqlFile;
 use mailroom::sql::engine::QueryEngine;
 use mailroom::sql::output::{self, OutputFormat};
 use mailroom::warehouse::local::LocalWarehouse;
-use mailroom::warehouse::{Commit, LoadId, Warehouse};
+use mailroom::warehouse::{LoadId, Warehouse};
 
-use crate::support::utc;
+use crate::support::{commit_batch, utc};
 
 /// The fire time every case runs at.
 const NOW: &str = "2026-11-01T00:00:00Z";
@@ -138,16 +138,7 @@ pub async fn load_fixtures(warehouse: &mut impl Warehouse) {
             stream: table.name.to_string(),
             run_id: "golden".into(),
         };
-        warehouse
-            .write(&load, &table, fixture_batch(&table))
-            .await
-            .unwrap_or_else(|e| panic!("{}: {e}", table.name));
-        warehouse
-            .commit(Commit {
-                load,
-                tables: vec![table.clone()],
-                cursor: None,
-            })
+        commit_batch(warehouse, load, &table, fixture_batch(&table))
             .await
             .unwrap_or_else(|e| panic!("{}: {e}", table.name));
     }

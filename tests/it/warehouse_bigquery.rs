@@ -20,11 +20,12 @@ use mailroom::sandbox::RunningSandbox;
 use mailroom::state::{PendingLoad, StateStore};
 use mailroom::warehouse::bigquery::client::JobStart;
 use mailroom::warehouse::bigquery::{BigQuerySettings, BigQueryWarehouse, connect_client};
-use mailroom::warehouse::{Commit, CommitOutcome, LoadId, Warehouse, WarehouseError};
+use mailroom::warehouse::{CommitOutcome, LoadId, Warehouse, WarehouseError};
 
 use crate::sql_golden::{check_cases, load_fixtures};
 use crate::support::{
-    duplicate_keys, get_json, load_world_twice, small_sandbox, small_world, source, stamp, utc,
+    commit_batch, duplicate_keys, get_json, load_world_twice, small_sandbox, small_world, source,
+    stamp, utc,
 };
 
 /// A warehouse in `dataset` of the sandbox's project, journaling in `dir`.
@@ -306,16 +307,7 @@ async fn commit_events(
         stream: "events".into(),
         run_id: run.into(),
     };
-    warehouse
-        .write(&load, table, events_batch(table, rows))
-        .await?;
-    warehouse
-        .commit(Commit {
-            load,
-            tables: vec![table.clone()],
-            cursor: None,
-        })
-        .await
+    commit_batch(warehouse, load, table, events_batch(table, rows)).await
 }
 
 #[tokio::test]

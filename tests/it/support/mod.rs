@@ -466,3 +466,20 @@ pub async fn duplicate_keys(
     };
     (value(0), value(1))
 }
+
+/// Stages one batch of `table` and commits it as its own load (no cursor).
+pub async fn commit_batch(
+    warehouse: &mut impl mailroom::warehouse::Warehouse,
+    load: mailroom::warehouse::LoadId,
+    table: &mailroom::normalize::TableSchema,
+    batch: arrow::record_batch::RecordBatch,
+) -> Result<mailroom::warehouse::CommitOutcome, mailroom::warehouse::WarehouseError> {
+    warehouse.write(&load, table, batch).await?;
+    warehouse
+        .commit(mailroom::warehouse::Commit {
+            load,
+            tables: vec![table.clone()],
+            cursor: None,
+        })
+        .await
+}
