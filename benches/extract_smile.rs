@@ -26,6 +26,8 @@ use mailroom::sandbox::{RunningSandbox, SandboxOptions};
 use mailroom::warehouse::local::LocalWarehouse;
 use mailroom::warehouse::memory::MemoryWarehouse;
 
+mod support;
+
 const SEED: u64 = 7;
 
 fn main() {
@@ -129,17 +131,7 @@ fn scenario(customers: u32, limit: &str, sink: &str) -> Figures {
         .expect("extractor runs");
     let _ = server.kill();
     let _ = server.wait();
-    let text = String::from_utf8_lossy(&output.stdout);
-    let field = |name: &str| -> f64 {
-        text.split_whitespace()
-            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
-            .unwrap_or_else(|| {
-                panic!(
-                    "no {name} in extractor output: {text} {}",
-                    String::from_utf8_lossy(&output.stderr)
-                )
-            })
-    };
+    let field = |name: &str| support::figure(&output, name);
     Figures {
         records: field("records") as u64,
         seconds: field("seconds"),

@@ -29,6 +29,8 @@ use mailroom::sql::template::TableNames;
 use mailroom::warehouse::local::LocalWarehouse;
 use mailroom::warehouse::{Commit, LoadId, Warehouse};
 
+mod support;
+
 const BATCH: usize = 65_536;
 const RUNS: usize = 3;
 /// The fire time the query runs at.
@@ -341,18 +343,10 @@ fn time_duckdb(warehouse: &Path, dir: &Path) -> (usize, f64) {
         .arg(RUNS.to_string())
         .output()
         .expect("python3 runs");
-    let text = String::from_utf8_lossy(&output.stdout);
-    let field = |name: &str| -> f64 {
-        text.split_whitespace()
-            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
-            .unwrap_or_else(|| {
-                panic!(
-                    "no {name} from DuckDB: {text} {}",
-                    String::from_utf8_lossy(&output.stderr)
-                )
-            })
-    };
-    (field("rows") as usize, field("seconds"))
+    (
+        support::figure(&output, "rows") as usize,
+        support::figure(&output, "seconds"),
+    )
 }
 
 const DUCKDB_SCRIPT: &str = r#"
