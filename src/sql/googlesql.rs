@@ -83,8 +83,6 @@ const SAME_MEANING: &[&str] = &[
     "RTRIM",
     "LENGTH",
     "CHAR_LENGTH",
-    "SUBSTR",
-    "SUBSTRING",
     "REPLACE",
     "STARTS_WITH",
     "ENDS_WITH",
@@ -439,6 +437,24 @@ fn rewrite_expr(e: &mut Expr) -> Result<(), String> {
                 Divide::name_for(false)
             ))?)
         }
+        // BigQuery counts a negative position from the end and reads 0 as 1; DataFusion
+        // (like PostgreSQL) starts before the string instead.
+        Expr::Substring {
+            expr: text,
+            substring_from: Some(from),
+            substring_for,
+            ..
+        } => {
+            let start = format!(
+                "CASE WHEN ({p}) < 0 THEN CASE WHEN character_length({t}) + ({p}) + 1 < 1 THEN 1 ELSE character_length({t}) + ({p}) + 1 END WHEN ({p}) = 0 THEN 1 ELSE ({p}) END",
+                t = text,
+                p = from
+            );
+            Some(expr(&match substring_for {
+                Some(length) => format!("substr({text}, {start}, {length})"),
+                None => format!("substr({text}, {start})"),
+            })?)
+        }
         Expr::Extract {
             field, expr: inner, ..
         } => {
@@ -674,6 +690,12 @@ mod tests {
 
     #[tokio::test]
     async fn conditional_and_null_functions_keep_bigquery_meaning() {
+        let t = rows("SELECT SUBSTR('mailroom', -4) AS a, SUBSTR('mailroom', 0, 4) AS b, SUBSTR('mailroom', -20, 2) AS c, SUBSTR('mailroom', 5) AS d").await;
+        assert_eq!(
+            only_line(&t, 0),
+            ["room", "mail", "ma", "room"],
+            "SUBSTR positions as BigQuery reads them: {t}"
+        );
         let t = rows("SELECT GREATEST(1, NULL) IS NULL AS g, LEAST(3, 2) AS l, ANY_VALUE(x) AS a FROM (SELECT CAST(NULL AS BIGINT) AS x UNION ALL SELECT 5)").await;
         assert_eq!(
             only_line(&t, 0),
