@@ -20,6 +20,7 @@ use std::sync::Arc;
 use arrow::compute::concat_batches;
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, Utc};
+use datafusion::catalog::TableProvider;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
@@ -143,19 +144,35 @@ impl LocalWarehouse {
             .map_err(|e| delta_error(table, e))
     }
 
+    /// Delta's own reader of a table's current version, in `ctx`.
+    async fn delta_provider(
+        &self,
+        delta: &DeltaTable,
+        table: &str,
+        ctx: &SessionContext,
+    ) -> Result<Arc<dyn TableProvider>, WarehouseError> {
+        delta
+            .update_datafusion_session(&ctx.state())
+            .map_err(|e| delta_error(table, e))?;
+        delta
+            .table_provider()
+            .await
+            .map_err(|e| io_error(table, "cannot read", e))
+    }
+
     /// A query over every row of a table (not run yet), or `None` when it does not exist.
+    /// Reads and exports go through Delta's reader, which keeps the declared column types
+    /// (plain strings); queries use [`LocalWarehouse::session`].
     async fn frame(&self, table: &str) -> Result<Option<DataFrame>, WarehouseError> {
         if !self.exists(table) {
             return Ok(None);
         }
         let delta = self.table(table).await?;
-        let failed = |e: datafusion::error::DataFusionError| io_error(table, "cannot read", e);
         let ctx = SessionContext::new();
-        delta
-            .update_datafusion_session(&ctx.state())
-            .map_err(|e| delta_error(table, e))?;
-        let provider = delta.table_provider().await.map_err(failed)?;
-        ctx.read_table(provider).map(Some).map_err(failed)
+        let provider = self.delta_provider(&delta, table, &ctx).await?;
+        ctx.read_table(provider)
+            .map(Some)
+            .map_err(|e| io_error(table, "cannot read", e))
     }
 
     /// A SQL session in which every existing table is registered under its own name.
@@ -174,10 +191,7 @@ impl LocalWarehouse {
                 .map(|uri| ListingTableUrl::parse(uri).map_err(failed))
                 .collect::<Result<Vec<_>, _>>()?;
             if files.is_empty() {
-                delta
-                    .update_datafusion_session(&ctx.state())
-                    .map_err(|e| delta_error(&name, e))?;
-                let provider = delta.table_provider().await.map_err(failed)?;
+                let provider = self.delta_provider(&delta, &name, &ctx).await?;
                 ctx.register_table(name.as_str(), provider)
                     .map_err(failed)?;
                 continue;

@@ -284,9 +284,13 @@ fn run_job_is_recorded_in_the_ledger_and_status_shows_it() {
     std::fs::write(dir.path().join("config.toml"), bigquery).expect("config");
     let (code, stdout, stderr) = run(mailroom(dir.path()).args(["run-job", "extract-loyalty"]));
     assert_eq!(code, 0, "{stderr}");
+    let loaded = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("smile_customers"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok());
     assert!(
-        stdout.contains("Done:") && stdout.contains("smile_customers"),
-        "{stdout}"
+        stdout.contains("Done:") && loaded.is_some_and(|rows| rows > 0),
+        "rows loaded into BigQuery: {stdout}"
     );
     let (code, _, stderr) = run(mailroom(dir.path()).args(["compact"]));
     assert_eq!(code, 78, "compact is for the local warehouse: {stderr}");

@@ -53,8 +53,15 @@ struct TablePlan {
     file: Option<PathBuf>,
     rows: u64,
     load_job: String,
-    merge_job: Option<String>,
-    staging_table: Option<String>,
+    /// Merge tables: the `MERGE` job and the staging table it reads.
+    merge: Option<MergeStep>,
+}
+
+/// A merge table's second step.
+#[derive(Debug, Clone)]
+struct MergeStep {
+    job: String,
+    staging_table: String,
 }
 
 /// Tables in a BigQuery dataset.
@@ -112,12 +119,21 @@ fn job_safe(text: &str) -> String {
         .collect()
 }
 
-/// FNV-1a of a file's bytes: staged data identifies its jobs.
+/// FNV-1a of a file's bytes, read in pieces: staged data identifies its jobs.
 fn file_hash(path: &Path) -> std::io::Result<u64> {
-    let bytes = std::fs::read(path)?;
-    Ok(bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    }))
+    use std::io::Read;
+    let mut file = File::open(path)?;
+    let mut buffer = vec![0; 1 << 16];
+    let mut hash = 0xcbf2_9ce4_8422_2325_u64;
+    loop {
+        let read = file.read(&mut buffer)?;
+        if read == 0 {
+            return Ok(hash);
+        }
+        for byte in &buffer[..read] {
+            hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
 }
 
 /// Where the warehouse is and how to reach it.
@@ -459,8 +475,10 @@ impl BigQueryWarehouse {
             file,
             rows,
             load_job: format!("{base}_load"),
-            merge_job: merge.then(|| format!("{base}_merge")),
-            staging_table: merge.then(|| format!("_mailroom_staging_{}_{hash:016x}", table.name)),
+            merge: merge.then(|| MergeStep {
+                job: format!("{base}_merge"),
+                staging_table: format!("_mailroom_staging_{}_{hash:016x}", table.name),
+            }),
         })
     }
 
@@ -475,20 +493,23 @@ impl BigQueryWarehouse {
         let data = bytes::Bytes::from(
             std::fs::read(file).map_err(|e| storage(name, "cannot read staging", e))?,
         );
-        let (destination, write) = match (&plan.staging_table, &plan.table.disposition) {
-            (Some(staging), _) => (staging.as_str(), "WRITE_TRUNCATE"),
-            (None, WriteDisposition::Replace) => (name, "WRITE_TRUNCATE"),
-            (None, _) => (name, "WRITE_APPEND"),
+        // The table exists with every declared column (`ensure_table`); a staging table is
+        // created by its load.
+        let (destination, write, create) = match (&plan.merge, &plan.table.disposition) {
+            (Some(merge), _) => (
+                merge.staging_table.as_str(),
+                "WRITE_TRUNCATE",
+                "CREATE_IF_NEEDED",
+            ),
+            (None, WriteDisposition::Replace) => (name, "WRITE_TRUNCATE", "CREATE_NEVER"),
+            (None, _) => (name, "WRITE_APPEND", "CREATE_NEVER"),
         };
-        let mut load = json!({
+        let load = json!({
             "destinationTable": { "projectId": self.client.project, "datasetId": self.dataset, "tableId": destination },
             "sourceFormat": "PARQUET",
             "writeDisposition": write,
-            "createDisposition": if plan.staging_table.is_some() { "CREATE_IF_NEEDED" } else { "CREATE_NEVER" },
+            "createDisposition": create,
         });
-        if plan.staging_table.is_none() {
-            load["schemaUpdateOptions"] = json!(["ALLOW_FIELD_ADDITION"]);
-        }
         let loaded = self
             .client
             .start_load(&plan.load_job, load, data)
@@ -501,7 +522,11 @@ impl BigQueryWarehouse {
             )
             .await
             .map_err(fail)?;
-        let (Some(merge_job), Some(staging)) = (&plan.merge_job, &plan.staging_table) else {
+        let Some(MergeStep {
+            job: merge_job,
+            staging_table: staging,
+        }) = &plan.merge
+        else {
             return Ok(loaded == JobStart::Existing);
         };
         let sql = self.merge_sql(&plan.table, staging);
@@ -634,11 +659,11 @@ impl Warehouse for BigQueryWarehouse {
         let jobs: Vec<&String> = plans
             .iter()
             .filter(|p| p.file.is_some())
-            .flat_map(|p| std::iter::once(&p.load_job).chain(p.merge_job.as_ref()))
+            .flat_map(|p| std::iter::once(&p.load_job).chain(p.merge.as_ref().map(|m| &m.job)))
             .collect();
         let staging: Vec<&String> = plans
             .iter()
-            .filter_map(|p| p.staging_table.as_ref())
+            .filter_map(|p| p.merge.as_ref().map(|m| &m.staging_table))
             .collect();
         let pending = PendingLoad {
             key: format!(
