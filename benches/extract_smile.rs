@@ -22,9 +22,10 @@ use mailroom::extract::{Mode, extract_stream};
 use mailroom::http::retry::RetryPolicy;
 use mailroom::http::{HttpClient, Timeouts};
 use mailroom::normalize::{RunStamp, SchemaPolicy};
-use mailroom::sandbox::{RunningSandbox, SandboxOptions};
+use mailroom::services::{Overrides, Services};
 use mailroom::warehouse::local::LocalWarehouse;
 use mailroom::warehouse::memory::MemoryWarehouse;
+use mailroom_sandbox::{RunningSandbox, SandboxOptions};
 
 mod support;
 
@@ -172,17 +173,30 @@ fn extract(url: &str, limit: &str, sink: &str) {
             std::path::Path::new("."),
         )
         .expect("shipped config");
-        config.sources.smile_requests_per_second = limit.parse().unwrap_or(0);
+        let smile_section = config
+            .sources
+            .services
+            .get_mut(&SourceKind::Smile)
+            .expect("the shipped config reads Smile");
+        smile_section.options.insert(
+            "requests_per_second",
+            mailroom::config::OptionValue::Integer(limit.parse().unwrap_or(0)),
+        );
         let client = HttpClient::new(Timeouts::default()).expect("client");
-        let smile = mailroom::sources::build(
-            SourceKind::Smile,
-            &config,
-            Some(url),
-            &[("UNUSED", "")],
-            &client,
-            RetryPolicy::default(),
+        let endpoints = mailroom_sandbox::services(url);
+        let overrides = Overrides::from_endpoints(
+            endpoints.iter().map(|e| (e.key, e.base_url.as_str())),
+            mailroom_sandbox::CREDENTIAL,
         )
-        .expect("source");
+        .expect("sandbox URLs");
+        let services = Services::new(
+            config.service_sections(),
+            overrides,
+            Box::new([("UNUSED", "")]),
+            client.clone(),
+            RetryPolicy::default(),
+        );
+        let smile = mailroom::sources::build(SourceKind::Smile, &services).expect("source");
         let now = chrono::Utc::now();
         let stamp = Arc::new(RunStamp {
             run_id: "bench".into(),

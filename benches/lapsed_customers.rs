@@ -24,8 +24,8 @@ use chrono::{DateTime, Utc};
 use mailroom::normalize::{TableSchema, WriteDisposition};
 use mailroom::sources::{shopify, smartrmail, smile};
 use mailroom::sql::SqlFile;
-use mailroom::sql::engine::QueryEngine;
-use mailroom::sql::template::TableNames;
+use mailroom::warehouse::QueryEngine;
+use mailroom::warehouse::TableNames;
 use mailroom::warehouse::local::LocalWarehouse;
 use mailroom::warehouse::{Commit, LoadId, Warehouse};
 
@@ -301,7 +301,7 @@ fn timestamps_opt(values: Vec<Option<i64>>) -> ArrayRef {
 /// The shipped file on the local engine: best time and rows.
 async fn time_mailroom(dir: &Path) -> (usize, f64) {
     let warehouse = LocalWarehouse::reader(dir);
-    let engine = QueryEngine::Local(&warehouse);
+    let engine = QueryEngine::Local(LocalWarehouse::reader(warehouse.root()));
     let file = SqlFile::read(
         &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("queries/lapsed_customers.sql"),
     )

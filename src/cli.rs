@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 
-use crate::sql::output::OutputFormat;
-use crate::telemetry::LogFormat;
+use mailroom::sql::output::OutputFormat;
+use mailroom::telemetry::LogFormat;
 
 /// Moves e-commerce email, loyalty and order data into a warehouse on a schedule, runs
 /// your SQL reports, and sends the answers to Sheets, Slack and win-back sequences.

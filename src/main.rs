@@ -1,13 +1,17 @@
-//! The `mailroom` binary: parses the command line, sets up logging and hands over to
-//! [`mailroom::app`]. Exit codes are documented in README ("Exit codes").
+//! The `mailroom` binary: parses the command line ([`cli`]), sets up logging and hands
+//! over to the command layer ([`app`]), which wires the library together. Exit codes are
+//! documented in README ("Exit codes").
+
+mod app;
+mod cli;
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use mailroom::app;
-use mailroom::cli::Cli;
 use mailroom::error::ErrorKind;
 use mailroom::telemetry;
+
+use crate::cli::Cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

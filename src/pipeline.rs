@@ -13,26 +13,23 @@ use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 
-use crate::config::{Config, JobConfig, ProcessEnvironment, SourceKind, Step};
+use crate::config::{Config, JobConfig, SourceKind, Step};
 use crate::error::{Classify, ErrorKind};
 use crate::extract::{Mode, StreamReport, extract_stream};
-use crate::http::retry::RetryPolicy;
-use crate::http::{HttpClient, Timeouts};
 use crate::normalize::RunStamp;
 use crate::scheduler::{Executor, RunContext, RunError};
+use crate::services::Services;
 use crate::sources::{self, AnySource, Source};
 use crate::state::{Counters, StateStore};
-use crate::warehouse::bigquery::{BigQuerySettings, BigQueryWarehouse, connect_client};
-use crate::warehouse::local::LocalWarehouse;
 use crate::warehouse::memory::MemoryWarehouse;
+use crate::warehouse::{self, OpenWarehouse};
 
 /// Runs steps against the configured sources, warehouse and destinations.
 pub struct Pipeline {
     config: Arc<Config>,
-    sandbox: Option<String>,
-    client: HttpClient,
-    /// Sources built so far: one per kind for the process's life, so every run shares
-    /// each credential's rate budget.
+    /// Every service's connection, one per credential, shared by all runs.
+    services: Arc<Services>,
+    /// Sources built so far: one per kind for the process's life.
     sources: Mutex<HashMap<SourceKind, AnySource>>,
     /// The state database (BigQuery keeps its cursors and load journal there).
     state: Arc<StateStore>,
@@ -40,32 +37,16 @@ pub struct Pipeline {
     warehouse: tokio::sync::OnceCell<tokio::sync::Mutex<OpenWarehouse>>,
 }
 
-/// The configured warehouse, opened.
-enum OpenWarehouse {
-    /// Delta tables on this machine.
-    Local(LocalWarehouse),
-    /// A BigQuery dataset.
-    BigQuery(Box<BigQueryWarehouse>),
-}
-
 impl Pipeline {
-    /// A pipeline over `config`; `sandbox` is the sandbox's base URL when services are
-    /// simulated.
-    pub fn new(
-        config: Arc<Config>,
-        sandbox: Option<String>,
-        state: Arc<StateStore>,
-    ) -> Result<Self, RunError> {
-        let client = HttpClient::new(Timeouts::default())
-            .map_err(|e| RunError::new(ErrorKind::Bug, e.to_string()))?;
-        Ok(Pipeline {
+    /// A pipeline over `config`, reaching every service through `services`.
+    pub fn new(config: Arc<Config>, services: Arc<Services>, state: Arc<StateStore>) -> Self {
+        Pipeline {
             config,
-            sandbox,
-            client,
+            services,
             sources: Mutex::new(HashMap::new()),
             state,
             warehouse: tokio::sync::OnceCell::new(),
-        })
+        }
     }
 
     /// The configured source `kind`, built on first use.
@@ -77,15 +58,8 @@ impl Pipeline {
         if let Some(source) = built.get(&kind) {
             return Ok(source.clone());
         }
-        let source = sources::build(
-            kind,
-            &self.config,
-            self.sandbox.as_deref(),
-            &ProcessEnvironment,
-            &self.client,
-            RetryPolicy::default(),
-        )
-        .map_err(|err| RunError::new(err.kind(), err.to_string()))?;
+        let source = sources::build(kind, &self.services)
+            .map_err(|err| RunError::new(err.kind(), err.to_string()))?;
         built.insert(kind, source.clone());
         Ok(source)
     }
@@ -146,32 +120,16 @@ impl Pipeline {
                 .await
             } else {
                 let mut warehouse = self.warehouse().await?;
-                match &mut *warehouse {
-                    OpenWarehouse::Local(local) => {
-                        extract_stream(
-                            &source,
-                            stream,
-                            local,
-                            plan.stamp.clone(),
-                            plan.mode,
-                            policy,
-                            progress,
-                        )
-                        .await
-                    }
-                    OpenWarehouse::BigQuery(bigquery) => {
-                        extract_stream(
-                            &source,
-                            stream,
-                            bigquery.as_mut(),
-                            plan.stamp.clone(),
-                            plan.mode,
-                            policy,
-                            progress,
-                        )
-                        .await
-                    }
-                }
+                extract_stream(
+                    &source,
+                    stream,
+                    &mut *warehouse,
+                    plan.stamp.clone(),
+                    plan.mode,
+                    policy,
+                    progress,
+                )
+                .await
             }
             .map_err(|err| {
                 RunError::new(err.kind(), format!("{} {stream}: {err}", source.name()))
@@ -212,38 +170,17 @@ impl Pipeline {
     }
 
     /// The configured warehouse, opened on first use and shared by every run (one load at a
-    /// time): local Delta tables, or a BigQuery dataset (in the sandbox's project when
-    /// services are simulated).
+    /// time).
     async fn warehouse(&self) -> Result<tokio::sync::MutexGuard<'_, OpenWarehouse>, RunError> {
         let opened = self
             .warehouse
-            .get_or_try_init(|| self.open_warehouse())
+            .get_or_try_init(|| async {
+                warehouse::open(&self.config, &self.services, self.state.clone())
+                    .map(tokio::sync::Mutex::new)
+                    .map_err(|err| RunError::new(err.kind(), err.to_string()))
+            })
             .await?;
         Ok(opened.lock().await)
-    }
-
-    async fn open_warehouse(&self) -> Result<tokio::sync::Mutex<OpenWarehouse>, RunError> {
-        let failed =
-            |err: crate::warehouse::WarehouseError| RunError::new(err.kind(), err.to_string());
-        let opened =
-            match BigQuerySettings::from_config(&self.config.warehouse, self.sandbox.clone()) {
-                Some(settings) => {
-                    let client = connect_client(&settings, &self.client, RetryPolicy::default())
-                        .await
-                        .map_err(|err| RunError::new(err.kind(), err.to_string()))?;
-                    OpenWarehouse::BigQuery(Box::new(BigQueryWarehouse::new(
-                        client,
-                        settings.dataset,
-                        self.state.clone(),
-                        self.config.data_dir.join("bigquery-staging"),
-                    )))
-                }
-                None => {
-                    let dir = self.config.local_warehouse_dir().unwrap_or_default();
-                    OpenWarehouse::Local(LocalWarehouse::open(&dir).map_err(failed)?)
-                }
-            };
-        Ok(tokio::sync::Mutex::new(opened))
     }
 }
 

@@ -15,7 +15,7 @@ use super::{
     DestinationKind, DestinationsConfig, JobConfig, MissedPolicy, OverlapPolicy, ParamValue,
     SourceKind, SourcesConfig, Step,
 };
-use crate::scheduler::schedule::CronSchedule;
+use crate::schedule::CronSchedule;
 
 /// What steps may refer to.
 pub(super) struct JobContext<'a> {
@@ -290,7 +290,11 @@ fn read_extract(
         );
         ok = false;
     }
-    let experimental = context.sources.smartrmail_experimental_campaigns;
+    let experimental = context
+        .sources
+        .services
+        .get(&SourceKind::SmartrMail)
+        .is_some_and(|section| section.flag("experimental_campaigns"));
     let is_enabled =
         |stream: &str| !(kind == SourceKind::SmartrMail && stream == "campaigns") || experimental;
     let streams = match streams {

@@ -23,7 +23,8 @@ use std::time::Duration;
 use url::Url;
 
 use crate::error::{Classify, ErrorKind};
-use crate::scheduler::schedule::CronSchedule;
+use crate::schedule::CronSchedule;
+pub use crate::services::{OptionValue, ServiceConfig};
 pub use diagnostic::{ConfigErrors, Diagnostic, Diagnostics, SourceText};
 pub use secret::{Environment, ProcessEnvironment, Secret, SecretRef};
 
@@ -126,13 +127,7 @@ impl SourceKind {
 
     /// The name used in config (`[sources.NAME]`, `source = "NAME"`).
     pub fn name(self) -> &'static str {
-        match self {
-            SourceKind::Smile => "smile",
-            SourceKind::Shopify => "shopify",
-            SourceKind::SmartrMail => "smartrmail",
-            SourceKind::Iterable => "iterable",
-            SourceKind::Dotdigital => "dotdigital",
-        }
+        self.service().key()
     }
 
     /// The streams this source can extract.
@@ -146,6 +141,18 @@ impl SourceKind {
         }
     }
 
+    /// The external service this source reads.
+    pub fn service(self) -> crate::services::ServiceKind {
+        use crate::services::ServiceKind;
+        match self {
+            SourceKind::Smile => ServiceKind::Smile,
+            SourceKind::Shopify => ServiceKind::Shopify,
+            SourceKind::SmartrMail => ServiceKind::SmartrMail,
+            SourceKind::Iterable => ServiceKind::Iterable,
+            SourceKind::Dotdigital => ServiceKind::Dotdigital,
+        }
+    }
+
     /// Whether win-back enrollment can send customers to this source's platform.
     pub fn is_email_platform(self) -> bool {
         matches!(
@@ -155,30 +162,13 @@ impl SourceKind {
     }
 }
 
-/// One external service's endpoint and credentials.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ServiceConfig {
-    /// Base URL of the real API: `base_url` if set, else the service's own. `None` only when
-    /// the sandbox is enabled and the real URL cannot be derived (Shopify without `shop`).
-    pub base_url: Option<Url>,
-    /// Credentials by role (`api_key`, `password`, ...), as environment references.
-    pub secrets: BTreeMap<&'static str, SecretRef>,
-    /// Non-secret settings by name (`shop`, `username`, `spreadsheet_id`, ...).
-    pub settings: BTreeMap<&'static str, String>,
-}
-
 /// `[sources.*]`: the configured sources.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SourcesConfig {
-    /// Configured sources by kind.
+    /// Configured sources by kind. Per-service keys (SmartrMail's
+    /// `experimental_campaigns`, Smile's `requests_per_second`) are in each section's
+    /// `options`, as the service's spec declares them.
     pub services: BTreeMap<SourceKind, ServiceConfig>,
-    /// Whether SmartrMail's experimental `campaigns` stream is enabled
-    /// (`[sources.smartrmail] experimental_campaigns = true`).
-    pub smartrmail_experimental_campaigns: bool,
-    /// Calls per second mailroom allows itself on the Smile token
-    /// (`[sources.smile] requests_per_second`; Smile's documented limit, 10, by default;
-    /// 0 for no budget).
-    pub smile_requests_per_second: u32,
     /// What happens to fields a source sends that its tables do not declare
     /// (`[sources.NAME] schema = "fixed" | "evolve"`; `fixed` when not set).
     pub schema_policies: BTreeMap<SourceKind, crate::normalize::SchemaPolicy>,
@@ -194,11 +184,19 @@ pub enum DestinationKind {
 }
 
 impl DestinationKind {
+    /// Every destination, in config order.
+    pub const ALL: [DestinationKind; 2] = [DestinationKind::Sheets, DestinationKind::Slack];
+
     /// The name used in config.
     pub fn name(self) -> &'static str {
+        self.service().key()
+    }
+
+    /// The external service this destination writes to.
+    pub fn service(self) -> crate::services::ServiceKind {
         match self {
-            DestinationKind::Sheets => "sheets",
-            DestinationKind::Slack => "slack",
+            DestinationKind::Sheets => crate::services::ServiceKind::Sheets,
+            DestinationKind::Slack => crate::services::ServiceKind::Slack,
         }
     }
 
@@ -450,6 +448,20 @@ impl Config {
             .get(&source)
             .copied()
             .unwrap_or_default()
+    }
+
+    /// Every configured service's section, sources and destinations alike.
+    pub fn service_sections(&self) -> BTreeMap<crate::services::ServiceKind, ServiceConfig> {
+        let sources = self.sources.services.iter().map(|(k, s)| (k.service(), s));
+        let destinations = self
+            .destinations
+            .services
+            .iter()
+            .map(|(k, s)| (k.service(), s));
+        sources
+            .chain(destinations)
+            .map(|(kind, section)| (kind, section.clone()))
+            .collect()
     }
 
     /// The job named `name`.

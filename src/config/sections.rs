@@ -13,10 +13,11 @@ use super::jobs::{self, JobContext};
 use super::reader::TableReader;
 use super::secret::SecretRef;
 use super::{
-    Config, DestinationKind, DestinationsConfig, SandboxConfig, SchedulerConfig, ServiceConfig,
-    SourceKind, SourcesConfig, WarehouseConfig,
+    Config, DestinationKind, DestinationsConfig, OptionValue, SandboxConfig, SchedulerConfig,
+    ServiceConfig, SourceKind, SourcesConfig, WarehouseConfig,
 };
 use crate::normalize::SchemaPolicy;
+use crate::services::{OptionSpec, ServiceSpec};
 
 /// Validates a parsed config document, reporting every problem into `d`.
 pub(super) fn validate(
@@ -223,88 +224,12 @@ fn read_scheduler(table: Option<TableReader<'_>>, d: &mut Diagnostics<'_>) -> Sc
     scheduler
 }
 
-/// What one service's config section holds.
-struct ServiceSpec {
-    default_base_url: &'static str,
-    /// Secret keys that must be set unless the sandbox is enabled.
-    required_secrets: &'static [&'static str],
-    /// Secret keys that may be set.
-    optional_secrets: &'static [&'static str],
-    /// Plain keys that must be set unless the sandbox is enabled.
-    required_settings: &'static [&'static str],
-    /// Plain keys that may be set, with their defaults.
-    optional_settings: &'static [(&'static str, &'static str)],
-}
-
-fn source_spec(kind: SourceKind) -> ServiceSpec {
-    match kind {
-        SourceKind::Smile => ServiceSpec {
-            default_base_url: "https://api.smile.io/v1",
-            required_secrets: &["api_key"],
-            optional_secrets: &[],
-            required_settings: &[],
-            optional_settings: &[],
-        },
-        SourceKind::Shopify => ServiceSpec {
-            // `{shop}` and `{api_version}` are filled in from the settings.
-            default_base_url: "https://{shop}/admin/api/{api_version}",
-            required_secrets: &["access_token"],
-            optional_secrets: &[],
-            required_settings: &["shop"],
-            optional_settings: &[("api_version", "2026-10")],
-        },
-        SourceKind::SmartrMail => ServiceSpec {
-            default_base_url: "https://go.smartrmail.com/api/v1",
-            required_secrets: &["api_token"],
-            optional_secrets: &[],
-            required_settings: &[],
-            optional_settings: &[],
-        },
-        SourceKind::Iterable => ServiceSpec {
-            default_base_url: "https://api.iterable.com",
-            required_secrets: &["api_key"],
-            optional_secrets: &[],
-            required_settings: &[],
-            optional_settings: &[],
-        },
-        SourceKind::Dotdigital => ServiceSpec {
-            default_base_url: "https://r1-api.dotdigital.com",
-            required_secrets: &["password"],
-            optional_secrets: &[],
-            required_settings: &["username"],
-            optional_settings: &[],
-        },
-    }
-}
-
-fn destination_spec(kind: DestinationKind) -> ServiceSpec {
-    match kind {
-        DestinationKind::Sheets => ServiceSpec {
-            default_base_url: "https://sheets.googleapis.com",
-            required_secrets: &[],
-            optional_secrets: &[],
-            required_settings: &["spreadsheet_id", "credentials_file"],
-            optional_settings: &[],
-        },
-        DestinationKind::Slack => ServiceSpec {
-            default_base_url: "https://slack.com/api",
-            required_secrets: &[],
-            optional_secrets: &["bot_token", "webhook_url"],
-            required_settings: &[],
-            optional_settings: &[],
-        },
-    }
-}
-
 fn read_sources(
     table: Option<TableReader<'_>>,
     sandbox: &SandboxConfig,
     d: &mut Diagnostics<'_>,
 ) -> SourcesConfig {
-    let mut sources = SourcesConfig {
-        smile_requests_per_second: crate::sources::smile::REQUESTS_PER_SECOND,
-        ..SourcesConfig::default()
-    };
+    let mut sources = SourcesConfig::default();
     let Some(mut t) = table else {
         return sources;
     };
@@ -322,17 +247,7 @@ fn read_sources(
         ) {
             sources.schema_policies.insert(kind, policy.value);
         }
-        if kind == SourceKind::Smile
-            && let Some(rate) = section.integer(d, "requests_per_second", 0..=10_000)
-        {
-            sources.smile_requests_per_second = rate.value as u32;
-        }
-        if kind == SourceKind::SmartrMail {
-            sources.smartrmail_experimental_campaigns = section
-                .boolean(d, "experimental_campaigns")
-                .unwrap_or(false);
-        }
-        let service = read_service(&mut section, &source_spec(kind), sandbox, d);
+        let service = read_service(&mut section, kind.service().spec(), sandbox, d);
         section.finish(d);
         sources.services.insert(kind, service);
     }
@@ -349,11 +264,11 @@ fn read_destinations(
     let Some(mut t) = table else {
         return destinations;
     };
-    for kind in [DestinationKind::Sheets, DestinationKind::Slack] {
+    for kind in DestinationKind::ALL {
         let Some(mut section) = t.table(d, kind.name()) else {
             continue;
         };
-        let service = read_service(&mut section, &destination_spec(kind), sandbox, d);
+        let service = read_service(&mut section, kind.service().spec(), sandbox, d);
         if kind == DestinationKind::Slack && service.secrets.is_empty() && !sandbox.enabled {
             section.missing(
                 d,
@@ -413,11 +328,27 @@ fn read_service(
             .map_or_else(|| default.to_string(), |v| v.value);
         settings.insert(*key, value);
     }
+    let mut options = BTreeMap::new();
+    for option in spec.options {
+        let value = match *option {
+            OptionSpec::Integer {
+                key,
+                min,
+                max,
+                default,
+            } => OptionValue::Integer(t.integer(d, key, min..=max).map_or(default, |v| v.value)),
+            OptionSpec::Flag { key, default } => {
+                OptionValue::Flag(t.boolean(d, key).unwrap_or(default))
+            }
+        };
+        options.insert(option.key(), value);
+    }
     let base_url = read_url(t, d, "base_url").or_else(|| default_url(spec, &settings));
     ServiceConfig {
         base_url,
         secrets,
         settings,
+        options,
     }
 }
 

@@ -49,6 +49,14 @@ impl RateBudget {
         })
     }
 
+    /// At most `n` calls per hour, evenly spaced.
+    pub fn per_hour(n: u32) -> Arc<Self> {
+        Arc::new(RateBudget {
+            limiter: RateLimiter::direct(Quota::per_hour(non_zero(n)).allow_burst(NonZeroU32::MIN)),
+            description: format!("{n} per hour"),
+        })
+    }
+
     /// Waits until the next call may go.
     pub async fn wait(&self) {
         self.limiter.until_ready().await;

@@ -17,8 +17,9 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use url::Url;
 
-use crate::config::secret::Secret;
+use crate::error::{Classify, ErrorKind};
 use crate::http::{Auth, Body, Call, HttpClient, HttpError, RetryPolicy, Service};
+use crate::secret::Secret;
 
 const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 /// A token is renewed this long before Google says it expires.
@@ -38,6 +39,23 @@ pub enum GoogleAuthError {
     /// The token endpoint refused or could not be reached.
     #[error("getting a Google access token: {0}")]
     Token(#[from] HttpError),
+}
+
+impl Classify for GoogleAuthError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            GoogleAuthError::KeyFile { .. } => ErrorKind::Config,
+            // The token endpoint refusing the key (400 `invalid_grant`: a wrong, revoked or
+            // expired key; 401, 403) is the user's to fix; 429, 5xx and transport failures pass.
+            GoogleAuthError::Token(e)
+                if e.status
+                    .is_some_and(|s| (400..500).contains(&s) && s != 429) =>
+            {
+                ErrorKind::Config
+            }
+            GoogleAuthError::Token(e) => e.kind(),
+        }
+    }
 }
 
 /// A service account's key, as in the JSON key file Google issues.

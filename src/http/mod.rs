@@ -24,7 +24,7 @@ use reqwest::Method;
 use serde_json::Value;
 use url::Url;
 
-use crate::config::Secret;
+use crate::secret::Secret;
 pub use budget::RateBudget;
 pub use error::HttpError;
 pub use retry::RetryPolicy;

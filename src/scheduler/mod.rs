@@ -2,7 +2,7 @@
 //! policies around that — overlap, missed runs after a restart, shutdown.
 //!
 //! Each job has one task running [`job_loop`]. It sleeps until the next fire time
-//! ([`schedule`], DST-correct), then starts a run unless one is still going, in which case
+//! ([`crate::schedule`], DST-correct), then starts a run unless one is still going, in which case
 //! `overlap = "skip"` records a skipped run and `"queue"` runs it right after (several due
 //! fire times coalesce into one queued run). A wake-up more than [`LATE_TOLERANCE`] after
 //! its fire time means mailroom was not running (or the machine slept): the fire times
@@ -20,7 +20,6 @@
 pub mod clock;
 pub mod job;
 pub mod retry;
-pub mod schedule;
 
 use std::sync::Arc;
 use std::time::Duration;

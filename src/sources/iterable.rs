@@ -20,13 +20,9 @@ use super::{Connection, Incremental, PageSender, Source, SourceError, Stream, Wi
 use crate::http::fetch::{Pages, Parsed, fetch_parsed};
 use crate::http::page::{CsvTable, Page, RecordsAt};
 use crate::http::paginate::NumberedPages;
-use crate::http::{Call, RateBudget, Service};
+use crate::http::{Call, Service};
 use crate::normalize::{Convert, TableSchema};
 
-/// Iterable's documented limit for campaign reads, per project.
-pub const CAMPAIGNS_PER_SECOND: u32 = 100;
-/// Iterable's documented limit for campaign metrics, per project.
-pub const METRICS_PER_MINUTE: u32 = 10;
 /// Campaign ids per metrics request.
 pub const METRICS_BATCH: usize = 100;
 /// Campaigns per page.
@@ -41,11 +37,9 @@ pub struct Iterable {
 }
 
 impl Iterable {
-    /// The source over `api`, with Iterable's rate budgets.
-    pub fn new(mut api: Connection) -> Self {
-        api.service.budget = Some(RateBudget::per_second(CAMPAIGNS_PER_SECOND));
-        let mut metrics = api.service.clone();
-        metrics.budget = Some(RateBudget::per_minute(METRICS_PER_MINUTE));
+    /// The source over `api`; metrics calls wait on the credential's `metrics` budget.
+    pub fn new(api: Connection) -> Self {
+        let metrics = api.with_budget("metrics");
         Iterable {
             api,
             metrics: Arc::new(metrics),

@@ -1,6 +1,7 @@
 //! Sources: the APIs mailroom extracts from, each a module holding its endpoints, its
 //! streams' table declarations and its field mapping — nothing else. Timeouts, retries,
-//! rate budgets, auth and pagination live in [`crate::http`]; decoding in
+//! auth and pagination live in [`crate::http`]; where each API is and its rate budgets in
+//! [`crate::services`]; decoding in
 //! [`crate::normalize`]; the extract loop in [`crate::extract`].
 //!
 //! A [`Source`] names its streams ([`Stream`]: the table, how it is incremental) and
@@ -18,17 +19,15 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
-use url::Url;
 
-use crate::config::secret::MissingSecret;
-use crate::config::{Config, Environment, Secret, SourceKind};
+use crate::config::SourceKind;
 use crate::error::{Classify, ErrorKind};
+use crate::http::HttpError;
 use crate::http::fetch::PageError;
 use crate::http::page::Page;
-use crate::http::retry::RetryPolicy;
-use crate::http::{Auth, HttpClient, HttpError, Service};
 use crate::normalize::TableSchema;
-use crate::sandbox::CREDENTIAL;
+pub use crate::services::Connection;
+use crate::services::{ServiceError, Services};
 
 /// How a stream picks up where it left off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,10 +79,10 @@ pub enum SourceError {
     /// A single call failed.
     #[error(transparent)]
     Http(#[from] HttpError),
-    /// A credential's environment variable is not set.
-    #[error("{0}")]
-    Secret(#[from] MissingSecret),
-    /// The source is not configured, or a setting is missing.
+    /// The source's service is not configured, or a credential or setting is missing.
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    /// A stream or setting the source cannot serve.
     #[error("{0}")]
     Config(String),
     /// The service answered something the contract does not allow.
@@ -101,7 +100,8 @@ impl Classify for SourceError {
         match self {
             SourceError::Page(err) => err.kind(),
             SourceError::Http(err) => err.kind(),
-            SourceError::Secret(_) | SourceError::Config(_) => ErrorKind::Config,
+            SourceError::Service(err) => err.kind(),
+            SourceError::Config(_) => ErrorKind::Config,
             SourceError::Contract { .. } => ErrorKind::Transient,
         }
     }
@@ -184,120 +184,15 @@ impl Source for AnySource {
     }
 }
 
-/// What a source needs to reach its API.
-#[derive(Debug, Clone)]
-pub struct Connection {
-    /// The shared HTTP client.
-    pub client: HttpClient,
-    /// The service: base URL, auth, retries, budget.
-    pub service: Service,
-}
-
-/// Builds the source `kind` from the config: its real API, or the sandbox's copy of it when
-/// `sandbox` (the sandbox's base URL) is given. Calls are retried per `retry`.
-pub fn build(
-    kind: SourceKind,
-    config: &Config,
-    sandbox: Option<&str>,
-    env: &dyn Environment,
-    client: &HttpClient,
-    retry: RetryPolicy,
-) -> Result<AnySource, SourceError> {
-    let section = config.sources.services.get(&kind).ok_or_else(|| {
-        SourceError::Config(format!(
-            "source {} is not configured; add a [sources.{}] section",
-            kind.name(),
-            kind.name()
-        ))
-    })?;
-    let secret = |key: &str| -> Result<Secret, SourceError> {
-        if sandbox.is_some() {
-            return Ok(Secret::new(CREDENTIAL));
-        }
-        match section.secrets.get(key) {
-            Some(reference) => Ok(reference.resolve(env)?),
-            None => Err(SourceError::Config(format!(
-                "sources.{}.{key} is not set",
-                kind.name()
-            ))),
-        }
-    };
-    let base_url = match sandbox {
-        Some(base) => sandbox_url(kind, base)?,
-        None => section.base_url.clone().ok_or_else(|| {
-            SourceError::Config(format!(
-                "sources.{}: set base_url or the settings its URL is built from",
-                kind.name()
-            ))
-        })?,
-    };
-    // Each source sets the rate budgets its API documents.
-    let service = |name: &'static str, auth: Auth| Service {
-        name,
-        base_url: base_url.clone(),
-        auth,
-        retry,
-        budget: None,
-    };
-    let connection = |service: Service| Connection {
-        client: client.clone(),
-        service,
-    };
+/// Builds the source `kind` over its connection from `services` (the real API, or what the
+/// overrides put in its place).
+pub fn build(kind: SourceKind, services: &Services) -> Result<AnySource, SourceError> {
+    let connection = services.connection(kind.service())?;
     Ok(match kind {
-        SourceKind::Smile => AnySource::Smile(smile::Smile::new(
-            connection(service("Smile.io", Auth::Bearer(secret("api_key")?))),
-            config.sources.smile_requests_per_second,
-        )),
-        SourceKind::SmartrMail => AnySource::SmartrMail(smartrmail::SmartrMail::new(
-            connection(service(
-                "SmartrMail",
-                Auth::TokenScheme(secret("api_token")?),
-            )),
-            config.sources.smartrmail_experimental_campaigns,
-        )),
-        SourceKind::Iterable => AnySource::Iterable(iterable::Iterable::new(connection(service(
-            "Iterable",
-            Auth::Header {
-                name: "Api-Key",
-                value: secret("api_key")?,
-            },
-        )))),
-        SourceKind::Dotdigital => {
-            let user = match sandbox {
-                Some(_) => CREDENTIAL.to_string(),
-                None => section
-                    .settings
-                    .get("username")
-                    .cloned()
-                    .unwrap_or_default(),
-            };
-            AnySource::Dotdigital(dotdigital::Dotdigital::new(connection(service(
-                "Dotdigital",
-                Auth::Basic {
-                    user,
-                    password: secret("password")?,
-                },
-            ))))
-        }
-        SourceKind::Shopify => AnySource::Shopify(shopify::Shopify::new(connection(service(
-            "Shopify",
-            Auth::Header {
-                name: "X-Shopify-Access-Token",
-                value: secret("access_token")?,
-            },
-        )))),
+        SourceKind::Smile => AnySource::Smile(smile::Smile::new(connection)),
+        SourceKind::SmartrMail => AnySource::SmartrMail(smartrmail::SmartrMail::new(connection)),
+        SourceKind::Iterable => AnySource::Iterable(iterable::Iterable::new(connection)),
+        SourceKind::Dotdigital => AnySource::Dotdigital(dotdigital::Dotdigital::new(connection)),
+        SourceKind::Shopify => AnySource::Shopify(shopify::Shopify::new(connection)),
     })
-}
-
-/// The sandbox's URL for a source's API.
-fn sandbox_url(kind: SourceKind, base: &str) -> Result<Url, SourceError> {
-    let path = match kind {
-        SourceKind::Smile => "/smile/v1",
-        SourceKind::Shopify => "/shopify/admin/api/2026-10",
-        SourceKind::SmartrMail => "/smartrmail/api/v1",
-        SourceKind::Iterable => "/iterable",
-        SourceKind::Dotdigital => "/dotdigital",
-    };
-    Url::parse(&format!("{}{path}", base.trim_end_matches('/')))
-        .map_err(|e| SourceError::Config(format!("sandbox URL {base}: {e}")))
 }

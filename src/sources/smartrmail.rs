@@ -25,8 +25,10 @@ pub struct SmartrMail {
 }
 
 impl SmartrMail {
-    /// The source over `api`; `experimental_campaigns` enables the `campaigns` stream.
-    pub fn new(api: Connection, experimental_campaigns: bool) -> Self {
+    /// The source over `api`; its section's `experimental_campaigns` enables the
+    /// `campaigns` stream.
+    pub fn new(api: Connection) -> Self {
+        let experimental_campaigns = api.flag("experimental_campaigns");
         SmartrMail {
             api,
             experimental_campaigns,

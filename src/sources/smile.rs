@@ -9,14 +9,13 @@
 use std::time::Duration;
 
 use super::{Connection, Incremental, PageSender, Source, SourceError, Stream, Window};
+use crate::http::Call;
 use crate::http::fetch::fetch_pages;
 use crate::http::page::RecordsAt;
 use crate::http::paginate::{CursorPages, SinglePage};
-use crate::http::{Call, RateBudget};
 use crate::normalize::{Column, ColumnType as T, Convert, TableSchema, ValueFrom};
 
 /// Smile's documented limit per token.
-pub const REQUESTS_PER_SECOND: u32 = 10;
 /// The largest page Smile serves.
 const PAGE_SIZE: u32 = 250;
 
@@ -27,11 +26,9 @@ pub struct Smile {
 }
 
 impl Smile {
-    /// The source over `api`, allowing itself `requests_per_second` on the token (none
-    /// when 0).
-    pub fn new(mut api: Connection, requests_per_second: u32) -> Self {
-        api.service.budget =
-            (requests_per_second > 0).then(|| RateBudget::per_second(requests_per_second));
+    /// The source over `api`, whose service waits on the token's budget
+    /// (`[sources.smile] requests_per_second`, Smile's documented 10 by default).
+    pub fn new(api: Connection) -> Self {
         Smile { api }
     }
 }

@@ -20,8 +20,9 @@ use toml_span::value::ValueInner;
 use crate::config::diagnostic::{ConfigErrors, Diagnostic, Diagnostics, SourceText};
 use crate::config::reader::{TableReader, type_name};
 use crate::config::{DestinationKind, ParamValue};
-use crate::sql::googlesql::{self, FrontEndError};
-use crate::sql::template::{self, RenderContext, TableNames, TemplateError};
+use crate::sql::template::{self, RenderContext, TemplateError};
+use crate::warehouse::TableNames;
+use mailroom_googlesql::{self as googlesql, FrontEndError};
 
 /// Whether a file is a query (feeds activation) or a report (feeds deliveries).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

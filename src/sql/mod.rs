@@ -1,13 +1,13 @@
-//! SQL files users write in `queries/` and `reports/` ([`file`]: headers and body), and the
-//! templating that renders them for one run ([`template`]) and the GoogleSQL front end that
-//! runs them on DataFusion ([`googlesql`]); [`engine`] runs them on the configured warehouse and
-//! [`output`] prints results.
+//! SQL files users write in `queries/` and `reports/` ([`file`]: headers and body), the
+//! templating that renders them for one run ([`template`]), turning a command's or step's
+//! file-or-text argument into the SQL to run ([`render`]), and printing results
+//! ([`output`]). The GoogleSQL front end is its own crate (`mailroom-googlesql`); queries
+//! run on the configured warehouse through [`crate::warehouse::QueryEngine`].
 
-pub mod engine;
 pub mod file;
-pub mod functions;
-pub mod googlesql;
 pub mod output;
+pub mod render;
 pub mod template;
 
 pub use file::{SqlFile, SqlFileKind, SqlHeader};
+pub use render::{RenderError, render_query};

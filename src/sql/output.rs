@@ -6,7 +6,7 @@ use std::io::Write;
 use arrow::error::ArrowError;
 use arrow::util::pretty::pretty_format_batches;
 
-use crate::sql::engine::QueryResult;
+use crate::warehouse::QueryResult;
 
 /// How `mailroom query` prints rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

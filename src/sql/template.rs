@@ -10,30 +10,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use minijinja::{Environment, UndefinedBehavior, Value};
 
 use crate::config::ParamValue;
-
-/// How `ref('name')` names a table on the engine that will run the query.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TableNames {
-    /// The local warehouse: tables by their own name.
-    Local,
-    /// BigQuery: `project.dataset.table`, backtick-quoted.
-    BigQuery {
-        /// The project.
-        project: String,
-        /// The dataset the tables are loaded into.
-        dataset: String,
-    },
-}
-
-impl TableNames {
-    /// The quoted name of `table`.
-    pub fn qualify(&self, table: &str) -> String {
-        match self {
-            TableNames::Local => format!("`{table}`"),
-            TableNames::BigQuery { project, dataset } => format!("`{project}.{dataset}.{table}`"),
-        }
-    }
-}
+use crate::warehouse::TableNames;
 
 /// Why a body could not be rendered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -256,7 +233,7 @@ mod tests {
         // The quoted string reads back as the value in GoogleSQL (sqlparser prints it back
         // with a doubled quote).
         let literal = string_literal("O'Brien \\ VIP");
-        let parsed = crate::sql::googlesql::parse(&format!("SELECT {literal}")).expect("parse");
+        let parsed = mailroom_googlesql::parse(&format!("SELECT {literal}")).expect("parse");
         assert_eq!(parsed[0].to_string(), "SELECT 'O''Brien \\ VIP'");
     }
 

@@ -75,17 +75,22 @@ struct Staged {
     rows: u64,
 }
 
-fn io_error(table: &str, what: &str, err: impl std::fmt::Display) -> WarehouseError {
+fn io_error(
+    table: &str,
+    what: &str,
+    err: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+) -> WarehouseError {
     WarehouseError::Storage {
         table: table.to_string(),
-        message: format!("{what}: {err}"),
+        what: what.to_string(),
+        source: err.into(),
     }
 }
 
 fn delta_error(table: &str, err: deltalake::DeltaTableError) -> WarehouseError {
     WarehouseError::Delta {
         table: table.to_string(),
-        message: err.to_string(),
+        source: err,
     }
 }
 
@@ -115,6 +120,11 @@ impl LocalWarehouse {
         }
     }
 
+    /// The folder holding the tables.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     fn table_url(&self, table: &str) -> Result<Url, WarehouseError> {
         let dir = self.root.join(table);
         std::fs::create_dir_all(&dir)
@@ -123,7 +133,7 @@ impl LocalWarehouse {
             .canonicalize()
             .map_err(|e| io_error(table, "cannot resolve the table folder", e))?;
         Url::from_directory_path(&dir)
-            .map_err(|()| io_error(table, "not a folder path", dir.display()))
+            .map_err(|()| io_error(table, "not a folder path", dir.display().to_string()))
     }
 
     /// Whether the table has been created (it has a Delta log).

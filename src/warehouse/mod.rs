@@ -9,6 +9,8 @@
 pub mod bigquery;
 pub mod local;
 pub mod memory;
+pub mod open;
+pub mod query;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -20,6 +22,8 @@ use chrono::{DateTime, Utc};
 
 use crate::error::{Classify, ErrorKind};
 use crate::normalize::TableSchema;
+pub use open::{OpenWarehouse, open, open_for_queries};
+pub use query::{QueryEngine, QueryError, QueryResult, TableNames};
 
 /// Identifies one stream's load in one run.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -76,21 +80,26 @@ pub enum WarehouseError {
         message: String,
     },
     /// Files could not be written or read (staging, a table folder).
-    #[error("table {table}: {message}")]
+    #[error("table {table}: {what}: {source}")]
     Storage {
-        /// The table.
+        /// The table (`-` for the warehouse as a whole).
         table: String,
-        /// What failed.
-        message: String,
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// Delta Lake failed to read or commit a table.
-    #[error("table {table}: {message}")]
+    #[error("table {table}: {source}")]
     Delta {
         /// The table.
         table: String,
         /// What Delta said.
-        message: String,
+        source: deltalake::DeltaTableError,
     },
+    /// The state database (BigQuery's load journal and cursors) failed.
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
     /// Arrow failed while combining batches.
     #[error("table {table}: {source}")]
     Arrow {
@@ -99,6 +108,18 @@ pub enum WarehouseError {
         /// The Arrow error.
         source: arrow::error::ArrowError,
     },
+    /// BigQuery refused or failed a call or a job; its kind is the cause's kind (an
+    /// expired or wrong key is a config problem, a 5xx passes, a refused load is terminal).
+    #[error("table {table}: {source}")]
+    BigQuery {
+        /// The table.
+        table: String,
+        /// What BigQuery said.
+        source: Box<bigquery::client::BigQueryError>,
+    },
+    /// The warehouse's services could not be set up (its key file, its address).
+    #[error(transparent)]
+    Service(#[from] crate::services::ServiceError),
 }
 
 impl Classify for WarehouseError {
@@ -108,6 +129,9 @@ impl Classify for WarehouseError {
             // Storage trouble (a full disk, a commit conflict) may pass.
             WarehouseError::Storage { .. } | WarehouseError::Delta { .. } => ErrorKind::Transient,
             WarehouseError::Arrow { .. } => ErrorKind::Bug,
+            WarehouseError::BigQuery { source, .. } => source.kind(),
+            WarehouseError::State(err) => err.kind(),
+            WarehouseError::Service(err) => err.kind(),
         }
     }
 }

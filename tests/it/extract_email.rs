@@ -5,8 +5,8 @@
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{Decimal128Type, Float64Type, Int64Type};
 use mailroom::config::SourceKind;
-use mailroom::sandbox::world::{Campaign, Platform};
 use mailroom::warehouse::memory::MemoryWarehouse;
+use mailroom_sandbox::world::{Campaign, Platform};
 
 use crate::support::{extract, small_sandbox, small_world, source};
 

@@ -8,10 +8,10 @@ use std::collections::HashSet;
 use arrow::array::AsArray;
 use arrow::datatypes::Int64Type;
 use mailroom::config::SourceKind;
-use mailroom::sandbox::SandboxOptions;
-use mailroom::sandbox::faults::FaultRule;
-use mailroom::sandbox::world::{Platform, World};
 use mailroom::warehouse::memory::MemoryWarehouse;
+use mailroom_sandbox::SandboxOptions;
+use mailroom_sandbox::faults::FaultRule;
+use mailroom_sandbox::world::{Platform, World};
 use serde_json::json;
 
 use crate::support::{extract, requests, sandbox, source};

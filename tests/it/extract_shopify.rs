@@ -10,13 +10,13 @@ use arrow::record_batch::RecordBatch;
 use mailroom::config::SourceKind;
 use mailroom::extract::{Mode, extract_stream};
 use mailroom::normalize::SchemaPolicy;
-use mailroom::sandbox::world::{Consent, Order};
 use mailroom::warehouse::memory::MemoryWarehouse;
+use mailroom_sandbox::world::{Consent, Order};
 
 use crate::support::{extract, requests, small_sandbox, small_world, source, stamp};
 
 /// Shopify customer ids are this plus the person's index.
-const CUSTOMER_BASE: i64 = mailroom::sandbox::shopify::data::CUSTOMER_BASE as i64;
+const CUSTOMER_BASE: i64 = mailroom_sandbox::shopify::data::CUSTOMER_BASE as i64;
 
 fn world_orders() -> HashMap<i64, Order> {
     let world = small_world();

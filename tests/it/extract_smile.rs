@@ -6,8 +6,8 @@ use arrow::datatypes::{Date32Type, Int64Type};
 use mailroom::config::SourceKind;
 use mailroom::warehouse::memory::MemoryWarehouse;
 
-use mailroom::sandbox::SandboxOptions;
-use mailroom::sandbox::world::World;
+use mailroom_sandbox::SandboxOptions;
+use mailroom_sandbox::world::World;
 
 use crate::support::{extract, sandbox, small_sandbox, small_world, source};
 
@@ -166,6 +166,6 @@ async fn points_transactions_and_vip_tiers_land() {
     let names: Vec<&str> = names.iter().flatten().collect();
     assert_eq!(
         names,
-        mailroom::sandbox::world::VIP_TIERS.map(|t| t.name).to_vec()
+        mailroom_sandbox::world::VIP_TIERS.map(|t| t.name).to_vec()
     );
 }

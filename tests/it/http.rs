@@ -7,8 +7,8 @@ use mailroom::config::Secret;
 use mailroom::error::{Classify, ErrorKind};
 use mailroom::http::retry::RetryPolicy;
 use mailroom::http::{Auth, Body, Call, HttpClient, RateBudget, Service, Timeouts};
-use mailroom::sandbox::SandboxOptions;
-use mailroom::sandbox::faults::{Fault, FaultRule};
+use mailroom_sandbox::SandboxOptions;
+use mailroom_sandbox::faults::{Fault, FaultRule};
 use serde_json::{Value, json};
 
 use crate::support::{get_json, sandbox};
@@ -32,7 +32,7 @@ fn client() -> HttpClient {
     HttpClient::new(Timeouts::default()).expect("client")
 }
 
-async fn with_faults(rules: Vec<FaultRule>) -> mailroom::sandbox::RunningSandbox {
+async fn with_faults(rules: Vec<FaultRule>) -> mailroom_sandbox::RunningSandbox {
     let mut options = SandboxOptions::new(42, 200);
     options.faults = rules;
     sandbox(options).await

@@ -19,17 +19,17 @@
 //!   finding their job ids, the journal on restart, golden SQL results.
 //! - `sql_golden`: the shipped SQL files on fixture tables, rows compared with
 //!   `tests/golden/expected/`.
-//! - `sandbox_smile`, `sandbox_smartrmail`, `sandbox_iterable`, `sandbox_dotdigital`,
-//!   `sandbox_shopify`, `sandbox_slack`, `sandbox_google`, `sandbox_bigquery`:
-//!   contract tests of each simulated service
-//!   against `api-reference/`: auth, envelopes, pagination to the last page, rate limits,
-//!   error shapes.
-//! - `sandbox_faults`: the fault plan, inspection, reset, and same-seed determinism.
-//! - `support`: a scripted executor and helpers shared by the above.
+//! - `architecture`: the crate boundaries and the library's module graph (no module below
+//!   the command layer names the sandbox; no import cycles).
+//! - `support`: a scripted executor and helpers shared by the above; it includes the
+//!   sandbox crate's client helpers (`crates/sandbox/tests/contract/support.rs`).
+//!
+//! The simulators' own contract tests are in `crates/sandbox/tests/contract/`.
 
 // The tests talk to the sandbox as independent clients would, with reqwest directly.
 #![allow(clippy::disallowed_methods)]
 
+mod architecture;
 mod cli;
 mod config;
 mod extract_email;
@@ -38,15 +38,6 @@ mod extract_shopify;
 mod extract_smile;
 mod http;
 mod retry;
-mod sandbox_bigquery;
-mod sandbox_dotdigital;
-mod sandbox_faults;
-mod sandbox_google;
-mod sandbox_iterable;
-mod sandbox_shopify;
-mod sandbox_slack;
-mod sandbox_smartrmail;
-mod sandbox_smile;
 mod scheduler;
 mod sql_golden;
 mod support;

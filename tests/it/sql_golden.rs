@@ -15,8 +15,8 @@ use mailroom::normalize::TableSchema;
 use mailroom::normalize::schema::{Column, ColumnType, EXTRACTED_AT_COLUMN, RUN_ID_COLUMN};
 use mailroom::sources::{shopify, smartrmail, smile};
 use mailroom::sql::SqlFile;
-use mailroom::sql::engine::QueryEngine;
 use mailroom::sql::output::{self, OutputFormat};
+use mailroom::warehouse::QueryEngine;
 use mailroom::warehouse::local::LocalWarehouse;
 use mailroom::warehouse::{LoadId, Warehouse};
 
@@ -145,7 +145,7 @@ pub async fn load_fixtures(warehouse: &mut impl Warehouse) {
 }
 
 /// Runs every case on `engine` and compares (or, blessing, writes) the expected rows.
-pub async fn check_cases(engine: &QueryEngine<'_>, engine_name: &str) {
+pub async fn check_cases(engine: &QueryEngine, engine_name: &str) {
     let bless = std::env::var_os("MAILROOM_BLESS").is_some();
     let mut mismatches = Vec::new();
     for case in CASES {
@@ -190,5 +190,9 @@ async fn shipped_sql_files_give_the_golden_rows_on_the_local_engine() {
     let root: &Path = &dir.path().join("warehouse");
     let mut warehouse = LocalWarehouse::open(root).expect("open");
     load_fixtures(&mut warehouse).await;
-    check_cases(&QueryEngine::Local(&warehouse), "the local engine").await;
+    check_cases(
+        &QueryEngine::Local(LocalWarehouse::reader(warehouse.root())),
+        "the local engine",
+    )
+    .await;
 }

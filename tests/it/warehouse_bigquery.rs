@@ -13,19 +13,19 @@ use arrow::datatypes::Int64Type;
 use arrow::record_batch::RecordBatch;
 use mailroom::config::SourceKind;
 use mailroom::extract::{Mode, extract_stream};
-use mailroom::http::{HttpClient, RetryPolicy, Timeouts};
+use mailroom::http::RetryPolicy;
 use mailroom::normalize::schema::{Column, ColumnType};
 use mailroom::normalize::{SchemaPolicy, TableSchema};
-use mailroom::sandbox::RunningSandbox;
 use mailroom::state::{PendingLoad, StateStore};
 use mailroom::warehouse::bigquery::client::JobStart;
 use mailroom::warehouse::bigquery::{BigQuerySettings, BigQueryWarehouse, connect_client};
 use mailroom::warehouse::{CommitOutcome, LoadId, Warehouse, WarehouseError};
+use mailroom_sandbox::RunningSandbox;
 
 use crate::sql_golden::{check_cases, load_fixtures};
 use crate::support::{
-    commit_batch, duplicate_keys, get_json, load_world_twice, small_sandbox, small_world, source,
-    stamp, utc,
+    commit_batch, duplicate_keys, get_json, load_world_twice, services_with, small_sandbox,
+    small_world, source, stamp, utc,
 };
 
 /// A warehouse in `dataset` of the sandbox's project, journaling in `dir`.
@@ -35,20 +35,21 @@ async fn warehouse(
     dataset: &str,
 ) -> BigQueryWarehouse {
     let settings = BigQuerySettings {
-        project: mailroom::sandbox::google::PROJECT_ID.into(),
+        project: mailroom_sandbox::google::PROJECT_ID.into(),
         dataset: dataset.into(),
         location: "US".into(),
         credentials_file: None,
-        sandbox: Some(sandbox.base_url.clone()),
     };
-    let http = HttpClient::new(Timeouts::default()).expect("client");
     let retry = RetryPolicy {
         base: std::time::Duration::from_millis(10),
         ..RetryPolicy::default()
     };
-    let client = connect_client(&settings, &http, retry)
-        .await
-        .expect("connect");
+    let services = services_with(
+        &sandbox.base_url,
+        Some(&sandbox.service_account_key()),
+        retry,
+    );
+    let client = connect_client(&settings, &services).expect("connect");
     let state = Arc::new(StateStore::open(&dir.join("state.db")).expect("state"));
     BigQueryWarehouse::new(client, dataset.into(), state, dir.join("bigquery-staging"))
 }
@@ -396,12 +397,14 @@ async fn a_query_answered_before_it_finishes_is_polled_for_its_rows() {
         dataset: "golden".into(),
         location: "US".into(),
         credentials_file: None,
-        sandbox: Some(sandbox.base_url.clone()),
     };
-    let http = HttpClient::new(Timeouts::default()).expect("client");
+    let services = services_with(
+        &sandbox.base_url,
+        Some(&sandbox.service_account_key()),
+        RetryPolicy::default(),
+    );
     // `timeoutMs: 0`: jobs.query answers `jobComplete: false` and the rows come by polling.
-    let client = connect_client(&settings, &http, RetryPolicy::default())
-        .await
+    let client = connect_client(&settings, &services)
         .expect("connect")
         .with_query_wait(std::time::Duration::ZERO);
     let result = client

@@ -9,10 +9,10 @@ use arrow::datatypes::Int64Type;
 use mailroom::config::SourceKind;
 use mailroom::extract::{Mode, extract_stream};
 use mailroom::normalize::SchemaPolicy;
-use mailroom::sandbox::SandboxOptions;
-use mailroom::sandbox::world::World;
 use mailroom::warehouse::Warehouse;
 use mailroom::warehouse::local::LocalWarehouse;
+use mailroom_sandbox::SandboxOptions;
+use mailroom_sandbox::world::World;
 
 use crate::support::{
     duplicate_keys, load_world_twice, sandbox, small_sandbox, small_world, source, stamp,
@@ -330,7 +330,7 @@ async fn loading_the_whole_world_twice_leaves_one_row_per_key_in_every_merge_tab
     let merged = load_world_twice(&mut warehouse, &sandbox.base_url).await;
     let names: Vec<&str> = merged.iter().map(|t| t.name).collect();
     assert_eq!(names.len(), 8, "{names:?}");
-    let engine = mailroom::sql::engine::QueryEngine::Local(&warehouse);
+    let engine = mailroom::warehouse::QueryEngine::Local(LocalWarehouse::reader(warehouse.root()));
     for table in &merged {
         let (rows, duplicated) = duplicate_keys(&engine, table).await;
         assert!(rows > 0, "{} was loaded", table.name);

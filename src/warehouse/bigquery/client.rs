@@ -14,7 +14,7 @@ use super::types::{self, DecodeError};
 use crate::error::{Classify, ErrorKind};
 use crate::http::google_auth::{GoogleAuthError, GoogleTokens};
 use crate::http::{Auth, Body, Call, HttpClient, HttpError, RetryPolicy, Service};
-use crate::sql::engine::QueryResult;
+use crate::warehouse::query::QueryResult;
 
 /// The OAuth scope BigQuery needs.
 pub const SCOPE: &str = "https://www.googleapis.com/auth/bigquery";
@@ -61,8 +61,7 @@ impl Classify for BigQueryError {
     fn kind(&self) -> ErrorKind {
         match self {
             BigQueryError::Http(e) => e.kind(),
-            BigQueryError::Auth(GoogleAuthError::Token(e)) => e.kind(),
-            BigQueryError::Auth(GoogleAuthError::KeyFile { .. }) => ErrorKind::Config,
+            BigQueryError::Auth(e) => e.kind(),
             BigQueryError::Job { reason, .. } => match reason.as_str() {
                 "backendError" | "internalError" | "rateLimitExceeded" | "quotaExceeded"
                 | "jobBackendError" | "jobInternalError" => ErrorKind::Transient,

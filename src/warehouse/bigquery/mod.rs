@@ -32,11 +32,12 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Value, json};
 
 use self::client::{BigQueryClient, BigQueryError, JobStart};
+use super::query::QueryEngine;
 use super::{Commit, CommitOutcome, LoadId, SEQUENCE, Warehouse, WarehouseError, with_sequence};
 use crate::config::WarehouseConfig;
-use crate::http::google_auth::{GoogleAuthError, GoogleTokens, ServiceAccountKey};
-use crate::http::{Auth, Call, HttpClient, RetryPolicy, Service};
+use crate::http::google_auth::GoogleTokens;
 use crate::normalize::{TableSchema, WriteDisposition};
+use crate::services::{ServiceError, ServiceKind, Services};
 use crate::state::{PendingLoad, StateStore};
 
 /// One table's rows staged for a load: one Parquet file per batch (a held-open writer
@@ -66,7 +67,7 @@ struct MergeStep {
 
 /// Tables in a BigQuery dataset.
 pub struct BigQueryWarehouse {
-    client: BigQueryClient,
+    client: Arc<BigQueryClient>,
     dataset: String,
     state: Arc<StateStore>,
     staging_dir: PathBuf,
@@ -78,32 +79,26 @@ pub struct BigQueryWarehouse {
 }
 
 fn bq_error(table: &str, err: BigQueryError) -> WarehouseError {
-    use crate::error::{Classify, ErrorKind};
-    let message = err.to_string();
-    match err.kind() {
-        ErrorKind::Transient => WarehouseError::Delta {
-            table: table.to_string(),
-            message,
-        },
-        _ => WarehouseError::Schema {
-            table: table.to_string(),
-            message,
-        },
+    WarehouseError::BigQuery {
+        table: table.to_string(),
+        source: Box::new(err),
     }
 }
 
-fn storage(table: &str, what: &str, err: impl std::fmt::Display) -> WarehouseError {
+fn storage(
+    table: &str,
+    what: &str,
+    err: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+) -> WarehouseError {
     WarehouseError::Storage {
         table: table.to_string(),
-        message: format!("{what}: {err}"),
+        what: what.to_string(),
+        source: err.into(),
     }
 }
 
 fn state_error(err: crate::state::StateError) -> WarehouseError {
-    WarehouseError::Storage {
-        table: "-".into(),
-        message: err.to_string(),
-    }
+    WarehouseError::State(err)
 }
 
 /// Letters, digits, `_` and `-` only, as job ids allow.
@@ -136,7 +131,7 @@ fn file_hash(path: &Path) -> std::io::Result<u64> {
     }
 }
 
-/// Where the warehouse is and how to reach it.
+/// Where the warehouse is: a BigQuery `[warehouse]`'s settings.
 #[derive(Debug, Clone)]
 pub struct BigQuerySettings {
     /// The Google Cloud project.
@@ -145,15 +140,13 @@ pub struct BigQuerySettings {
     pub dataset: String,
     /// The dataset's location.
     pub location: String,
-    /// The service-account key file; without one, the sandbox's key is used.
+    /// The service-account key file; without one, the services' Google override is used.
     pub credentials_file: Option<PathBuf>,
-    /// The sandbox's base URL when services are simulated.
-    pub sandbox: Option<String>,
 }
 
 impl BigQuerySettings {
     /// The settings of a BigQuery `[warehouse]`; `None` for a local one.
-    pub fn from_config(warehouse: &WarehouseConfig, sandbox: Option<String>) -> Option<Self> {
+    pub fn from_config(warehouse: &WarehouseConfig) -> Option<Self> {
         match warehouse {
             WarehouseConfig::BigQuery {
                 project,
@@ -165,79 +158,27 @@ impl BigQuerySettings {
                 dataset: dataset.clone(),
                 location: location.clone(),
                 credentials_file: credentials_file.clone(),
-                sandbox,
             }),
             WarehouseConfig::Local { .. } => None,
         }
     }
 }
 
-/// The API root: Google's, or the sandbox's simulator.
-fn api_root(sandbox: Option<&str>) -> Result<url::Url, String> {
-    let root = match sandbox {
-        Some(base) => format!("{}/bigquery", base.trim_end_matches('/')),
-        None => "https://bigquery.googleapis.com".to_string(),
-    };
-    url::Url::parse(&root).map_err(|e| format!("BigQuery address {root}: {e}"))
-}
-
-/// A client for the configured project, with tokens from the key file (or, with the
-/// sandbox and no key file, the sandbox's key).
-pub async fn connect_client(
+/// A client for the configured project at BigQuery's address from `services`, with
+/// tokens from the configured key file (or the services' Google override and its project).
+pub fn connect_client(
     settings: &BigQuerySettings,
-    http: &HttpClient,
-    retry: RetryPolicy,
-) -> Result<BigQueryClient, BigQueryError> {
-    let key = match (&settings.credentials_file, &settings.sandbox) {
-        (Some(path), _) => ServiceAccountKey::read(path)?,
-        (None, Some(base)) => {
-            let service = Service {
-                name: "sandbox",
-                base_url: url::Url::parse(base).map_err(|e| BigQueryError::Protocol {
-                    what: "sandbox address".into(),
-                    message: e.to_string(),
-                })?,
-                auth: Auth::None,
-                retry,
-                budget: None,
-            };
-            let response = http
-                .send(&service, &Call::get("/_sandbox/service-account.json"))
-                .await?;
-            let text = response.text().await.map_err(|e| BigQueryError::Protocol {
-                what: "the sandbox's key file".into(),
-                message: e.to_string(),
-            })?;
-            ServiceAccountKey::parse("the sandbox's service-account key", &text)?
-        }
-        (None, None) => {
-            return Err(GoogleAuthError::KeyFile {
-                file: "[warehouse] credentials_file".into(),
-                message: "not set; BigQuery needs a service-account key file".into(),
-            }
-            .into());
-        }
-    };
-    // The sandbox serves one project, its key's.
-    let project = match (
-        &settings.credentials_file,
-        &settings.sandbox,
-        &key.project_id,
-    ) {
-        (None, Some(_), Some(sandbox_project)) => sandbox_project.clone(),
-        _ => settings.project.clone(),
-    };
-    let tokens = GoogleTokens::new(key, &[client::SCOPE], http.clone(), retry);
-    let root =
-        api_root(settings.sandbox.as_deref()).map_err(|message| BigQueryError::Protocol {
-            what: "BigQuery address".into(),
-            message,
-        })?;
+    services: &Services,
+) -> Result<BigQueryClient, ServiceError> {
+    let (key, project) =
+        services.google_key(settings.credentials_file.as_deref(), &settings.project)?;
+    let http = services.client().clone();
+    let tokens = GoogleTokens::new(key, &[client::SCOPE], http.clone(), services.retry());
     Ok(BigQueryClient::new(
-        http.clone(),
+        http,
         tokens,
-        root,
-        retry,
+        services.base_url(ServiceKind::BigQuery)?,
+        services.retry(),
         project,
         settings.location.clone(),
     ))
@@ -254,7 +195,7 @@ impl BigQueryWarehouse {
     ) -> Self {
         let _ = std::fs::remove_dir_all(&staging_dir);
         BigQueryWarehouse {
-            client,
+            client: Arc::new(client),
             dataset,
             state,
             staging_dir,
@@ -270,10 +211,10 @@ impl BigQueryWarehouse {
     }
 
     /// Where queries on this warehouse's tables run.
-    pub fn engine(&self) -> crate::sql::engine::QueryEngine<'_> {
-        crate::sql::engine::QueryEngine::BigQuery {
-            client: &self.client,
-            dataset: &self.dataset,
+    pub fn engine(&self) -> QueryEngine {
+        QueryEngine::BigQuery {
+            client: self.client.clone(),
+            dataset: self.dataset.clone(),
         }
     }
 
@@ -401,9 +342,8 @@ impl BigQueryWarehouse {
         staged: Staged,
     ) -> Result<(PathBuf, u64), WarehouseError> {
         let name = table.name;
-        let failed = |e: &dyn std::fmt::Display| storage(name, "cannot stage", e);
         let [first, ..] = staged.parts.as_slice() else {
-            return Err(failed(&"nothing was staged"));
+            return Err(storage(name, "cannot stage", "nothing was staged"));
         };
         if staged.parts.len() == 1 {
             return Ok((first.clone(), staged.rows));
@@ -419,18 +359,19 @@ impl BigQueryWarehouse {
         let schema: SchemaRef = Arc::new(Schema::new(fields));
         let combined = first.with_file_name(format!("{name}.parquet"));
         let mut writer = ArrowWriter::try_new(
-            File::create(&combined).map_err(|e| failed(&e))?,
+            File::create(&combined).map_err(|e| storage(name, "cannot stage", e))?,
             schema.clone(),
             None,
         )
-        .map_err(|e| failed(&e))?;
+        .map_err(|e| storage(name, "cannot stage", e))?;
         for part in &staged.parts {
-            let reader =
-                ParquetRecordBatchReaderBuilder::try_new(File::open(part).map_err(|e| failed(&e))?)
-                    .and_then(|b| b.build())
-                    .map_err(|e| failed(&e))?;
+            let reader = ParquetRecordBatchReaderBuilder::try_new(
+                File::open(part).map_err(|e| storage(name, "cannot stage", e))?,
+            )
+            .and_then(|b| b.build())
+            .map_err(|e| storage(name, "cannot stage", e))?;
             for batch in reader {
-                let batch = batch.map_err(|e| failed(&e))?;
+                let batch = batch.map_err(|e| storage(name, "cannot stage", e))?;
                 let columns = schema
                     .fields()
                     .iter()
@@ -439,13 +380,17 @@ impl BigQueryWarehouse {
                         None => arrow::array::new_null_array(f.data_type(), batch.num_rows()),
                     })
                     .collect();
-                let batch =
-                    RecordBatch::try_new(schema.clone(), columns).map_err(|e| failed(&e))?;
-                writer.write(&batch).map_err(|e| failed(&e))?;
+                let batch = RecordBatch::try_new(schema.clone(), columns)
+                    .map_err(|e| storage(name, "cannot stage", e))?;
+                writer
+                    .write(&batch)
+                    .map_err(|e| storage(name, "cannot stage", e))?;
             }
             let _ = std::fs::remove_file(part);
         }
-        writer.close().map_err(|e| failed(&e))?;
+        writer
+            .close()
+            .map_err(|e| storage(name, "cannot stage", e))?;
         Ok((combined, staged.rows))
     }
 
@@ -598,7 +543,6 @@ impl Warehouse for BigQueryWarehouse {
         batch: RecordBatch,
     ) -> Result<(), WarehouseError> {
         let name = table.name;
-        let failed = |e: &dyn std::fmt::Display| storage(name, "cannot stage", e);
         let staged = self
             .staged
             .entry(load.clone())
@@ -609,19 +553,23 @@ impl Warehouse for BigQueryWarehouse {
                 rows: 0,
             });
         let batch = if table.disposition == WriteDisposition::Merge {
-            with_sequence(&batch, staged.rows).map_err(|e| failed(&e))?
+            with_sequence(&batch, staged.rows).map_err(|e| storage(name, "cannot stage", e))?
         } else {
             batch
         };
         let path = Self::staging_path(&self.staging_dir, load, name, staged.parts.len());
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| failed(&e))?;
+            std::fs::create_dir_all(dir).map_err(|e| storage(name, "cannot stage", e))?;
         }
-        let file = File::create(&path).map_err(|e| failed(&e))?;
-        let mut writer =
-            ArrowWriter::try_new(file, batch.schema(), None).map_err(|e| failed(&e))?;
-        writer.write(&batch).map_err(|e| failed(&e))?;
-        writer.close().map_err(|e| failed(&e))?;
+        let file = File::create(&path).map_err(|e| storage(name, "cannot stage", e))?;
+        let mut writer = ArrowWriter::try_new(file, batch.schema(), None)
+            .map_err(|e| storage(name, "cannot stage", e))?;
+        writer
+            .write(&batch)
+            .map_err(|e| storage(name, "cannot stage", e))?;
+        writer
+            .close()
+            .map_err(|e| storage(name, "cannot stage", e))?;
         staged.parts.push(path);
         staged.rows += batch.num_rows() as u64;
         Ok(())

@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use mailroom::config::{JobConfig, MissedPolicy, OverlapPolicy, SourceKind, Step};
 use mailroom::error::ErrorKind;
+use mailroom::schedule::CronSchedule;
 use mailroom::scheduler::clock::{Clock, TokioClock};
-use mailroom::scheduler::schedule::CronSchedule;
 use mailroom::scheduler::{Executor, RunContext, RunError, Runtime, Scheduler};
 use mailroom::state::{Counters, StateStore, Trigger};
 use tokio_util::sync::CancellationToken;
@@ -186,120 +186,12 @@ pub fn clock_at(start: &str) -> Arc<TokioClock> {
     Arc::new(TokioClock::starting_at(utc(start)))
 }
 
-/// A sandbox on a free local port.
-pub async fn sandbox(
-    options: mailroom::sandbox::SandboxOptions,
-) -> mailroom::sandbox::RunningSandbox {
-    let addr = "127.0.0.1:0".parse().expect("address");
-    mailroom::sandbox::RunningSandbox::start(addr, options)
-        .await
-        .expect("sandbox starts")
-}
-
-const SMALL_SEED: u64 = 42;
-const SMALL_CUSTOMERS: u32 = 300;
-
-/// A small world (seed 42, 300 customers) with the real services' rate limits.
-pub async fn small_sandbox() -> mailroom::sandbox::RunningSandbox {
-    sandbox(mailroom::sandbox::SandboxOptions::new(
-        SMALL_SEED,
-        SMALL_CUSTOMERS,
-    ))
-    .await
-}
-
-/// The world [`small_sandbox`] serves, for computing what its answers must contain.
-pub fn small_world() -> mailroom::sandbox::world::World {
-    use mailroom::sandbox::world::{World, WorldParams};
-    World::new(WorldParams {
-        seed: SMALL_SEED,
-        customers: SMALL_CUSTOMERS,
-        anchor: WorldParams::default_anchor(),
-    })
-}
-
-/// GET `url` with optional extra headers; returns status, headers and parsed JSON (or
-/// `Null` when the body is not JSON).
-pub async fn get_json(
-    url: &str,
-    headers: &[(&str, &str)],
-) -> (
-    reqwest::StatusCode,
-    reqwest::header::HeaderMap,
-    serde_json::Value,
-) {
-    let mut request = reqwest::Client::new().get(url);
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = request.send().await.expect("request sent");
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response.bytes().await.expect("body");
-    let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-    (status, headers, json)
-}
-
-// Google service-account auth against the sandbox, as Google's client libraries do it.
-
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use rsa::RsaPrivateKey;
-use rsa::pkcs1v15::SigningKey;
-use rsa::pkcs8::DecodePrivateKey;
-use rsa::sha2::Sha256;
-use rsa::signature::{SignatureEncoding, Signer};
-use serde_json::{Value, json};
-
-/// A JWT-bearer assertion signed with the key file's private key, as Google's client
-/// libraries build it.
-pub fn assertion(key_file: &Value, claims: Value) -> String {
-    let key = RsaPrivateKey::from_pkcs8_pem(key_file["private_key"].as_str().expect("pem"))
-        .expect("PKCS#8 key");
-    let header = URL_SAFE_NO_PAD.encode(
-        json!({ "alg": "RS256", "typ": "JWT", "kid": key_file["private_key_id"] }).to_string(),
-    );
-    let body = URL_SAFE_NO_PAD.encode(claims.to_string());
-    let signature = SigningKey::<Sha256>::new(key).sign(format!("{header}.{body}").as_bytes());
-    format!(
-        "{header}.{body}.{}",
-        URL_SAFE_NO_PAD.encode(signature.to_bytes())
-    )
-}
-
-pub fn claims(key_file: &Value, scope: &str) -> Value {
-    let now = chrono::Utc::now().timestamp();
-    json!({ "iss": key_file["client_email"], "scope": scope, "aud": key_file["token_uri"], "iat": now, "exp": now + 3600 })
-}
-
-pub async fn exchange(key_file: &Value, jwt: &str) -> (reqwest::StatusCode, Value) {
-    let token_uri = key_file["token_uri"].as_str().expect("token_uri");
-    let form = [
-        ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
-        ("assertion", jwt),
-    ];
-    let response = reqwest::Client::new()
-        .post(token_uri)
-        .form(&form)
-        .send()
-        .await
-        .expect("sent");
-    let status = response.status();
-    (status, response.json().await.expect("json"))
-}
-
-pub async fn key_file(base: &str) -> Value {
-    get_json(&format!("{base}/_sandbox/service-account.json"), &[])
-        .await
-        .2
-}
-
-pub async fn token(base: &str, scope: &str) -> String {
-    let key = key_file(base).await;
-    let (status, body) = exchange(&key, &assertion(&key, claims(&key, scope))).await;
-    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
-    body["access_token"].as_str().expect("token").to_string()
-}
+// Starting sandboxes and talking to them as an independent client: shared with the
+// sandbox crate's contract tests.
+#[path = "../../../crates/sandbox/tests/contract/support.rs"]
+mod client;
+pub use client::*;
+use serde_json::Value;
 
 /// The shipped config pointed at a sandbox: every source and destination configured.
 pub fn shipped_config() -> mailroom::config::Config {
@@ -311,25 +203,49 @@ pub fn shipped_config() -> mailroom::config::Config {
     .expect("the shipped config parses")
 }
 
-/// A source of the shipped config talking to the sandbox at `base`, retrying quickly.
-pub fn source(kind: SourceKind, base: &str) -> mailroom::sources::AnySource {
+/// Every service of the shipped config pointed at the sandbox at `base`, as the command
+/// layer points them, retrying per `retry`; Google services use `google_key` (the
+/// sandbox's key file) and its project.
+pub fn services_with(
+    base: &str,
+    google_key: Option<&Value>,
+    retry: mailroom::http::RetryPolicy,
+) -> mailroom::services::Services {
     let client =
         mailroom::http::HttpClient::new(mailroom::http::Timeouts::default()).expect("HTTP client");
+    let endpoints = mailroom_sandbox::services(base);
+    let mut overrides = mailroom::services::Overrides::from_endpoints(
+        endpoints.iter().map(|e| (e.key, e.base_url.as_str())),
+        mailroom_sandbox::CREDENTIAL,
+    )
+    .expect("sandbox URLs");
+    overrides.google = google_key.map(|key| mailroom::services::GoogleOverride {
+        key_json: key.to_string(),
+        project: key["project_id"].as_str().expect("project").to_string(),
+    });
+    mailroom::services::Services::new(
+        shipped_config().service_sections(),
+        overrides,
+        Box::new([("UNUSED", "")]),
+        client,
+        retry,
+    )
+}
+
+/// [`services_with`] without Google, retrying quickly.
+pub fn services(base: &str) -> mailroom::services::Services {
     let retry = mailroom::http::retry::RetryPolicy {
         max_retries: 5,
         base: Duration::from_millis(20),
         cap: Duration::from_secs(2),
         retry_after_floor: Duration::from_millis(20),
     };
-    mailroom::sources::build(
-        kind,
-        &shipped_config(),
-        Some(base),
-        &[("UNUSED", "")],
-        &client,
-        retry,
-    )
-    .expect("source builds")
+    services_with(base, None, retry)
+}
+
+/// A source of the shipped config talking to the sandbox at `base`, retrying quickly.
+pub fn source(kind: SourceKind, base: &str) -> mailroom::sources::AnySource {
+    mailroom::sources::build(kind, &services(base)).expect("source builds")
 }
 
 /// A run stamp for run `run_id` scheduled at `at`.
@@ -358,19 +274,6 @@ pub async fn extract(
         &|_| {},
     )
     .await
-}
-
-/// Requests the sandbox saw for endpoints whose pattern starts with `prefix`: (all, 429s).
-pub async fn requests(base: &str, prefix: &str) -> (u64, u64) {
-    let (_, _, state) = get_json(&format!("{base}/_sandbox/state"), &[]).await;
-    let mut total = (0, 0);
-    for (endpoint, count) in state["requests"].as_object().expect("request counts") {
-        if endpoint.contains(prefix) {
-            total.0 += count["requests"].as_u64().unwrap_or(0);
-            total.1 += count["rate_limited"].as_u64().unwrap_or(0);
-        }
-    }
-    total
 }
 
 /// Loads every stream of every source from the sandbox at `base` into `warehouse` twice:
@@ -444,7 +347,7 @@ pub async fn load_world_twice(
 
 /// How many keys of `table` have more than one row, by a query on `engine`.
 pub async fn duplicate_keys(
-    engine: &mailroom::sql::engine::QueryEngine<'_>,
+    engine: &mailroom::warehouse::QueryEngine,
     table: &mailroom::normalize::TableSchema,
 ) -> (i64, i64) {
     use arrow::array::AsArray;

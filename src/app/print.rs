@@ -1,0 +1,139 @@
+//! What commands print for people: the jobs table, run status, load summaries. Kept in
+//! one place so every command (and, next, the demo and dry runs) shows things alike.
+
+use std::process::ExitCode;
+
+use chrono::{DateTime, Utc};
+use mailroom::config::{self, Config};
+use mailroom::state::{Counters, RunRecord, StateStore};
+
+use super::{Failure, find_job};
+
+/// `mailroom jobs`: each job's schedule and its next fire times in its own zone.
+pub fn jobs_table(config: &Config, now: DateTime<Utc>, next: usize) -> String {
+    let mut out = String::new();
+    for job in &config.jobs {
+        let schedule = &job.schedule;
+        out.push_str(&format!(
+            "{}\n  schedule: {} ({})   overlap: {}   missed: {}   retries: {}   timeout: {}s\n",
+            job.name,
+            schedule.expression(),
+            schedule.timezone(),
+            match job.overlap {
+                config::OverlapPolicy::Skip => "skip",
+                config::OverlapPolicy::Queue => "queue",
+            },
+            match job.missed {
+                config::MissedPolicy::Skip => "skip",
+                config::MissedPolicy::RunOnce => "run_once",
+            },
+            job.retries,
+            job.timeout.as_secs(),
+        ));
+        for (i, step) in job.steps.iter().enumerate() {
+            out.push_str(&format!("  step {}: {}\n", i + 1, step.describe()));
+        }
+        for (i, at) in schedule.upcoming(now, next).iter().enumerate() {
+            let label = if i == 0 { "next:" } else { "     " };
+            out.push_str(&format!(
+                "  {label} {}\n",
+                at.format("%a %Y-%m-%d %H:%M:%S %Z (UTC%:z)")
+            ));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// `mailroom status`: job health, then recent runs newest first.
+pub fn status(config: &Config, job: Option<&str>, limit: u32) -> Result<ExitCode, Failure> {
+    if let Some(name) = job {
+        find_job(config, name)?;
+    }
+    let Some(state) = StateStore::open_read_only(&config.state_path())? else {
+        println!("No runs recorded yet in {}.", config.data_dir.display());
+        return Ok(ExitCode::SUCCESS);
+    };
+    println!(
+        "{:<24} {:<12} {:<22} {:<22} FAILURES SINCE",
+        "JOB", "LAST STATUS", "LAST RUN (UTC)", "LAST SUCCESS (UTC)"
+    );
+    for job_config in config
+        .jobs
+        .iter()
+        .filter(|j| job.is_none_or(|name| j.name == name))
+    {
+        let summary = state.job_summary(&job_config.name)?;
+        let (last_status, last_at) = match &summary.last_run {
+            Some(run) => (
+                run.status.as_str(),
+                short_time(run.started_at.unwrap_or(run.scheduled_for)),
+            ),
+            None => ("never run", "-".to_string()),
+        };
+        println!(
+            "{:<24} {:<12} {:<22} {:<22} {}",
+            summary.job,
+            last_status,
+            last_at,
+            summary.last_success.map_or("-".to_string(), short_time),
+            summary.failures_since_success
+        );
+    }
+    let runs = state.recent_runs(job, limit)?;
+    println!("\nRECENT RUNS (newest first)");
+    println!(
+        "{:<22} {:<24} {:<9} {:<22} {:<12} {:>8} {:>9}",
+        "STARTED (UTC)", "JOB", "TRIGGER", "SCHEDULED FOR (UTC)", "STATUS", "ATTEMPTS", "DURATION"
+    );
+    for run in &runs {
+        println!("{}", run_line(run));
+        if let Some(error) = &run.error {
+            let kind = run.error_kind.map_or(String::new(), |k| format!("{k}: "));
+            println!("    {kind}{error}");
+        }
+    }
+    if runs.is_empty() {
+        println!("(none)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn short_time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+fn run_line(run: &RunRecord) -> String {
+    let duration = match (run.started_at, run.finished_at) {
+        (Some(start), Some(end)) => {
+            format!("{:.1}s", (end - start).num_milliseconds() as f64 / 1000.0)
+        }
+        (Some(_), None) => "running".to_string(),
+        _ => "-".to_string(),
+    };
+    format!(
+        "{:<22} {:<24} {:<9} {:<22} {:<12} {:>8} {:>9}",
+        run.started_at.map_or("-".to_string(), short_time),
+        run.job,
+        run.trigger.as_str(),
+        short_time(run.scheduled_for),
+        run.status.as_str(),
+        run.attempts,
+        duration
+    )
+}
+
+/// What a run loaded (or a dry run would have), from its counters.
+pub fn load_summary(heading: &str, counters: &Counters) -> String {
+    if counters.is_empty() {
+        return String::new();
+    }
+    let mut out = format!("{heading}:\n");
+    for (key, value) in counters {
+        match key.strip_prefix("rows.") {
+            Some(table) => out.push_str(&format!("  {table:<32} {value:>10} rows\n")),
+            None => out.push_str(&format!("  {:<32} {value:>10}\n", key.replace('_', " "))),
+        }
+    }
+    out
+}

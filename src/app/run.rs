@@ -1,0 +1,197 @@
+//! `mailroom run` (the scheduler), `run-job` (one run now) and `backfill` (a window
+//! re-extracted, cursors untouched).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use chrono::Timelike;
+use mailroom::config::{self, Config};
+use mailroom::error::{EXIT_INTERRUPTED, ErrorKind};
+use mailroom::pipeline::{Backfill, BackfillProgress, Pipeline};
+use mailroom::scheduler::clock::SystemClock;
+use mailroom::scheduler::{self, InFlight, Runtime, Scheduler};
+use mailroom::state::{NewRun, RunStatus, StateStore, Trigger};
+use tokio_util::sync::CancellationToken;
+
+use super::signals::ShutdownSignals;
+use super::{Failure, Wiring, find_job, open_state, print};
+
+/// The runtime runs go through: the pipeline over the wired services, the ledger, the clock.
+fn runtime(wiring: &Wiring, state: Arc<StateStore>) -> Runtime<Pipeline> {
+    Runtime {
+        executor: Pipeline::new(
+            wiring.config.clone(),
+            wiring.services.clone(),
+            state.clone(),
+        ),
+        state,
+        clock: Arc::new(SystemClock),
+    }
+}
+
+/// `mailroom run`: the scheduler, until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> Result<ExitCode, Failure> {
+    let (_lock, state) = open_state(&config)?;
+    let wiring = Wiring::build(config).await?;
+    let config = wiring.config.clone();
+    tracing::info!(config_dir = %config.base_dir.display(), data_dir = %config.data_dir.display(), jobs = config.jobs.len(), "mailroom starting");
+    let scheduler = Scheduler::new(
+        runtime(&wiring, state),
+        config.jobs.clone(),
+        config.scheduler.shutdown_grace,
+    );
+    let mut signals = ShutdownSignals::install()?;
+    let shutdown = CancellationToken::new();
+    let signal_token = shutdown.clone();
+    tokio::spawn(async move {
+        let signal = signals.recv().await;
+        tracing::info!(signal, "shutting down: no new runs will start");
+        signal_token.cancel();
+    });
+    scheduler.run(shutdown).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `mailroom run-job NAME`: one run now, recorded like a scheduled one (unless dry).
+pub async fn run_job(config: Config, name: &str, dry_run: bool) -> Result<ExitCode, Failure> {
+    let job = Arc::new(find_job(&config, name)?.clone());
+    let (_lock, state) = open_state(&config)?;
+    let wiring = Wiring::build(config).await?;
+    let config = wiring.config.clone();
+    let runtime = Arc::new(runtime(&wiring, state));
+    scheduler::recover_abandoned(&runtime);
+    let now = runtime.clock.now();
+    let run = NewRun::new(name, Trigger::Manual, now.with_nanosecond(0).unwrap_or(now));
+    if dry_run {
+        println!("Dry run of {name} (nothing is written, sent or recorded):");
+        for (i, step) in job.steps.iter().enumerate() {
+            println!("  step {}: {}", i + 1, step.describe());
+        }
+    }
+    let mut signals = ShutdownSignals::install()?;
+    let shutdown = CancellationToken::new();
+    let mut in_flight =
+        InFlight::spawn(runtime.clone(), job.clone(), run, dry_run, shutdown.clone());
+    let outcome = tokio::select! {
+        outcome = in_flight.wait() => outcome?,
+        signal = signals.recv() => {
+            tracing::info!(signal, "stopping the run");
+            shutdown.cancel();
+            scheduler::wind_down(&runtime, name, in_flight, config.scheduler.shutdown_grace).await;
+            return Ok(ExitCode::from(EXIT_INTERRUPTED));
+        }
+    };
+    let verb = if dry_run { "dry run" } else { "run" };
+    match outcome.status {
+        RunStatus::Succeeded => {
+            println!(
+                "{name}: {verb} {} succeeded after {} attempt(s)",
+                outcome.run_id, outcome.attempts
+            );
+            let heading = if dry_run { "Would load" } else { "Done" };
+            print!("{}", print::load_summary(heading, &outcome.counters));
+            Ok(ExitCode::SUCCESS)
+        }
+        RunStatus::Interrupted => Ok(ExitCode::from(EXIT_INTERRUPTED)),
+        status => {
+            let error = outcome
+                .error
+                .unwrap_or_else(|| scheduler::RunError::new(ErrorKind::Bug, "no error recorded"));
+            Err(Failure {
+                kind: error.kind,
+                message: format!(
+                    "{name}: {verb} {} {status} after {} attempt(s): {}",
+                    outcome.run_id, outcome.attempts, error.message
+                ),
+            })
+        }
+    }
+}
+
+/// `mailroom backfill JOB --from --to`: re-extract a window, cursors untouched, with a
+/// progress bar on a terminal.
+pub async fn backfill(
+    config: Config,
+    name: &str,
+    window: Backfill,
+    dry_run: bool,
+) -> Result<ExitCode, Failure> {
+    if window.from >= window.to {
+        return Err(Failure {
+            kind: ErrorKind::Config,
+            message: format!(
+                "--from ({}) must be before --to ({})",
+                window.from.to_rfc3339(),
+                window.to.to_rfc3339()
+            ),
+        });
+    }
+    let job = find_job(&config, name)?.clone();
+    if !job
+        .steps
+        .iter()
+        .any(|s| matches!(s, config::Step::Extract { .. }))
+    {
+        return Err(Failure {
+            kind: ErrorKind::Config,
+            message: format!("job {name} has no extract steps to backfill"),
+        });
+    }
+    let (_lock, state) = open_state(&config)?;
+    let wiring = Wiring::build(config).await?;
+    let pipeline = Pipeline::new(wiring.config.clone(), wiring.services.clone(), state);
+    let bar = BackfillBar::new();
+    let result = pipeline.backfill(&job, window, dry_run, &bar).await;
+    bar.finish();
+    let counters = result.map_err(|err| Failure {
+        kind: err.kind,
+        message: format!("{name}: backfill failed: {}", err.message),
+    })?;
+    println!(
+        "{name}: backfill of {} to {} done{}",
+        window.from.to_rfc3339(),
+        window.to.to_rfc3339(),
+        if dry_run {
+            " (dry run: nothing loaded)"
+        } else {
+            ""
+        }
+    );
+    let heading = if dry_run { "Would load" } else { "Loaded" };
+    print!("{}", print::load_summary(heading, &counters));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A spinner with the stream and its record count; drawn only on a terminal.
+struct BackfillBar {
+    bar: indicatif::ProgressBar,
+}
+
+impl BackfillBar {
+    fn new() -> Self {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {msg}: {pos} records ({per_sec}) {elapsed}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        BackfillBar { bar }
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+impl BackfillProgress for BackfillBar {
+    fn stream(&self, source: &str, stream: &str) {
+        self.bar.reset();
+        self.bar.set_message(format!("{source} {stream}"));
+    }
+
+    fn records(&self, records: u64) {
+        self.bar.set_position(records);
+    }
+}
