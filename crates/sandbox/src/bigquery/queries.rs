@@ -26,6 +26,16 @@ fn parse_page_token(token: &str) -> Option<usize> {
     text.strip_prefix("offset:")?.parse().ok()
 }
 
+/// A boolean request field as Google's JSON mapping reads it: `true`, or the strings
+/// `"true"`/`"True"` some clients send for it.
+fn is_true(value: &Value) -> bool {
+    match value {
+        Value::Bool(b) => *b,
+        Value::String(s) => s.eq_ignore_ascii_case("true"),
+        _ => false,
+    }
+}
+
 fn results_json(kind: &str, job: &Job, offset: usize, max: usize, int64_timestamps: bool) -> Value {
     let mut answer = json!({
         "kind": kind,
@@ -90,9 +100,7 @@ pub(super) async fn query(
     let max = request["maxResults"]
         .as_u64()
         .map_or(DEFAULT_PAGE, |m| m as usize);
-    let int64 = request["formatOptions"]["useInt64Timestamp"]
-        .as_bool()
-        .unwrap_or(false);
+    let int64 = is_true(&request["formatOptions"]["useInt64Timestamp"]);
     json_response(
         StatusCode::OK,
         &results_json("bigquery#queryResponse", job, 0, max, int64),
@@ -133,7 +141,7 @@ pub(super) async fn query_results(
         .unwrap_or(DEFAULT_PAGE);
     let int64 = query
         .get("formatOptions.useInt64Timestamp")
-        .is_some_and(|v| v == "true");
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
     json_response(
         StatusCode::OK,
         &results_json(

@@ -514,3 +514,52 @@ async fn query_jobs_run_through_jobs_insert_and_default_datasets_resolve_short_n
     let (_, results) = bq.get("/queries/q1").await;
     assert_eq!(results["rows"][0]["f"][0]["v"], "26.25");
 }
+
+#[tokio::test]
+async fn int64_timestamps_are_given_when_jobs_query_or_get_query_results_ask_for_them() {
+    let sandbox = small_sandbox().await;
+    let bq = Bq::new(&sandbox.base_url).await;
+    bq.dataset("crm").await;
+    bq.load_multipart(
+        "seed",
+        "orders",
+        parquet(1, 3, 4),
+        "WRITE_APPEND",
+        "CREATE_IF_NEEDED",
+    )
+    .await;
+    bq.get("/jobs/seed").await;
+    let sql = "SELECT ordered_at FROM `sandbox-project.crm.orders` ORDER BY id LIMIT 1";
+    // Row 1 was stamped 1_726_294_800 s + 1 s, in microseconds.
+    let micros = "1726294801000000";
+
+    // In the request body, as Google's client libraries send it (a JSON boolean; some
+    // send the string).
+    for flag in [json!(true), json!("true")] {
+        let (status, body) = bq
+            .query(
+                sql,
+                json!({ "formatOptions": { "useInt64Timestamp": flag } }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["rows"][0]["f"][0]["v"], micros, "{flag}: {body}");
+    }
+    let (_, plain) = bq.query(sql, json!({})).await;
+    assert_eq!(plain["rows"][0]["f"][0]["v"], "1.726294801E9");
+
+    // A query that is not done at once is read by polling getQueryResults, where the
+    // option is a query parameter (Python's client writes the boolean as `True`).
+    let (_, pending) = bq.query(sql, json!({ "timeoutMs": 0 })).await;
+    assert_eq!(pending["jobComplete"], false, "{pending}");
+    let job = pending["jobReference"]["jobId"].as_str().expect("job id");
+    for flag in ["true", "True"] {
+        let (status, page) = bq
+            .get(&format!(
+                "/queries/{job}?formatOptions.useInt64Timestamp={flag}"
+            ))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert_eq!(page["rows"][0]["f"][0]["v"], micros, "{flag}: {page}");
+    }
+}

@@ -258,3 +258,98 @@ async fn two_sandboxes_with_the_same_seed_answer_with_identical_bytes() {
         assert_eq!(bodies[0], bodies[1], "{path}");
     }
 }
+
+/// Sends one HTTP/1.1 request on `stream` and reads its whole answer: status code and
+/// headers (lowercased names).
+async fn round_trip(
+    stream: &mut tokio::net::TcpStream,
+    request: &str,
+) -> Option<(u16, Vec<(String, String)>)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let head_end = loop {
+        if let Some(at) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        let read = stream.read(&mut buffer).await.ok()?;
+        if read == 0 {
+            return None;
+        }
+        received.extend_from_slice(&buffer[..read]);
+    };
+    let head = String::from_utf8_lossy(&received[..head_end]).to_string();
+    let mut lines = head.lines();
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let length: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    while received.len() < head_end + length {
+        let read = stream.read(&mut buffer).await.ok()?;
+        if read == 0 {
+            return None;
+        }
+        received.extend_from_slice(&buffer[..read]);
+    }
+    Some((status, headers))
+}
+
+#[tokio::test]
+async fn error_answers_keep_the_connection_open_for_the_next_request() {
+    let sandbox = sandbox(SandboxOptions {
+        faults: vec![FaultRule {
+            method: Some("POST".into()),
+            path: "/iterable/api/users/update".into(),
+            after: 0,
+            times: 1,
+            fault: Fault::ServerError { status: 503 },
+            seen: 0,
+        }],
+        ..SandboxOptions::new(42, 300)
+    })
+    .await;
+    let addr = sandbox.base_url.trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    // About 1 MB: more than the server buffers, so a body left unread would have to be
+    // drained or the connection closed.
+    let body = "{\"properties\":{\"title\":\"x\"}}".repeat(40_000);
+    let post = |path: &str| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let get = format!("GET /_sandbox/state HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    // An unknown route, a request refused before its body is looked at, and a fault.
+    for (path, expected) in [
+        ("/sheets/v4/nothing/here", 404),
+        ("/sheets/v4/spreadsheets", 401),
+        ("/iterable/api/users/update", 503),
+    ] {
+        let (status, headers) = round_trip(&mut stream, &post(path))
+            .await
+            .unwrap_or_else(|| panic!("{path}: no answer"));
+        assert_eq!(status, expected, "{path}");
+        assert!(
+            !headers
+                .iter()
+                .any(|(k, v)| k == "connection" && v.eq_ignore_ascii_case("close")),
+            "{path}: {headers:?}"
+        );
+        let next = round_trip(&mut stream, &get).await;
+        assert_eq!(
+            next.map(|(status, _)| status),
+            Some(200),
+            "the connection was dropped after {path}"
+        );
+    }
+}

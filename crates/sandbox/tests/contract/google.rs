@@ -347,3 +347,69 @@ async fn reads_over_the_per_minute_quota_get_429_resource_exhausted() {
         .await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn spreadsheets_create_makes_a_second_spreadsheet_that_reads_and_writes_like_the_first() {
+    let sandbox = small_sandbox().await;
+    let sheets = Sheets::new(&sandbox.base_url).await;
+    let url = format!("{}/sheets/v4/spreadsheets", sandbox.base_url);
+    let response = sheets
+        .client
+        .post(&url)
+        .bearer_auth(&sheets.token)
+        .json(&json!({
+            "properties": { "title": "Weekly numbers", "timeZone": "Australia/Sydney" },
+            "sheets": [{ "properties": { "title": "Summary" } }, { "properties": { "title": "Rows" } }]
+        }))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), StatusCode::OK);
+    let created: Value = response.json().await.expect("json");
+    let id = created["spreadsheetId"].as_str().expect("id").to_string();
+    assert_ne!(id, SHEET);
+    assert_eq!(created["properties"]["title"], "Weekly numbers");
+    assert_eq!(created["sheets"][1]["properties"]["title"], "Rows");
+    assert_eq!(
+        created["spreadsheetUrl"],
+        format!("https://docs.google.com/spreadsheets/d/{id}/edit")
+    );
+
+    // The new spreadsheet answers get and append; the seeded one is untouched.
+    let (status, _, got) = get_json(
+        &format!("{url}/{id}"),
+        &[("Authorization", &format!("Bearer {}", sheets.token))],
+    )
+    .await;
+    assert_eq!(
+        (status, &got["properties"]["title"]),
+        (StatusCode::OK, &json!("Weekly numbers"))
+    );
+    let append = format!("{url}/{id}/values/Rows%21A1:append?valueInputOption=RAW");
+    let response = sheets
+        .client
+        .post(append)
+        .bearer_auth(&sheets.token)
+        .json(&json!({ "values": [["week", "orders"], ["2026-W48", 12]] }))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), StatusCode::OK);
+    let (_, _, state) = get_json(&format!("{}/_sandbox/state", sandbox.base_url), &[]).await;
+    let books = &state["sheets"]["spreadsheets"];
+    assert_eq!(books[&id]["tabs"]["Rows"][1], json!(["2026-W48", 12]));
+    assert_eq!(books[SHEET]["tabs"]["Sheet1"], json!([]));
+
+    // Untitled with no sheets: one Sheet1, as Google does.
+    let response = sheets
+        .client
+        .post(&url)
+        .bearer_auth(&sheets.token)
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("sent");
+    let untitled: Value = response.json().await.expect("json");
+    assert_eq!(untitled["sheets"][0]["properties"]["title"], "Sheet1");
+    assert_ne!(untitled["spreadsheetId"], created["spreadsheetId"]);
+}
