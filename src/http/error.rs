@@ -69,8 +69,14 @@ pub fn request_id_in(body: &Value) -> Option<String> {
     .find_map(|v| v.as_str().map(str::to_string))
 }
 
-/// The human message in an error body, in any of the shapes the APIs use.
+/// The human message in an error body, in any of the shapes the APIs use. OAuth's
+/// `{"error": code, "error_description": text}` gives both.
 pub fn message_in(body: &Value, raw: &str) -> String {
+    if let (Some(code), Some(description)) =
+        (body["error"].as_str(), body["error_description"].as_str())
+    {
+        return format!("{code}: {description}");
+    }
     let candidates = [
         &body["error"]["message"],
         &body["error"],

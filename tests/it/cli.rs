@@ -644,3 +644,33 @@ fn backfill_dry_run_extracts_the_window_and_checks_its_bounds() {
     );
     assert!(stdout.contains("smartrmail_subscribers"), "{stdout}");
 }
+
+/// A key file Google would refuse (here: another sandbox world's key, so the signature
+/// does not verify) is the user's to fix: exit 78 naming what the token endpoint said, not
+/// a terminal failure and not retried.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_bigquery_service_account_key_is_a_config_error() {
+    let sandbox = crate::support::small_sandbox().await;
+    let other = crate::support::sandbox(mailroom_sandbox::SandboxOptions::new(7, 10)).await;
+    let mut key = other.service_account_key();
+    key["token_uri"] = format!("{}/oauth2/token", sandbox.base_url).into();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("wrong-key.json"), key.to_string()).expect("key");
+    let config = mailroom::config::DEFAULT_CONFIG.replace(
+        "type = \"local\"",
+        "type = \"bigquery\"\nproject = \"sandbox-project\"\ndataset = \"mailroom\"\ncredentials_file = \"wrong-key.json\"",
+    );
+    std::fs::write(dir.path().join("config.toml"), config).expect("config");
+    let base = sandbox.base_url.clone();
+    let path = dir.path().to_path_buf();
+    let (code, _, stderr) = tokio::task::spawn_blocking(move || {
+        run(mailroom(&path).args(["--sandbox-url", &base, "run-job", "extract-loyalty"]))
+    })
+    .await
+    .expect("joined");
+    assert_eq!(code, 78, "{stderr}");
+    assert!(
+        stderr.contains("Invalid JWT Signature") && stderr.contains("after 1 attempt"),
+        "{stderr}"
+    );
+}
