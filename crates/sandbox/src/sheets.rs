@@ -153,6 +153,16 @@ fn not_found() -> Response<Body> {
     )
 }
 
+/// A path whose `:method` suffix is not one the resource has.
+fn method_not_found() -> Response<Body> {
+    google_error(
+        StatusCode::NOT_FOUND,
+        "Method not found.",
+        "NOT_FOUND",
+        "notFound",
+    )
+}
+
 fn quota_exceeded(kind: &str) -> Response<Body> {
     let message = format!(
         "Quota exceeded for quota metric '{kind} requests' and limit '{kind} requests per minute per user' of service 'sheets.googleapis.com'."
@@ -361,12 +371,7 @@ async fn append(
     }
     let (range, op) = target_and_op(&target);
     if op != Some("append") {
-        return google_error(
-            StatusCode::NOT_FOUND,
-            "Method not found.",
-            "NOT_FOUND",
-            "notFound",
-        );
+        return method_not_found();
     }
     let user = match query.get("valueInputOption").map(String::as_str) {
         Some("RAW") => false,
@@ -669,12 +674,7 @@ async fn batch_update(
     }
     let (id, op) = target_and_op(&target);
     if op != Some("batchUpdate") {
-        return google_error(
-            StatusCode::NOT_FOUND,
-            "Method not found.",
-            "NOT_FOUND",
-            "notFound",
-        );
+        return method_not_found();
     }
     let Ok(input) = serde_json::from_str::<Value>(&body) else {
         return invalid("Invalid JSON payload received.");
