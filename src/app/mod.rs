@@ -149,6 +149,17 @@ impl Wiring {
     pub async fn build(config: Config) -> Result<Self, Failure> {
         let client = HttpClient::new(Timeouts::default())?;
         let simulated = sandbox::connect(&config, &client).await?;
+        Ok(Self::with(config, client, simulated))
+    }
+
+    /// The services as the config alone says, for commands that reach none of them (a
+    /// query on the local warehouse): no sandbox is started.
+    pub fn offline(config: Config) -> Result<Self, Failure> {
+        let client = HttpClient::new(Timeouts::default())?;
+        Ok(Self::with(config, client, None))
+    }
+
+    fn with(config: Config, client: HttpClient, simulated: Option<sandbox::Simulated>) -> Self {
         let overrides = simulated
             .as_ref()
             .map(|s| s.overrides.clone())
@@ -160,10 +171,10 @@ impl Wiring {
             client,
             RetryPolicy::default(),
         );
-        Ok(Wiring {
+        Wiring {
             config: Arc::new(config),
             services: Arc::new(services),
             _sandbox: simulated,
-        })
+        }
     }
 }

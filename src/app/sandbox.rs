@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use mailroom::config::{Config, DestinationKind, SandboxConfig};
+use mailroom::config::{Config, DestinationKind, SandboxConfig, Step};
 use mailroom::error::ErrorKind;
 use mailroom::http::{Auth, Call, HttpClient, RetryPolicy, Service, Timeouts};
 use mailroom::services::{GoogleOverride, Overrides};
@@ -32,11 +32,18 @@ pub async fn connect(config: &Config, client: &HttpClient) -> Result<Option<Simu
     if !sandbox.enabled {
         return Ok(None);
     }
+    // The sandbox's Google key is generated on first use (an RSA key): only when BigQuery
+    // or a Sheets delivery will need it.
     let needs_google = config.local_warehouse_dir().is_none()
-        || config
-            .destinations
-            .services
-            .contains_key(&DestinationKind::Sheets);
+        || config.jobs.iter().flat_map(|job| &job.steps).any(|step| {
+            matches!(
+                step,
+                Step::Deliver {
+                    to: DestinationKind::Sheets,
+                    ..
+                }
+            )
+        });
     let simulated = match &sandbox.url {
         Some(url) => {
             let base_url = url.as_str().trim_end_matches('/').to_string();

@@ -35,7 +35,11 @@ pub async fn query(
     format: OutputFormat,
     now: Option<DateTime<Utc>>,
 ) -> Result<ExitCode, Failure> {
-    let wiring = Wiring::build(config).await?;
+    // The local warehouse is files on this machine: no service is reached.
+    let wiring = match config.local_warehouse_dir() {
+        Some(_) => Wiring::offline(config)?,
+        None => Wiring::build(config).await?,
+    };
     let engine = warehouse::open_for_queries(&wiring.config, &wiring.services)?;
     let overrides = params
         .iter()
