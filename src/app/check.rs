@@ -3,11 +3,11 @@
 
 use std::process::ExitCode;
 
-use mailroom::config::{self, Config, ConfigErrors, ProcessEnvironment, WarehouseConfig};
+use mailroom::config::{self, ConfigErrors, ProcessEnvironment};
 use mailroom::error::ErrorKind;
 use mailroom::sql::file::{SqlFile, SqlFileError, discover};
 
-use super::load_config;
+use super::{load_config, print};
 use crate::cli::Cli;
 
 /// `mailroom check`: every problem in the config, its environment and its SQL files.
@@ -53,54 +53,6 @@ pub fn check(cli: &Cli) -> ExitCode {
         eprintln!("{}", ConfigErrors(problems));
         return ErrorKind::Config.exit_code();
     }
-    print!("{}", check_summary(&config, sql_files.len()));
+    print!("{}", print::config_summary(&config, sql_files.len()));
     ExitCode::SUCCESS
-}
-
-fn check_summary(config: &Config, sql_files: usize) -> String {
-    let names = |list: Vec<&str>| {
-        if list.is_empty() {
-            "none".to_string()
-        } else {
-            list.join(", ")
-        }
-    };
-    let warehouse = match &config.warehouse {
-        WarehouseConfig::Local { .. } => {
-            let dir = config.local_warehouse_dir().unwrap_or_default();
-            format!("local Delta tables in {}", dir.display())
-        }
-        WarehouseConfig::BigQuery {
-            project,
-            dataset,
-            location,
-            ..
-        } => {
-            format!("BigQuery {project}.{dataset} ({location})")
-        }
-    };
-    let sandbox = match (&config.sandbox.enabled, &config.sandbox.url) {
-        (false, _) => "off: real services".to_string(),
-        (true, Some(url)) => format!("on, using the sandbox at {url}"),
-        (true, None) => format!(
-            "on, in-process (seed {}, {} customers)",
-            config.sandbox.seed, config.sandbox.customers
-        ),
-    };
-    let jobs: Vec<&str> = config.jobs.iter().map(|j| j.name.as_str()).collect();
-    format!(
-        "config ok\n  data dir:     {}\n  warehouse:    {warehouse}\n  sandbox:      {sandbox}\n  sources:      {}\n  destinations: {}\n  jobs:         {} ({})\n  SQL files:    {sql_files} ok\n",
-        config.data_dir.display(),
-        names(config.sources.services.keys().map(|k| k.name()).collect()),
-        names(
-            config
-                .destinations
-                .services
-                .keys()
-                .map(|k| k.name())
-                .collect()
-        ),
-        jobs.len(),
-        names(jobs.clone()),
-    )
 }

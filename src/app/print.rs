@@ -1,10 +1,12 @@
-//! What commands print for people: the jobs table, run status, load summaries. Kept in
-//! one place so every command (and, next, the demo and dry runs) shows things alike.
+//! What commands print for people: the config summary, the jobs table, run status, dry-run
+//! plans, load summaries, the backfill progress bar and the sandbox's services. Kept in one
+//! place so every command (and, next, the demo) shows things alike.
 
 use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
-use mailroom::config::{self, Config};
+use mailroom::config::{self, Config, JobConfig, WarehouseConfig};
+use mailroom::pipeline::BackfillProgress;
 use mailroom::state::{Counters, RunRecord, StateStore};
 
 use super::{Failure, find_job};
@@ -136,4 +138,115 @@ pub fn load_summary(heading: &str, counters: &Counters) -> String {
         }
     }
     out
+}
+
+/// `mailroom check`'s summary of what the config sets up.
+pub fn config_summary(config: &Config, sql_files: usize) -> String {
+    let names = |list: Vec<&str>| {
+        if list.is_empty() {
+            "none".to_string()
+        } else {
+            list.join(", ")
+        }
+    };
+    let warehouse = match &config.warehouse {
+        WarehouseConfig::Local { .. } => {
+            let dir = config.local_warehouse_dir().unwrap_or_default();
+            format!("local Delta tables in {}", dir.display())
+        }
+        WarehouseConfig::BigQuery {
+            project,
+            dataset,
+            location,
+            ..
+        } => {
+            format!("BigQuery {project}.{dataset} ({location})")
+        }
+    };
+    let sandbox = match (&config.sandbox.enabled, &config.sandbox.url) {
+        (false, _) => "off: real services".to_string(),
+        (true, Some(url)) => format!("on, using the sandbox at {url}"),
+        (true, None) => format!(
+            "on, in-process (seed {}, {} customers)",
+            config.sandbox.seed, config.sandbox.customers
+        ),
+    };
+    let jobs: Vec<&str> = config.jobs.iter().map(|j| j.name.as_str()).collect();
+    format!(
+        "config ok\n  data dir:     {}\n  warehouse:    {warehouse}\n  sandbox:      {sandbox}\n  sources:      {}\n  destinations: {}\n  jobs:         {} ({})\n  SQL files:    {sql_files} ok\n",
+        config.data_dir.display(),
+        names(config.sources.services.keys().map(|k| k.name()).collect()),
+        names(
+            config
+                .destinations
+                .services
+                .keys()
+                .map(|k| k.name())
+                .collect()
+        ),
+        jobs.len(),
+        names(jobs.clone()),
+    )
+}
+
+/// What a dry run of `job` will go through.
+pub fn dry_run_plan(job: &JobConfig) -> String {
+    let mut out = format!(
+        "Dry run of {} (nothing is written, sent or recorded):\n",
+        job.name
+    );
+    for (i, step) in job.steps.iter().enumerate() {
+        out.push_str(&format!("  step {}: {}\n", i + 1, step.describe()));
+    }
+    out
+}
+
+/// `mailroom sandbox`'s banner: where it listens and each service's address and credentials.
+pub fn sandbox_listing(
+    base_url: &str,
+    seed: u64,
+    customers: u32,
+    services: &[(&str, String, &str)],
+) -> String {
+    let mut out = format!(
+        "mailroom sandbox listening on {base_url} (seed {seed}, {customers} customers); every credential is \"sandbox\"\n"
+    );
+    for (name, url, credentials) in services {
+        out.push_str(&format!("  {name:<14} {url:<64} {credentials}\n"));
+    }
+    out
+}
+
+/// A spinner with the stream and its record count; drawn only on a terminal.
+pub struct BackfillBar {
+    bar: indicatif::ProgressBar,
+}
+
+impl BackfillBar {
+    pub fn new() -> Self {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {msg}: {pos} records ({per_sec}) {elapsed}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        BackfillBar { bar }
+    }
+
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+impl BackfillProgress for BackfillBar {
+    fn stream(&self, source: &str, stream: &str) {
+        self.bar.reset();
+        self.bar.set_message(format!("{source} {stream}"));
+    }
+
+    fn records(&self, records: u64) {
+        self.bar.set_position(records);
+    }
 }

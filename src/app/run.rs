@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chrono::Timelike;
 use mailroom::config::{self, Config};
 use mailroom::error::{EXIT_INTERRUPTED, ErrorKind};
-use mailroom::pipeline::{Backfill, BackfillProgress, Pipeline};
+use mailroom::pipeline::{Backfill, Pipeline};
 use mailroom::scheduler::clock::SystemClock;
 use mailroom::scheduler::{self, InFlight, Runtime, Scheduler};
 use mailroom::state::{NewRun, RunStatus, StateStore, Trigger};
@@ -63,10 +63,7 @@ pub async fn run_job(config: Config, name: &str, dry_run: bool) -> Result<ExitCo
     let now = runtime.clock.now();
     let run = NewRun::new(name, Trigger::Manual, now.with_nanosecond(0).unwrap_or(now));
     if dry_run {
-        println!("Dry run of {name} (nothing is written, sent or recorded):");
-        for (i, step) in job.steps.iter().enumerate() {
-            println!("  step {}: {}", i + 1, step.describe());
-        }
+        print!("{}", print::dry_run_plan(&job));
     }
     let mut signals = ShutdownSignals::install()?;
     let shutdown = CancellationToken::new();
@@ -140,7 +137,7 @@ pub async fn backfill(
     let (_lock, state) = open_state(&config)?;
     let wiring = Wiring::build(config).await?;
     let pipeline = Pipeline::new(wiring.config.clone(), wiring.services.clone(), state);
-    let bar = BackfillBar::new();
+    let bar = print::BackfillBar::new();
     let result = pipeline.backfill(&job, window, dry_run, &bar).await;
     bar.finish();
     let counters = result.map_err(|err| Failure {
@@ -160,38 +157,4 @@ pub async fn backfill(
     let heading = if dry_run { "Would load" } else { "Loaded" };
     print!("{}", print::load_summary(heading, &counters));
     Ok(ExitCode::SUCCESS)
-}
-
-/// A spinner with the stream and its record count; drawn only on a terminal.
-struct BackfillBar {
-    bar: indicatif::ProgressBar,
-}
-
-impl BackfillBar {
-    fn new() -> Self {
-        let bar = indicatif::ProgressBar::new_spinner();
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} {msg}: {pos} records ({per_sec}) {elapsed}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-        );
-        bar.enable_steady_tick(std::time::Duration::from_millis(120));
-        BackfillBar { bar }
-    }
-
-    fn finish(&self) {
-        self.bar.finish_and_clear();
-    }
-}
-
-impl BackfillProgress for BackfillBar {
-    fn stream(&self, source: &str, stream: &str) {
-        self.bar.reset();
-        self.bar.set_message(format!("{source} {stream}"));
-    }
-
-    fn records(&self, records: u64) {
-        self.bar.set_position(records);
-    }
 }

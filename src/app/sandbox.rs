@@ -14,8 +14,8 @@ use mailroom::http::{Auth, Call, HttpClient, RetryPolicy, Service, Timeouts};
 use mailroom::services::{GoogleOverride, Overrides};
 use mailroom_sandbox::{CREDENTIAL, RunningSandbox, SandboxOptions, faults};
 
-use super::Failure;
 use super::signals::ShutdownSignals;
+use super::{Failure, print};
 
 /// A sandbox the command's services are pointed at; it lives as long as this value.
 pub struct Simulated {
@@ -202,16 +202,15 @@ pub async fn serve(
             kind: ErrorKind::Transient,
             message: format!("cannot listen on {listen}: {err}"),
         })?;
-    println!(
-        "mailroom sandbox listening on {} (seed {}, {} customers); every credential is \"sandbox\"",
-        sandbox.base_url, world.seed, world.customers
+    let services: Vec<(&str, String, &str)> = sandbox
+        .services()
+        .into_iter()
+        .map(|s| (s.name, s.base_url, s.credentials))
+        .collect();
+    print!(
+        "{}",
+        print::sandbox_listing(&sandbox.base_url, world.seed, world.customers, &services)
     );
-    for service in sandbox.services() {
-        println!(
-            "  {:<14} {:<64} {}",
-            service.name, service.base_url, service.credentials
-        );
-    }
     let key = serde_json::to_string_pretty(&sandbox.service_account_key()).unwrap_or_default();
     let written = key_file
         .parent()
