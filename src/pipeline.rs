@@ -3,26 +3,33 @@
 //! Each step kind belongs to a stage of the data flow (extract → normalize → load, sql,
 //! deliver, activate). Extract steps read their streams through [`crate::extract`] into
 //! the configured warehouse (local Delta tables or BigQuery); a dry run extracts into a
-//! counting warehouse and reports what would be loaded, changing nothing. A step whose
-//! stage this build does not have yet — SQL, delivery, activation — fails the run with a terminal error
-//! that says so before anything is written or sent: it is never skipped silently or
-//! counted as a success.
+//! counting warehouse and reports what would be loaded, changing nothing. SQL steps render
+//! their file with the run's fire time as `now` (a rerun or catch-up run gives the same
+//! answer) and run it on the warehouse through its read-only query engine, in dry runs
+//! too; each result is kept, by step name, for the steps after it in the same run. A step
+//! whose stage this build does not have yet — delivery, activation — fails the run with a
+//! terminal error that says so before anything is written or sent: it is never skipped
+//! silently or counted as a success.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
-use crate::config::{Config, JobConfig, SourceKind, Step};
+use crate::config::{Config, JobConfig, ParamValue, SourceKind, Step};
 use crate::error::{Classify, ErrorKind};
 use crate::extract::{Mode, StreamReport, extract_stream};
 use crate::normalize::RunStamp;
 use crate::scheduler::{Executor, RunContext, RunError};
 use crate::services::Services;
 use crate::sources::{self, AnySource, Source};
+use crate::sql::render_query;
 use crate::state::{Counters, StateStore};
 use crate::warehouse::memory::MemoryWarehouse;
-use crate::warehouse::{self, OpenWarehouse};
+use crate::warehouse::{self, OpenWarehouse, QueryEngine, QueryResult};
+
+/// The answers of a run's SQL steps, by step name, for the steps after them.
+pub type StepResults = HashMap<String, QueryResult>;
 
 /// Runs steps against the configured sources, warehouse and destinations.
 pub struct Pipeline {
@@ -35,6 +42,8 @@ pub struct Pipeline {
     state: Arc<StateStore>,
     /// The configured warehouse, once opened.
     warehouse: tokio::sync::OnceCell<tokio::sync::Mutex<OpenWarehouse>>,
+    /// Where SQL steps run: the warehouse's tables, read-only (also in dry runs).
+    queries: tokio::sync::OnceCell<QueryEngine>,
 }
 
 impl Pipeline {
@@ -46,6 +55,7 @@ impl Pipeline {
             sources: Mutex::new(HashMap::new()),
             state,
             warehouse: tokio::sync::OnceCell::new(),
+            queries: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -69,6 +79,7 @@ impl Pipeline {
         step: &Step,
         run: &RunContext,
         counters: &mut Counters,
+        results: &mut StepResults,
     ) -> Result<(), RunError> {
         match step {
             Step::Extract { source, streams } => {
@@ -83,7 +94,14 @@ impl Pipeline {
                 self.extract(plan, counters, &|_, _| {}, &|_| {}).await
             }
             Step::Compact { keep_days } => self.compact(*keep_days, run.dry_run, counters).await,
-            Step::Sql { .. } | Step::Deliver { .. } | Step::Activate { .. } => Err(RunError::new(
+            Step::Sql { name, file, params } => {
+                let result = self.query(file, params, run.scheduled_for).await?;
+                tracing::info!(run_id = %run.run_id, step = %name, rows = result.num_rows(), "query answered");
+                counters.insert(format!("result.{name}"), result.num_rows() as u64);
+                results.insert(name.clone(), result);
+                Ok(())
+            }
+            Step::Deliver { .. } | Step::Activate { .. } => Err(RunError::new(
                 ErrorKind::Terminal,
                 format!(
                     "the {} stage is not part of this build of mailroom yet; nothing was extracted, loaded or sent",
@@ -91,6 +109,35 @@ impl Pipeline {
                 ),
             )),
         }
+    }
+
+    /// Renders the SQL file with `now` and `params` and runs it on the warehouse's tables.
+    async fn query(
+        &self,
+        file: &std::path::Path,
+        params: &BTreeMap<String, ParamValue>,
+        now: DateTime<Utc>,
+    ) -> Result<QueryResult, RunError> {
+        let engine = self
+            .queries
+            .get_or_try_init(|| async {
+                warehouse::open_for_queries(&self.config, &self.services)
+                    .map_err(|err| RunError::new(err.kind(), err.to_string()))
+            })
+            .await?;
+        let argument = file.to_string_lossy();
+        let sql = render_query(
+            &self.config.base_dir,
+            &argument,
+            params,
+            now,
+            &engine.table_names(),
+        )
+        .map_err(|err| RunError::new(err.kind(), err.to_string()))?;
+        engine
+            .run(&sql)
+            .await
+            .map_err(|err| RunError::new(err.kind(), format!("{}: {err}", file.display())))
     }
 
     /// Extracts each stream of a step into the configured warehouse (or, for a dry run, a
@@ -269,9 +316,10 @@ fn count(counters: &mut Counters, report: &StreamReport) {
 impl Executor for Pipeline {
     async fn execute(&self, job: &JobConfig, run: &RunContext) -> Result<Counters, RunError> {
         let mut counters = Counters::new();
+        let mut results = StepResults::new();
         for (index, step) in job.steps.iter().enumerate() {
             tracing::info!(job = %job.name, run_id = %run.run_id, step = index + 1, what = %step.describe(), "step started");
-            self.run_step(step, run, &mut counters)
+            self.run_step(step, run, &mut counters, &mut results)
                 .await
                 .map_err(|err| {
                     RunError::new(

@@ -132,9 +132,13 @@ pub fn load_summary(heading: &str, counters: &Counters) -> String {
     }
     let mut out = format!("{heading}:\n");
     for (key, value) in counters {
-        match key.strip_prefix("rows.") {
-            Some(table) => out.push_str(&format!("  {table:<32} {value:>10} rows\n")),
-            None => out.push_str(&format!("  {:<32} {value:>10}\n", key.replace('_', " "))),
+        if let Some(table) = key.strip_prefix("rows.") {
+            out.push_str(&format!("  {table:<32} {value:>10} rows\n"));
+        } else if let Some(step) = key.strip_prefix("result.") {
+            let label = format!("{step} (query)");
+            out.push_str(&format!("  {label:<32} {value:>10} rows\n"));
+        } else {
+            out.push_str(&format!("  {:<32} {value:>10}\n", key.replace('_', " ")));
         }
     }
     out

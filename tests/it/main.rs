@@ -19,6 +19,8 @@
 //!   finding their job ids, the journal on restart, golden SQL results.
 //! - `sql_golden`: the shipped SQL files on fixture tables, rows compared with
 //!   `tests/golden/expected/`.
+//! - `sql_steps`: SQL steps in jobs, rendered with the run's fire time and run on the
+//!   warehouse, dry runs too; broken files fail as config errors naming the file.
 //! - `architecture`: the crate boundaries and the library's module graph (no module below
 //!   the command layer names the sandbox; no import cycles).
 //! - `support`: a scripted executor and helpers shared by the above; it includes the
@@ -40,6 +42,7 @@ mod http;
 mod retry;
 mod scheduler;
 mod sql_golden;
+mod sql_steps;
 mod support;
 mod warehouse_bigquery;
 mod warehouse_local;
