@@ -47,7 +47,7 @@ pub fn jobs_table(config: &Config, now: DateTime<Utc>, next: usize) -> String {
     out
 }
 
-/// `mailroom status`: job health, then recent runs newest first.
+/// `mailroom status`: job health, recent runs newest first, then recent deliveries.
 pub fn status(config: &Config, job: Option<&str>, limit: u32) -> Result<ExitCode, Failure> {
     if let Some(name) = job {
         find_job(config, name)?;
@@ -97,6 +97,37 @@ pub fn status(config: &Config, job: Option<&str>, limit: u32) -> Result<ExitCode
     }
     if runs.is_empty() {
         println!("(none)");
+    }
+    let mut deliveries = Vec::new();
+    for job_config in config
+        .jobs
+        .iter()
+        .filter(|j| job.is_none_or(|name| j.name == name))
+    {
+        deliveries.extend(state.recent_deliveries(&job_config.name, 5)?);
+    }
+    if !deliveries.is_empty() {
+        println!("\nRECENT DELIVERIES (newest first per job)");
+        println!(
+            "{:<24} {:<20} {:<26} {:<28} {:<10} {:>6}  WHERE",
+            "JOB", "REPORT", "PERIOD", "TO", "STATUS", "ROWS"
+        );
+        for record in &deliveries {
+            let d = &record.delivery;
+            println!(
+                "{:<24} {:<20} {:<26} {:<28} {:<10} {:>6}  {}",
+                d.job,
+                d.report,
+                d.period,
+                format!("{} {}", d.destination, d.target),
+                record.status.as_str(),
+                record.rows.map_or("-".to_string(), |n| n.to_string()),
+                record.remote_ref.as_deref().unwrap_or("-")
+            );
+            if let Some(error) = &record.last_error {
+                println!("    {error}");
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

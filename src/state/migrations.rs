@@ -93,6 +93,16 @@ const MIGRATIONS: &[(&str, &str)] = &[
     );
     "#,
     ),
+    (
+        "deliveries name their report and period",
+        r#"
+    -- A delivery is one (job, report, period, destination, target); its key says so. Status
+    -- moves in_flight → sent, or in_flight → failed (retried by the next attempt or run).
+    ALTER TABLE deliveries ADD COLUMN report TEXT NOT NULL DEFAULT '';
+    ALTER TABLE deliveries ADD COLUMN period TEXT NOT NULL DEFAULT '';
+    CREATE INDEX deliveries_by_job ON deliveries (job, created_at);
+    "#,
+    ),
 ];
 
 /// The schema version this build writes.

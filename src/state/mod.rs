@@ -6,6 +6,7 @@
 //! schedulers can never interleave their ledgers. Every write is one short transaction;
 //! the connection sits behind a mutex and is never held across an `.await`.
 
+mod deliveries;
 mod loads;
 mod lock;
 pub mod migrations;
@@ -19,6 +20,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::error::{Classify, ErrorKind};
+pub use deliveries::{Delivery, DeliveryRecord, DeliveryStatus};
 pub use loads::PendingLoad;
 pub use lock::DataDirLock;
 pub use runs::{Counters, JobSummary, NewRun, RunRecord, RunStatus, Trigger};
