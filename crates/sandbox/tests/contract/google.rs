@@ -413,3 +413,148 @@ async fn spreadsheets_create_makes_a_second_spreadsheet_that_reads_and_writes_li
     assert_eq!(untitled["sheets"][0]["properties"]["title"], "Sheet1");
     assert_ne!(untitled["spreadsheetId"], created["spreadsheetId"]);
 }
+
+impl Sheets {
+    async fn update(&self, range: &str, input: &str, values: Value) -> (StatusCode, Value) {
+        let range = range.replace('!', "%21").replace(':', "%3A");
+        let url = format!(
+            "{}/sheets/v4/spreadsheets/{SHEET}/values/{range}?valueInputOption={input}",
+            self.base
+        );
+        let response = self
+            .client
+            .put(url)
+            .bearer_auth(&self.token)
+            .json(&json!({ "values": values }))
+            .send()
+            .await
+            .expect("sent");
+        let status = response.status();
+        (status, response.json().await.expect("json"))
+    }
+
+    async fn clear(&self, range: &str) -> (StatusCode, Value) {
+        let range = range.replace('!', "%21").replace(':', "%3A");
+        let url = format!(
+            "{}/sheets/v4/spreadsheets/{SHEET}/values/{range}:clear",
+            self.base
+        );
+        let response = self
+            .client
+            .post(url)
+            .bearer_auth(&self.token)
+            .json(&json!({}))
+            .send()
+            .await
+            .expect("sent");
+        let status = response.status();
+        (status, response.json().await.expect("json"))
+    }
+}
+
+#[tokio::test]
+async fn update_writes_exactly_its_cells_and_clear_empties_a_range_and_nothing_else() {
+    let sandbox = small_sandbox().await;
+    let sheets = Sheets::new(&sandbox.base_url).await;
+    let (status, body) = sheets
+        .update(
+            "Sheet1!A1",
+            "RAW",
+            json!([
+                ["week", "orders", "note"],
+                ["2026-W47", 10, "a"],
+                ["2026-W48", 12, "b"]
+            ]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["updatedRange"], "Sheet1!A1:C3");
+    assert_eq!(body["updatedCells"], 9);
+
+    // Idempotent: the same update again changes nothing; a smaller one leaves the rest.
+    sheets
+        .update("Sheet1!A2", "RAW", json!([["2026-W47", 10, "a"]]))
+        .await;
+    let (_, got) = sheets.get("Sheet1", "").await;
+    assert_eq!(got["values"][2], json!(["2026-W48", "12", "b"]));
+
+    // Writing past a bounded range is refused.
+    let (status, _) = sheets
+        .update("Sheet1!A2:B2", "RAW", json!([["x", 1, "too wide"]]))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let (status, cleared) = sheets.clear("Sheet1!A3:C3").await;
+    assert_eq!(status, StatusCode::OK, "{cleared}");
+    assert_eq!(cleared["clearedRange"], "Sheet1!A3:C3");
+    let (_, got) = sheets.get("Sheet1", "").await;
+    assert_eq!(
+        got["values"],
+        json!([["week", "orders", "note"], ["2026-W47", "10", "a"]])
+    );
+
+    let (status, _) = sheets.update("Sheet1!A1", "", json!([["no option"]])).await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "valueInputOption is required"
+    );
+}
+
+#[tokio::test]
+async fn user_entered_values_parse_as_typed_and_an_apostrophe_keeps_text() {
+    let sandbox = small_sandbox().await;
+    let sheets = Sheets::new(&sandbox.base_url).await;
+    let (status, body) = sheets
+        .update(
+            "Sheet1!A1",
+            "USER_ENTERED",
+            json!([[
+                "00123",
+                "'00123",
+                "'+61400111222",
+                "2026-11-30",
+                "2026-11-30 08:15:00",
+                "TRUE",
+                4.5
+            ]]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, _, state) = get_json(&format!("{}/_sandbox/state", sandbox.base_url), &[]).await;
+    let row = &state["sheets"]["tabs"]["Sheet1"][0];
+    assert_eq!(row[0], 123, "unquoted digits become a number");
+    assert_eq!(
+        row[1], "00123",
+        "the apostrophe keeps text and is not stored"
+    );
+    assert_eq!(row[2], "+61400111222");
+    assert_eq!(row[3], 46356, "a date is a serial number");
+    assert!(
+        row[4]
+            .as_f64()
+            .is_some_and(|d| (d - 46356.34375).abs() < 1e-9),
+        "{row}"
+    );
+    assert_eq!(row[5], true);
+    let dates = &state["sheets"]["spreadsheets"][SHEET]["date_cells"]["Sheet1"];
+    assert_eq!(dates, &json!(["D1", "E1 (date-time)"]));
+    // Shown as dates, kept as numbers.
+    let (_, shown) = sheets.get("Sheet1!A1:G1", "").await;
+    assert_eq!(
+        shown["values"][0],
+        json!([
+            "123",
+            "00123",
+            "+61400111222",
+            "2026-11-30",
+            "2026-11-30 08:15:00",
+            "TRUE",
+            "4.5"
+        ])
+    );
+    let (_, raw) = sheets
+        .get("Sheet1!D1:D1", "valueRenderOption=UNFORMATTED_VALUE")
+        .await;
+    assert_eq!(raw["values"][0][0], 46356);
+}
