@@ -10,6 +10,7 @@
 //! one job through the modules.
 
 pub mod config;
+pub mod deliver;
 pub mod error;
 pub mod extract;
 pub mod http;

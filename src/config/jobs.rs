@@ -12,8 +12,8 @@ use toml_span::value::ValueInner;
 use super::diagnostic::{Diagnostics, choices_help, closest};
 use super::reader::{TableReader, element_string, type_name};
 use super::{
-    DestinationKind, DestinationsConfig, JobConfig, MissedPolicy, OverlapPolicy, ParamValue,
-    SourceKind, SourcesConfig, Step,
+    DeliveryMode, DestinationKind, DestinationsConfig, JobConfig, MissedPolicy, OverlapPolicy,
+    ParamValue, SourceKind, SourcesConfig, Step,
 };
 use crate::schedule::CronSchedule;
 
@@ -477,11 +477,27 @@ fn read_deliver(
         );
         return None;
     }
+    let mode = match to.value {
+        DestinationKind::Sheets => t
+            .choice(
+                d,
+                "mode",
+                &[
+                    ("append", DeliveryMode::Append),
+                    ("replace", DeliveryMode::Replace),
+                ],
+            )
+            .map(|m| m.value)
+            .unwrap_or_default(),
+        // Slack has no mode: leaving `mode` unread reports it as an unknown key.
+        DestinationKind::Slack => DeliveryMode::Append,
+    };
     let target = target?;
     Some(Step::Deliver {
         from: from?,
         to: to.value,
         target: target.value,
+        mode,
     })
 }
 

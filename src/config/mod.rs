@@ -247,6 +247,27 @@ pub enum ParamValue {
     Bool(bool),
 }
 
+/// How a report's rows land in a Sheets tab.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeliveryMode {
+    /// Each period's rows are one block below the last; a rerun of a period replaces its
+    /// block.
+    #[default]
+    Append,
+    /// The tab's data rows are rewritten; the header row and the tab's formatting stay.
+    Replace,
+}
+
+impl DeliveryMode {
+    /// The word in config.
+    pub fn name(self) -> &'static str {
+        match self {
+            DeliveryMode::Append => "append",
+            DeliveryMode::Replace => "replace",
+        }
+    }
+}
+
 /// One step of a job.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
@@ -274,6 +295,8 @@ pub enum Step {
         to: DestinationKind,
         /// The sheet tab (Sheets) or channel (Slack).
         target: String,
+        /// How rows land in a Sheets tab (`mode`; Slack posts a message either way).
+        mode: DeliveryMode,
     },
     /// Compact the local warehouse's tables and delete files older versions no longer need.
     Compact {
@@ -310,7 +333,15 @@ impl Step {
                 format!("extract {} ({})", source.name(), streams.join(", "))
             }
             Step::Sql { file, .. } => format!("sql {}", file.display()),
-            Step::Deliver { from, to, target } => {
+            Step::Deliver {
+                from,
+                to: DestinationKind::Sheets,
+                target,
+                mode,
+            } => format!("deliver {from} to sheets {target} ({})", mode.name()),
+            Step::Deliver {
+                from, to, target, ..
+            } => {
                 format!("deliver {from} to {} {target}", to.name())
             }
             Step::Activate {

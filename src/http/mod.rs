@@ -127,6 +127,17 @@ impl Call {
         }
     }
 
+    /// A PUT of `body` to `path`: a write of a whole resource, so repeating it is harmless.
+    pub fn put(path: impl Into<String>, body: Body) -> Self {
+        Call {
+            method: Method::PUT,
+            path: path.into(),
+            query: Vec::new(),
+            body,
+            idempotent: true,
+        }
+    }
+
     /// Adds a query parameter.
     pub fn query(mut self, key: &str, value: impl ToString) -> Self {
         self.query.push((key.to_string(), value.to_string()));

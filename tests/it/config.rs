@@ -321,7 +321,8 @@ steps = [
         Step::Deliver {
             from: "weekly".into(),
             to: DestinationKind::Slack,
-            target: "#marketing".into()
+            target: "#marketing".into(),
+            mode: mailroom::config::DeliveryMode::Append,
         }
     );
     assert_eq!(config.data_dir, dir.path().join("data"));

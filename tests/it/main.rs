@@ -17,6 +17,8 @@
 //!   replays, cursors across reopen, compaction, type changes refused, SIGKILL mid-load.
 //! - `warehouse_bigquery`: the BigQuery warehouse against the sandbox: merges, replays
 //!   finding their job ids, the journal on restart, golden SQL results.
+//! - `deliver_sheets`: report rows into Sheets tabs against the sandbox, once per period
+//!   (reruns, a lost ledger), `append` and `replace`, header checks, dry runs.
 //! - `sql_golden`: the shipped SQL files on fixture tables, rows compared with
 //!   `tests/golden/expected/`.
 //! - `sql_steps`: SQL steps in jobs, rendered with the run's fire time and run on the
@@ -34,6 +36,7 @@
 mod architecture;
 mod cli;
 mod config;
+mod deliver_sheets;
 mod extract_email;
 mod extract_faults;
 mod extract_shopify;

@@ -6,17 +6,21 @@
 //! counting warehouse and reports what would be loaded, changing nothing. SQL steps render
 //! their file with the run's fire time as `now` (a rerun or catch-up run gives the same
 //! answer) and run it on the warehouse through its read-only query engine, in dry runs
-//! too; each result is kept, by step name, for the steps after it in the same run. A step
-//! whose stage this build does not have yet — delivery, activation — fails the run with a
-//! terminal error that says so before anything is written or sent: it is never skipped
-//! silently or counted as a success.
+//! too; each result is kept, by step name, for the steps after it in the same run. Deliver
+//! steps send a result to Google Sheets exactly once per period ([`deliver`]). A step
+//! whose stage this build does not have yet — Slack delivery, activation — fails the run
+//! with a terminal error that says so before anything is written or sent: it is never
+//! skipped silently or counted as a success.
+
+mod deliver;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 
-use crate::config::{Config, JobConfig, ParamValue, SourceKind, Step};
+use crate::config::{Config, DestinationKind, JobConfig, ParamValue, SourceKind, Step};
+use crate::deliver::sheets::Sheets;
 use crate::error::{Classify, ErrorKind};
 use crate::extract::{Mode, StreamReport, extract_stream};
 use crate::normalize::RunStamp;
@@ -44,6 +48,8 @@ pub struct Pipeline {
     warehouse: tokio::sync::OnceCell<tokio::sync::Mutex<OpenWarehouse>>,
     /// Where SQL steps run: the warehouse's tables, read-only (also in dry runs).
     queries: tokio::sync::OnceCell<QueryEngine>,
+    /// The configured spreadsheet, reached on the first Sheets delivery.
+    sheets: tokio::sync::OnceCell<Sheets>,
 }
 
 impl Pipeline {
@@ -56,6 +62,7 @@ impl Pipeline {
             state,
             warehouse: tokio::sync::OnceCell::new(),
             queries: tokio::sync::OnceCell::new(),
+            sheets: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -76,6 +83,7 @@ impl Pipeline {
 
     async fn run_step(
         &self,
+        job: &JobConfig,
         step: &Step,
         run: &RunContext,
         counters: &mut Counters,
@@ -100,6 +108,24 @@ impl Pipeline {
                 counters.insert(format!("result.{name}"), result.num_rows() as u64);
                 results.insert(name.clone(), result);
                 Ok(())
+            }
+            Step::Deliver {
+                from,
+                to: DestinationKind::Sheets,
+                target,
+                mode,
+            } => {
+                let result = results.get(from).ok_or_else(|| {
+                    RunError::new(ErrorKind::Bug, format!("no answer of a step named {from}"))
+                })?;
+                let delivery = deliver::SheetsDelivery {
+                    job,
+                    run,
+                    report: from,
+                    tab: target,
+                    mode: *mode,
+                };
+                self.deliver_to_sheets(delivery, result, counters).await
             }
             Step::Deliver { .. } | Step::Activate { .. } => Err(RunError::new(
                 ErrorKind::Terminal,
@@ -319,7 +345,7 @@ impl Executor for Pipeline {
         let mut results = StepResults::new();
         for (index, step) in job.steps.iter().enumerate() {
             tracing::info!(job = %job.name, run_id = %run.run_id, step = index + 1, what = %step.describe(), "step started");
-            self.run_step(step, run, &mut counters, &mut results)
+            self.run_step(job, step, run, &mut counters, &mut results)
                 .await
                 .map_err(|err| {
                     RunError::new(

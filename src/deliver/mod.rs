@@ -1,0 +1,86 @@
+//! Deliver: a SQL step's answer sent to a destination, exactly once per (job, report,
+//! period, destination, target). The pipeline records each delivery in the state
+//! database's ledger before sending and marks it sent after; the destination keeps the
+//! delivery's key too ([`sheets::KEY_COLUMN`]), so a crash between the two, a retry after
+//! an unknown outcome or a lost ledger never sends twice (DESIGN.md, Guarantee 2).
+
+pub mod cells;
+pub mod sheets;
+
+use crate::error::{Classify, ErrorKind};
+use crate::http::HttpError;
+use crate::http::google_auth::GoogleAuthError;
+use crate::services::ServiceError;
+use crate::state::StateError;
+
+/// Why a delivery did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliverError {
+    /// The destination is not configured, or a credential is missing.
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    /// No access token could be had.
+    #[error(transparent)]
+    Google(#[from] GoogleAuthError),
+    /// A call failed (after the client's retries).
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    /// An answer could not be read.
+    #[error("{what}: the answer could not be read: {message}")]
+    Answer {
+        /// The call.
+        what: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// A setting the destination needs is not set.
+    #[error("{key} is not set")]
+    Setting {
+        /// The key.
+        key: &'static str,
+    },
+    /// The tab's header is not the report's columns.
+    #[error(
+        "tab \"{tab}\" has the header {found:?}, but the report's columns are {expected:?}; rename the tab or deliver to a new one (mailroom never writes under a header that does not match)"
+    )]
+    Header {
+        /// The tab.
+        tab: String,
+        /// Its header row.
+        found: Vec<String>,
+        /// What mailroom would write.
+        expected: Vec<String>,
+    },
+    /// A period's block, with later periods below it, would need more rows than it has.
+    #[error(
+        "tab \"{tab}\": the block of {key} has {before} rows and later periods below it; its new answer has {now} rows and would overwrite them (deliver it with mode = \"replace\", or move the later rows)"
+    )]
+    BlockGrew {
+        /// The tab.
+        tab: String,
+        /// The delivery.
+        key: String,
+        /// Rows in the sheet.
+        before: usize,
+        /// Rows now.
+        now: usize,
+    },
+    /// The ledger could not be read or written.
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+impl Classify for DeliverError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            DeliverError::Service(err) => err.kind(),
+            DeliverError::Google(err) => err.kind(),
+            DeliverError::Http(err) => err.kind(),
+            DeliverError::State(err) => err.kind(),
+            // A body cut off or garbled on the way; the next attempt reads the tab again.
+            DeliverError::Answer { .. } => ErrorKind::Transient,
+            DeliverError::Setting { .. } | DeliverError::Header { .. } => ErrorKind::Config,
+            DeliverError::BlockGrew { .. } => ErrorKind::Terminal,
+        }
+    }
+}
