@@ -22,6 +22,8 @@ pub(super) struct JobContext<'a> {
     pub sources: &'a SourcesConfig,
     pub destinations: &'a DestinationsConfig,
     pub base_dir: &'a Path,
+    /// The built-in config, whose SQL files are compiled in when not on disk.
+    pub builtin: bool,
 }
 
 const SCHEDULE_HELP: &str = "five fields `minute hour day-of-month month day-of-week` (seconds may come first), \
@@ -352,7 +354,8 @@ fn read_sql(
     let params = read_params(t, d);
     let file = file?;
     let path = context.base_dir.join(&file.value);
-    if !path.is_file() {
+    let found = path.is_file() || (context.builtin && super::shipped_sql(&path).is_some());
+    if !found {
         d.report(
             file.span.start,
             t.key_path("file"),

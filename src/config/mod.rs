@@ -15,6 +15,7 @@ mod jobs;
 pub mod reader;
 pub mod secret;
 mod sections;
+mod shipped;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,7 @@ use crate::schedule::CronSchedule;
 pub use crate::services::{OptionValue, ServiceConfig};
 pub use diagnostic::{ConfigErrors, Diagnostic, Diagnostics, SourceText};
 pub use secret::{Environment, ProcessEnvironment, Secret, SecretRef};
+pub use shipped::shipped_sql;
 
 /// The shipped `config.toml`: every job against the built-in sandbox.
 pub const DEFAULT_CONFIG: &str = include_str!("../../config.toml");
@@ -431,7 +433,8 @@ pub fn parse(text: &str, name: &str, base_dir: &Path) -> Result<Config, LoadErro
             return Err(LoadError::Invalid(ConfigErrors(d.into_vec())));
         }
     };
-    let config = sections::validate(root, base_dir, &mut d);
+    let builtin = name == DEFAULT_CONFIG_NAME;
+    let config = sections::validate(root, base_dir, builtin, &mut d);
     match config {
         Some(config) if d.is_empty() => Ok(config),
         _ => Err(LoadError::Invalid(ConfigErrors(d.into_vec()))),

@@ -23,6 +23,7 @@ use crate::services::{OptionSpec, ServiceSpec};
 pub(super) fn validate(
     root: Value<'_>,
     base_dir: &Path,
+    builtin: bool,
     d: &mut Diagnostics<'_>,
 ) -> Option<Config> {
     let mut top = TableReader::new(root, String::new(), d)?;
@@ -39,6 +40,7 @@ pub(super) fn validate(
         sources: &sources,
         destinations: &destinations,
         base_dir,
+        builtin,
     };
     let jobs = jobs::read_jobs(top.array(d, "jobs"), &context, d);
     top.finish(d);

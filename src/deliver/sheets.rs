@@ -272,12 +272,13 @@ impl Sheets {
         if new_end < old_end {
             self.clear(tab, new_end, old_end - 1, header.len()).await?;
         }
-        let last = new_end.max(start + 1);
+        // An empty answer still stands for its period: it is the header alone.
+        let (from, to) = match block.len() {
+            0 => (1, 1),
+            _ => (start + 1, new_end),
+        };
         Ok(Written {
-            range: a1(
-                tab,
-                &format!("A{}:{}{}", start + 1, column(header.len() - 1), last),
-            ),
+            range: a1(tab, &format!("A{from}:{}{to}", column(header.len() - 1))),
             rows: block.len() as u64,
         })
     }

@@ -89,10 +89,20 @@ pub enum SqlFileError {
 impl SqlFile {
     /// Reads and parses a file; its kind follows from the folder it is in.
     pub fn read(path: &Path) -> Result<Self, SqlFileError> {
-        let text = std::fs::read_to_string(path).map_err(|source| SqlFileError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            // Only the built-in config names a shipped file that is not on disk (a user's
+            // config must name files that exist): read the copy compiled in beside it.
+            Err(source) => match crate::config::shipped_sql(path) {
+                Some(text) if source.kind() == std::io::ErrorKind::NotFound => text.to_string(),
+                _ => {
+                    return Err(SqlFileError::Read {
+                        path: path.to_path_buf(),
+                        source,
+                    });
+                }
+            },
+        };
         let in_reports = path
             .parent()
             .and_then(Path::file_name)

@@ -28,6 +28,23 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// Writes `text` as `dir`'s config.toml, with the shipped SQL files beside it (a config of
+/// one's own reads its SQL files from disk).
+fn write_config(dir: &Path, text: &str) {
+    std::fs::write(dir.join("config.toml"), text).expect("config");
+    for folder in ["reports", "queries"] {
+        let from = Path::new(env!("CARGO_MANIFEST_DIR")).join(folder);
+        std::fs::create_dir_all(dir.join(folder)).expect("folder");
+        for entry in std::fs::read_dir(&from).expect("shipped folder") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "sql") {
+                let name = path.file_name().expect("file name");
+                std::fs::copy(&path, dir.join(folder).join(name)).expect("copy");
+            }
+        }
+    }
+}
+
 fn run(cmd: &mut Command) -> (i32, String, String) {
     let Output {
         status,
@@ -49,9 +66,13 @@ fn check_passes_on_the_built_in_config_with_no_environment() {
     assert!(stdout.starts_with("config ok"), "{stdout}");
     assert!(
         stdout.contains(
-            "jobs:         4 (extract-orders, extract-loyalty, extract-email, compact-warehouse)"
+            "jobs:         6 (extract-orders, extract-loyalty, extract-email, compact-warehouse, weekly-email-report, loyalty-report)"
         ),
         "{stdout}"
+    );
+    assert!(
+        stdout.contains("SQL files:    2 ok"),
+        "the report jobs' SQL files are compiled in beside the built-in config: {stdout}"
     );
     assert!(!dir.path().join("data").exists(), "check writes nothing");
 }
@@ -281,7 +302,7 @@ fn run_job_is_recorded_in_the_ledger_and_status_shows_it() {
         "type = \"local\"",
         "type = \"bigquery\"\nproject = \"acme-marketing\"\ndataset = \"mailroom\"",
     );
-    std::fs::write(dir.path().join("config.toml"), bigquery).expect("config");
+    write_config(dir.path(), &bigquery);
     let (code, stdout, stderr) = run(mailroom(dir.path()).args(["run-job", "extract-loyalty"]));
     assert_eq!(code, 0, "{stderr}");
     let loaded = stdout
@@ -299,7 +320,7 @@ fn run_job_is_recorded_in_the_ledger_and_status_shows_it() {
         "type = \"local\"",
         "type = \"bigquery\"\nproject = \"acme-marketing\"\ndataset = \"mailroom\"\ncredentials_file = \"missing-key.json\"",
     );
-    std::fs::write(dir.path().join("config.toml"), missing_key).expect("config");
+    write_config(dir.path(), &missing_key);
     let (code, _, stderr) = run(mailroom(dir.path()).args(["run-job", "extract-orders"]));
     assert_eq!(code, 78, "{stderr}");
     assert!(
@@ -660,7 +681,7 @@ async fn a_wrong_bigquery_service_account_key_is_a_config_error() {
         "type = \"local\"",
         "type = \"bigquery\"\nproject = \"sandbox-project\"\ndataset = \"mailroom\"\ncredentials_file = \"wrong-key.json\"",
     );
-    std::fs::write(dir.path().join("config.toml"), config).expect("config");
+    write_config(dir.path(), &config);
     let base = sandbox.base_url.clone();
     let path = dir.path().to_path_buf();
     let (code, _, stderr) = tokio::task::spawn_blocking(move || {
@@ -673,4 +694,86 @@ async fn a_wrong_bigquery_service_account_key_is_a_config_error() {
         stderr.contains("Invalid JWT Signature") && stderr.contains("after 1 attempt"),
         "{stderr}"
     );
+}
+
+/// `SIGKILL` at several points of a run delivering to Sheets — before, during and after its
+/// writes and ledger records — then a rerun: the tab holds exactly one copy of the block.
+/// Each round starts from a new data directory (a lost ledger), against one sandbox whose
+/// spreadsheet outlives the killed processes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_sheets_delivery_leaves_one_copy_after_a_rerun() {
+    let sandbox = crate::support::small_sandbox().await;
+    let base = sandbox.base_url.clone();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("reports")).expect("reports");
+    std::fs::write(
+        dir.path().join("reports/tiers.sql"),
+        "-- title = \"VIP tiers\"\nSELECT name, milestone, CAST(id AS STRING) AS id FROM {{ ref('smile_vip_tiers') }} ORDER BY id\n",
+    )
+    .expect("sql");
+    let config = format!(
+        "{}\n[[jobs]]\nname = \"tiers-report\"\nschedule = \"0 8 * * 1\"\ntimezone = \"UTC\"\nretries = 0\nsteps = [\n  {{ type = \"sql\", file = \"reports/tiers.sql\", name = \"tiers\" }},\n  {{ type = \"deliver\", from = \"tiers\", to = \"sheets\", sheet = \"Tiers\", mode = \"append\" }},\n]\n",
+        mailroom::config::DEFAULT_CONFIG
+    );
+    write_config(dir.path(), &config);
+    let path = dir.path().to_path_buf();
+    let tab = |state: &serde_json::Value| {
+        state["sheets"]["tabs"]["Tiers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let rounds = tokio::task::spawn_blocking(move || {
+        let mut tiers = None;
+        let mut observed = Vec::new();
+        for (round, kill_after_ms) in [300_u64, 1_200, 2_200, 3_200, 4_500].iter().enumerate() {
+            let data = format!("data-{round}");
+            let with_data = |cmd: &mut Command| {
+                cmd.args(["--sandbox-url", &base, "--data-dir", &data]);
+            };
+            let mut load = mailroom(&path);
+            with_data(&mut load);
+            let (code, _, stderr) = run(load.args(["run-job", "extract-loyalty"]));
+            assert_eq!(code, 0, "{stderr}");
+            let mut deliver = mailroom(&path);
+            with_data(&mut deliver);
+            let child = deliver
+                .args(["run-job", "tiers-report"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn");
+            let mut child = KillOnDrop(child);
+            std::thread::sleep(Duration::from_millis(*kill_after_ms));
+            let _ = child.0.kill();
+            let _ = child.0.wait();
+            let mut again = mailroom(&path);
+            with_data(&mut again);
+            let (code, stdout, stderr) = run(again.args(["run-job", "tiers-report"]));
+            assert_eq!(code, 0, "round {round}: {stderr}");
+            let rows: u64 = stdout
+                .lines()
+                .find(|l| l.trim_start().starts_with("tiers (query)"))
+                .and_then(|l| l.split_whitespace().nth(2)?.parse().ok())
+                .expect("the query's row count");
+            tiers.get_or_insert(rows);
+            observed.push((round, rows));
+        }
+        (tiers, observed)
+    })
+    .await
+    .expect("rounds");
+    let (tiers, observed) = rounds;
+    let tiers = tiers.expect("rows") as usize;
+    assert!(tiers > 0, "{observed:?}");
+    let (_, _, state) =
+        crate::support::get_json(&format!("{}/_sandbox/state", sandbox.base_url), &[]).await;
+    let rows = tab(&state);
+    assert_eq!(rows.len(), 1 + tiers, "exactly one block: {rows:?}");
+    assert_eq!(rows[0][0], "name");
+    let keys: std::collections::BTreeSet<String> = rows[1..]
+        .iter()
+        .map(|r| r[3].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(keys.len(), 1, "one delivery key: {keys:?}");
 }

@@ -47,11 +47,19 @@ fn the_shipped_config_runs_every_job_against_the_sandbox_with_no_environment() {
             "extract-orders",
             "extract-loyalty",
             "extract-email",
-            "compact-warehouse"
+            "compact-warehouse",
+            "weekly-email-report",
+            "loyalty-report"
         ]
     );
     let compact = config.job("compact-warehouse").expect("compact job");
     assert_eq!(compact.steps, [Step::Compact { keep_days: 7 }]);
+    let loyalty = config.job("loyalty-report").expect("loyalty job");
+    assert!(
+        matches!(&loyalty.steps[1], Step::Deliver { to: DestinationKind::Sheets, target, mode: config::DeliveryMode::Replace, .. } if target == "Loyalty"),
+        "{:?}",
+        loyalty.steps
+    );
     assert!(
         config.secret_refs().is_empty(),
         "the sandbox supplies every credential"
