@@ -150,9 +150,17 @@ impl Sheets {
         let path = format!("/v4/spreadsheets/{}:batchUpdate", self.spreadsheet);
         let body = json!({ "requests": [{ "addSheet": { "properties": {
             "title": tab, "gridProperties": { "frozenRowCount": 1 } } } }] });
-        // Adding a tab that exists is refused, so asking again is harmless.
+        // Adding a tab that exists is refused, so asking again is harmless; a refusal
+        // after a retry means the first request was applied.
         let call = Call::post(path, Body::Json(body)).idempotent();
-        self.send(true, call).await.map(drop)
+        match self.send(true, call).await {
+            Err(DeliverError::Http(err))
+                if err.status == Some(400) && err.message.contains("already exists") =>
+            {
+                Ok(())
+            }
+            other => other.map(drop),
+        }
     }
 
     /// Every row of `tab` as stored (unformatted), trailing empty rows dropped.

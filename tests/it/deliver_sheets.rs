@@ -314,3 +314,83 @@ async fn a_dry_run_reads_the_ledger_and_writes_nothing() {
         "{planned:?}"
     );
 }
+
+#[tokio::test]
+async fn under_a_429_a_503_and_an_answer_cut_off_after_the_write_the_tab_holds_one_block() {
+    use mailroom_sandbox::SandboxOptions;
+    use mailroom_sandbox::faults::{Fault, FaultRule};
+    let rule = |method: &str, after: u32, fault: Fault| FaultRule {
+        method: Some(method.into()),
+        path: "/sheets/v4/spreadsheets".into(),
+        after,
+        times: 1,
+        fault,
+        seen: 0,
+    };
+    let options = SandboxOptions {
+        faults: vec![
+            rule(
+                "GET",
+                0,
+                Fault::RateLimit {
+                    retry_after_secs: Some(0),
+                },
+            ),
+            // The block's first write fails with a 503 and is retried; the retry is
+            // applied but its answer is cut off: the outcome is unknown to mailroom.
+            rule("PUT", 1, Fault::ServerError { status: 503 }),
+            rule("PUT", 2, Fault::ConnectionReset),
+        ],
+        ..SandboxOptions::new(42, 300)
+    };
+    let sandbox = crate::support::sandbox(options).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pipeline = pipeline(&sandbox, dir.path(), "state.db").await;
+    let weekly = report_job(
+        "weekly-email-report",
+        "reports/weekly_email_performance.sql",
+        "Weekly email",
+        DeliveryMode::Append,
+    );
+    // The client retries the idempotent writes: the 503'd one, and the one whose answer
+    // was cut off after it was applied; writing the same range again changes nothing.
+    let counters = pipeline
+        .execute(&weekly, &run("run-1", PERIOD_1))
+        .await
+        .expect("delivered despite the faults");
+    assert_eq!(counters.get("deliveries_sent"), Some(&1), "{counters:?}");
+    let (_, rows) = golden("weekly_email_performance");
+    assert_eq!(
+        tab(&sandbox, "Weekly email").await.len(),
+        1 + rows,
+        "one block"
+    );
+    let (_, _, state) = get_json(&format!("{}/_sandbox/state", sandbox.base_url), &[]).await;
+    let faulted: u64 = state["requests"]
+        .as_object()
+        .expect("counts")
+        .iter()
+        .filter(|(endpoint, _)| endpoint.contains("/sheets/"))
+        .map(|(_, c)| c["rate_limited"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(faulted, 1, "the 429 was met and waited out");
+    let writes: u64 = state["requests"]
+        .as_object()
+        .expect("counts")
+        .iter()
+        .filter(|(endpoint, _)| endpoint.starts_with("PUT /sheets/"))
+        .map(|(_, c)| c["requests"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(
+        writes, 4,
+        "header, then the block three times (503, cut off, done)"
+    );
+    let ledger = StateStore::open(&dir.path().join("state.db")).expect("state");
+    let record = ledger
+        .recent_deliveries("weekly-email-report", 1)
+        .expect("read");
+    assert_eq!(
+        (record[0].status, record[0].attempts),
+        (DeliveryStatus::Sent, 1)
+    );
+}
