@@ -317,3 +317,151 @@ async fn incoming_webhooks_answer_plain_text() {
     assert_eq!(state["slack"]["messages"][0]["via"], "webhook");
     assert_eq!(state["slack"]["messages"][0]["text"], "Nightly export done");
 }
+
+#[tokio::test]
+async fn history_returns_messages_newest_first_with_metadata_and_file_shares() {
+    let sandbox = small_sandbox().await;
+    let base = &sandbox.base_url;
+    let post = |text: &str, metadata: Value| {
+        let mut body = json!({ "channel": "#marketing", "text": text });
+        if !metadata.is_null() {
+            body["metadata"] = metadata;
+        }
+        call_json(base, "chat.postMessage", body, Some("sandbox"))
+    };
+    let delivery = json!({ "event_type": "mailroom_delivery", "event_payload": { "key": "weekly/2026-11-30" } });
+    let (_, _, first) = post("first", Value::Null).await;
+    let (_, _, second) = post("second", delivery.clone()).await;
+    assert_eq!(first["ok"], true, "{first}");
+    assert_eq!(second["ok"], true, "{second}");
+    let (_, _, bad) = post("bad", json!({ "event_payload": {} })).await;
+    assert_eq!(bad["error"], "invalid_metadata_format");
+
+    // A file shared into the channel is a message there too.
+    let csv = "week,orders\n2026-W48,12\n";
+    let step1 = call_form(
+        base,
+        "files.getUploadURLExternal",
+        &[
+            ("token", "sandbox"),
+            ("filename", "weekly.csv"),
+            ("length", &csv.len().to_string()),
+        ],
+    )
+    .await;
+    let file_id = step1["file_id"].as_str().expect("file id").to_string();
+    reqwest::Client::new()
+        .post(step1["upload_url"].as_str().expect("url"))
+        .body(csv)
+        .send()
+        .await
+        .expect("uploaded");
+    let complete = json!({ "files": [{ "id": file_id, "title": "Weekly" }], "channel_id": "C0SANDBOX01", "initial_comment": "the rows" });
+    let (_, _, done) = call_json(
+        base,
+        "files.completeUploadExternal",
+        complete,
+        Some("sandbox"),
+    )
+    .await;
+    assert_eq!(done["ok"], true, "{done}");
+
+    let (_, _, page) = call_json(
+        base,
+        "conversations.history",
+        json!({ "channel": "C0SANDBOX01", "limit": 2, "include_all_metadata": true }),
+        Some("sandbox"),
+    )
+    .await;
+    assert_eq!(page["ok"], true, "{page}");
+    let messages = page["messages"].as_array().expect("messages");
+    assert_eq!(messages.len(), 2);
+    assert_eq!(messages[0]["subtype"], "file_share", "newest first: {page}");
+    assert_eq!(messages[0]["files"][0]["id"], file_id.as_str());
+    assert_eq!(messages[0]["files"][0]["name"], "weekly.csv");
+    assert_eq!(messages[1]["text"], "second");
+    assert_eq!(messages[1]["metadata"], delivery);
+    assert_eq!(page["has_more"], true);
+    let cursor = page["response_metadata"]["next_cursor"]
+        .as_str()
+        .expect("cursor")
+        .to_string();
+
+    // The next page, by form as SDKs send it; metadata only when asked for.
+    let rest = call_form(
+        base,
+        "conversations.history",
+        &[
+            ("token", "sandbox"),
+            ("channel", "marketing"),
+            ("cursor", &cursor),
+        ],
+    )
+    .await;
+    assert_eq!(rest["messages"].as_array().map(Vec::len), Some(1), "{rest}");
+    assert_eq!(rest["messages"][0]["text"], "first");
+    assert_eq!(rest["has_more"], false);
+    let plain = call_form(
+        base,
+        "conversations.history",
+        &[
+            ("token", "sandbox"),
+            ("channel", "marketing"),
+            ("limit", "5"),
+        ],
+    )
+    .await;
+    assert!(plain["messages"][1].get("metadata").is_none(), "{plain}");
+
+    // `oldest` is exclusive: nothing after the newest ts.
+    let newest = messages[0]["ts"].as_str().expect("ts");
+    let none = call_form(
+        base,
+        "conversations.history",
+        &[
+            ("token", "sandbox"),
+            ("channel", "marketing"),
+            ("oldest", newest),
+        ],
+    )
+    .await;
+    assert_eq!(none["messages"], json!([]));
+    let unknown = call_form(
+        base,
+        "conversations.history",
+        &[("token", "sandbox"), ("channel", "#nowhere")],
+    )
+    .await;
+    assert_eq!(unknown["error"], "channel_not_found");
+}
+
+#[tokio::test]
+async fn table_blocks_are_checked_one_per_message_within_100_rows_and_20_columns() {
+    let sandbox = small_sandbox().await;
+    let cell = |t: &str| json!({ "type": "raw_text", "text": t });
+    let table = |rows: usize, columns: usize| {
+        let rows: Vec<Value> = (0..rows)
+            .map(|r| Value::Array((0..columns).map(|c| cell(&format!("{r},{c}"))).collect()))
+            .collect();
+        json!({ "type": "table", "rows": rows })
+    };
+    let post = |blocks: Value| {
+        call_json(
+            &sandbox.base_url,
+            "chat.postMessage",
+            json!({ "channel": "#marketing", "text": "table", "blocks": blocks }),
+            Some("sandbox"),
+        )
+    };
+    let (_, _, fits) = post(json!([table(100, 20)])).await;
+    assert_eq!(fits["ok"], true, "{fits}");
+    for blocks in [
+        json!([table(101, 2)]),
+        json!([table(2, 21)]),
+        json!([table(2, 2), table(2, 2)]),
+        json!([{ "type": "table", "rows": [[{ "type": "image" }]] }]),
+    ] {
+        let (_, _, refused) = post(blocks).await;
+        assert_eq!(refused["error"], "invalid_blocks", "{refused}");
+    }
+}

@@ -20,7 +20,11 @@ use axum::http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use axum::routing::post;
 use serde_json::{Map, Value, json};
 
+mod blocks;
+mod history;
+
 use super::{CREDENTIAL, Shared, json_response, lock};
+use blocks::valid_blocks;
 
 /// The workspace's channels: id, name, archived, bot is a member.
 const CHANNELS: [(&str, &str, bool, bool); 4] = [
@@ -96,6 +100,10 @@ impl SlackState {
 pub fn routes() -> Router<Arc<Shared>> {
     Router::new()
         .route("/api/chat.postMessage", post(post_message))
+        .route(
+            "/api/conversations.history",
+            post(history::history).get(history::history),
+        )
         .route(
             "/api/files.getUploadURLExternal",
             post(get_upload_url).get(get_upload_url),
@@ -208,66 +216,37 @@ fn accept(
     Ok(call)
 }
 
-/// A channel by id or name (with or without `#`), or the error code for it.
-fn channel(arg: Option<&Value>) -> Result<&'static str, &'static str> {
+/// A channel by id or name (with or without `#`): its id, whether it is archived and
+/// whether the app is in it.
+fn find_channel(arg: Option<&Value>) -> Result<(&'static str, bool, bool), &'static str> {
     let wanted = arg.and_then(Value::as_str).ok_or("channel_not_found")?;
     let name = wanted.trim_start_matches('#');
-    let (id, _, archived, member) = CHANNELS
+    CHANNELS
         .iter()
         .find(|(id, n, _, _)| *id == wanted || *n == name)
-        .ok_or("channel_not_found")?;
-    if *archived {
+        .map(|(id, _, archived, member)| (*id, *archived, *member))
+        .ok_or("channel_not_found")
+}
+
+/// A channel to post to, or the error code for it.
+fn channel(arg: Option<&Value>) -> Result<&'static str, &'static str> {
+    let (id, archived, member) = find_channel(arg)?;
+    if archived {
         return Err("is_archived");
     }
-    if !*member {
+    if !member {
         return Err("not_in_channel");
     }
     Ok(id)
 }
 
-fn text_len(value: &Value) -> usize {
-    value
-        .get("text")
-        .and_then(Value::as_str)
-        .map_or(0, |t| t.chars().count())
-}
-
-/// Block Kit limits: at most 50 blocks, each with a type; header ≤ 150, section text ≤ 3000,
-/// ≤ 10 fields of ≤ 2000, context ≤ 10 elements, unique block ids ≤ 255.
-fn valid_blocks(blocks: &Value) -> bool {
-    let Some(blocks) = blocks.as_array() else {
-        return false;
-    };
-    let mut ids = std::collections::HashSet::new();
-    blocks.len() <= 50
-        && blocks.iter().all(|block| {
-            let id_ok = match block.get("block_id").and_then(Value::as_str) {
-                Some(id) => id.len() <= 255 && ids.insert(id.to_string()),
-                None => true,
-            };
-            let kind_ok = match block.get("type").and_then(Value::as_str) {
-                Some("header") => block
-                    .get("text")
-                    .is_some_and(|t| t["type"] == "plain_text" && text_len(t) <= 150),
-                Some("section") => {
-                    let text_ok = block.get("text").is_none_or(|t| text_len(t) <= 3000);
-                    let fields = block.get("fields").and_then(Value::as_array);
-                    let fields_ok = fields
-                        .is_none_or(|f| f.len() <= 10 && f.iter().all(|x| text_len(x) <= 2000));
-                    text_ok && fields_ok && (block.get("text").is_some() || fields.is_some())
-                }
-                Some("context") => block
-                    .get("elements")
-                    .and_then(Value::as_array)
-                    .is_some_and(|e| !e.is_empty() && e.len() <= 10),
-                Some(
-                    "divider" | "image" | "actions" | "rich_text" | "input" | "file" | "video"
-                    | "markdown",
-                ) => true,
-                _ => false,
-            };
-            id_ok && kind_ok
-        })
+/// A channel to read the history of (archived ones too), or the error code for it.
+fn channel_id_for_reading(arg: Option<&Value>) -> Result<&'static str, &'static str> {
+    let (id, _, member) = find_channel(arg)?;
+    if !member {
+        return Err("not_in_channel");
+    }
+    Ok(id)
 }
 
 async fn post_message(
@@ -301,6 +280,14 @@ async fn post_message(
     if blocks.as_ref().is_some_and(|b| !valid_blocks(b)) {
         return fail("invalid_blocks");
     }
+    let metadata = args.get("metadata").cloned();
+    let metadata_ok = metadata.as_ref().is_none_or(|m| {
+        m["event_type"].as_str().is_some_and(|t| !t.is_empty())
+            && m.get("event_payload").is_none_or(Value::is_object)
+    });
+    if !metadata_ok {
+        return fail("invalid_metadata_format");
+    }
     if text.chars().count() > 40_000 {
         return fail("msg_too_long");
     }
@@ -320,6 +307,9 @@ async fn post_message(
     let mut record = message.clone();
     record["channel"] = Value::from(channel_id);
     record["via"] = Value::from("chat.postMessage");
+    if let Some(metadata) = metadata {
+        record["metadata"] = metadata;
+    }
     if let Some(thread) = args.get("thread_ts") {
         record["thread_ts"] = thread.clone();
     }
@@ -522,6 +512,32 @@ async fn complete_upload(
         });
         state.files.push(record);
         answered.push(json!({ "id": id, "title": title }));
+    }
+    // Sharing into a channel posts a message there carrying the files, as Slack does.
+    if let Some(channel_id) = channel_id {
+        let ts = state.next_ts();
+        let shared_files: Vec<Value> = answered
+            .iter()
+            .map(|f| {
+                let name = state
+                    .uploads
+                    .iter()
+                    .find(|u| f["id"] == u.id.as_str())
+                    .map(|u| u.filename.clone())
+                    .unwrap_or_default();
+                json!({ "id": f["id"], "title": f["title"], "name": name })
+            })
+            .collect();
+        state.messages.push(json!({
+            "type": "message",
+            "subtype": "file_share",
+            "text": comment.clone().unwrap_or_default(),
+            "bot_id": "B0SANDBOX",
+            "ts": ts,
+            "files": shared_files,
+            "channel": channel_id,
+            "via": "files.completeUploadExternal",
+        }));
     }
     json_response(StatusCode::OK, &json!({ "ok": true, "files": answered }))
 }
