@@ -6,6 +6,7 @@
 
 pub mod cells;
 pub mod sheets;
+pub mod slack;
 
 use crate::error::{Classify, ErrorKind};
 use crate::http::HttpError;
@@ -65,6 +66,14 @@ pub enum DeliverError {
         /// Rows now.
         now: usize,
     },
+    /// Slack answered `ok: false`.
+    #[error("Slack {method} answered {code}{}", slack_hint(code))]
+    Slack {
+        /// The Web API method.
+        method: String,
+        /// Slack's error code.
+        code: String,
+    },
     /// The ledger could not be read or written.
     #[error(transparent)]
     State(#[from] StateError),
@@ -81,6 +90,44 @@ impl Classify for DeliverError {
             DeliverError::Answer { .. } => ErrorKind::Transient,
             DeliverError::Setting { .. } | DeliverError::Header { .. } => ErrorKind::Config,
             DeliverError::BlockGrew { .. } => ErrorKind::Terminal,
+            DeliverError::Slack { code, .. } => match code.as_str() {
+                "ratelimited"
+                | "rate_limited"
+                | "service_unavailable"
+                | "fatal_error"
+                | "request_timeout"
+                | "internal_error" => ErrorKind::Transient,
+                "not_in_channel"
+                | "channel_not_found"
+                | "is_archived"
+                | "invalid_auth"
+                | "not_authed"
+                | "token_revoked"
+                | "token_expired"
+                | "missing_scope"
+                | "account_inactive"
+                | "posting_to_channel_denied"
+                | "restricted_action" => ErrorKind::Config,
+                _ => ErrorKind::Terminal,
+            },
         }
+    }
+}
+
+/// What a user can do about a Slack error code.
+fn slack_hint(code: &str) -> &'static str {
+    match code {
+        "not_in_channel" => {
+            " — the app is not in the channel: invite it (`/invite @your-app` in the channel)"
+        }
+        "channel_not_found" => " — check the channel's name or id in the deliver step",
+        "is_archived" => " — the channel is archived; deliver to another",
+        "invalid_auth" | "not_authed" | "token_revoked" | "token_expired" => {
+            " — check [destinations.slack] bot_token"
+        }
+        "missing_scope" => {
+            " — the app needs the chat:write, files:write and channels:history scopes"
+        }
+        _ => "",
     }
 }

@@ -3,12 +3,15 @@
 //! ledger. The period a delivery stands for is the job's latest fire time at or before the
 //! run's, so reruns and manual runs of the same period share one delivery key.
 
+use std::future::Future;
+
 use chrono::{Duration, SecondsFormat, Utc};
 
-use super::Pipeline;
+use super::{Pipeline, StepAnswer};
 use crate::config::{DeliveryMode, JobConfig};
 use crate::deliver::DeliverError;
 use crate::deliver::sheets::Sheets;
+use crate::deliver::slack::{Report, Slack};
 use crate::error::Classify;
 use crate::scheduler::{RunContext, RunError};
 use crate::state::{Counters, Delivery, DeliveryStatus, StateError};
@@ -23,6 +26,14 @@ pub(super) struct SheetsDelivery<'a> {
     pub mode: DeliveryMode,
 }
 
+/// One Slack deliver step of a run.
+pub(super) struct SlackDelivery<'a> {
+    pub job: &'a JobConfig,
+    pub run: &'a RunContext,
+    pub report: &'a str,
+    pub channel: &'a str,
+}
+
 /// The period a run stands for: its job's latest fire time at or before the run's, in the
 /// job's zone (a run outside the schedule stands for its own time).
 pub fn period(job: &JobConfig, run: &RunContext) -> String {
@@ -35,6 +46,22 @@ pub fn period(job: &JobConfig, run: &RunContext) -> String {
         .to_rfc3339_opts(SecondsFormat::Secs, false)
 }
 
+/// A file name unique to a delivery: job, report and period, in characters any system
+/// takes.
+fn file_name(delivery: &Delivery) -> String {
+    let stem: String = format!("{}_{}_{}", delivery.job, delivery.report, delivery.period)
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("{stem}.csv")
+}
+
 fn bump(counters: &mut Counters, key: &str, by: u64) {
     *counters.entry(key.to_string()).or_default() += by;
 }
@@ -43,7 +70,72 @@ fn ledger(err: StateError) -> RunError {
     RunError::new(err.kind(), format!("the delivery ledger: {err}"))
 }
 
+/// What a destination wrote: where, and how many rows.
+struct Sent {
+    remote_ref: String,
+    rows: u64,
+}
+
 impl Pipeline {
+    /// Runs one delivery through the ledger: a dry run only reads it; a sent delivery is
+    /// skipped; otherwise it is recorded in flight, `send` runs, and the outcome is
+    /// recorded. `rows` counts what the destination would get, for dry runs.
+    async fn through_ledger<F>(
+        &self,
+        delivery: &Delivery,
+        run: &RunContext,
+        rows: u64,
+        counters: &mut Counters,
+        send: F,
+    ) -> Result<(), RunError>
+    where
+        F: Future<Output = Result<Sent, DeliverError>>,
+    {
+        let what = format!("{} {}", delivery.destination, delivery.target);
+        let failed = |err: &DeliverError| RunError::new(err.kind(), format!("{what}: {err}"));
+        if run.dry_run {
+            match self
+                .state
+                .delivery(delivery)
+                .map_err(ledger)?
+                .map(|d| d.status)
+            {
+                Some(DeliveryStatus::Sent) => bump(counters, "deliveries_already_made", 1),
+                _ => {
+                    bump(counters, "deliveries_planned", 1);
+                    bump(counters, &format!("rows.{what}"), rows);
+                }
+            }
+            return Ok(());
+        }
+        let record = self
+            .state
+            .begin_delivery(delivery, &run.run_id, Utc::now())
+            .map_err(ledger)?;
+        if record.status == DeliveryStatus::Sent {
+            tracing::info!(run_id = %run.run_id, key = %delivery.key(), "already delivered; nothing sent");
+            bump(counters, "deliveries_already_made", 1);
+            return Ok(());
+        }
+        match send.await {
+            Ok(sent) => {
+                self.state
+                    .delivery_sent(delivery, sent.rows, &sent.remote_ref, Utc::now())
+                    .map_err(ledger)?;
+                tracing::info!(run_id = %run.run_id, key = %delivery.key(), to = %sent.remote_ref, rows = sent.rows, "delivered");
+                bump(counters, "deliveries_sent", 1);
+                bump(counters, &format!("rows.{what}"), sent.rows);
+                Ok(())
+            }
+            Err(err) => {
+                self.state
+                    .delivery_failed(delivery, &err.to_string())
+                    .map_err(ledger)?;
+                Err(failed(&err))
+            }
+        }
+    }
+
     pub(super) async fn deliver_to_sheets(
         &self,
         step: SheetsDelivery<'_>,
@@ -57,57 +149,57 @@ impl Pipeline {
             destination: "sheets".into(),
             target: step.tab.to_string(),
         };
-        let failed = |err: DeliverError| {
-            RunError::new(err.kind(), format!("sheets tab \"{}\": {err}", step.tab))
+        let key = delivery.key();
+        let send = async {
+            let sheets = self
+                .sheets
+                .get_or_try_init(|| async { Sheets::new(&self.services, &self.config.base_dir) })
+                .await?;
+            let written = sheets.deliver(step.tab, step.mode, &key, result).await?;
+            Ok(Sent {
+                remote_ref: written.range,
+                rows: written.rows,
+            })
         };
-        if step.run.dry_run {
-            let done = self.state.delivery(&delivery).map_err(ledger)?;
-            match done.map(|d| d.status) {
-                Some(DeliveryStatus::Sent) => bump(counters, "deliveries_already_made", 1),
-                _ => {
-                    bump(counters, "deliveries_planned", 1);
-                    bump(
-                        counters,
-                        &format!("rows.sheets {}", step.tab),
-                        result.num_rows() as u64,
-                    );
-                }
-            }
-            return Ok(());
-        }
-        let record = self
-            .state
-            .begin_delivery(&delivery, &step.run.run_id, Utc::now())
-            .map_err(ledger)?;
-        if record.status == DeliveryStatus::Sent {
-            tracing::info!(run_id = %step.run.run_id, key = %delivery.key(), "already delivered; nothing sent");
-            bump(counters, "deliveries_already_made", 1);
-            return Ok(());
-        }
-        let sheets = self
-            .sheets
-            .get_or_try_init(|| async { Sheets::new(&self.services, &self.config.base_dir) })
+        let rows = result.num_rows() as u64;
+        self.through_ledger(&delivery, step.run, rows, counters, send)
             .await
-            .map_err(failed)?;
-        match sheets
-            .deliver(step.tab, step.mode, &delivery.key(), result)
+    }
+
+    pub(super) async fn deliver_to_slack(
+        &self,
+        step: SlackDelivery<'_>,
+        answer: &StepAnswer,
+        counters: &mut Counters,
+    ) -> Result<(), RunError> {
+        let delivery = Delivery {
+            job: step.job.name.clone(),
+            report: step.report.to_string(),
+            period: period(step.job, step.run),
+            destination: "slack".into(),
+            target: step.channel.to_string(),
+        };
+        let key = delivery.key();
+        let report = Report {
+            title: &answer.title,
+            period: &delivery.period,
+            key: &key,
+            file_name: file_name(&delivery),
+            result: &answer.result,
+        };
+        let send = async {
+            let slack = self
+                .slack
+                .get_or_try_init(|| async { Slack::new(&self.services) })
+                .await?;
+            let posted = slack.deliver(step.channel, &report).await?;
+            Ok(Sent {
+                remote_ref: format!("ts {}", posted.ts),
+                rows: answer.result.num_rows() as u64,
+            })
+        };
+        let rows = answer.result.num_rows() as u64;
+        self.through_ledger(&delivery, step.run, rows, counters, send)
             .await
-        {
-            Ok(written) => {
-                self.state
-                    .delivery_sent(&delivery, written.rows, &written.range, Utc::now())
-                    .map_err(ledger)?;
-                tracing::info!(run_id = %step.run.run_id, key = %delivery.key(), range = %written.range, rows = written.rows, "delivered to Sheets");
-                bump(counters, "deliveries_sent", 1);
-                bump(counters, &format!("rows.sheets {}", step.tab), written.rows);
-                Ok(())
-            }
-            Err(err) => {
-                self.state
-                    .delivery_failed(&delivery, &err.to_string())
-                    .map_err(ledger)?;
-                Err(failed(err))
-            }
-        }
     }
 }

@@ -7,10 +7,10 @@
 //! their file with the run's fire time as `now` (a rerun or catch-up run gives the same
 //! answer) and run it on the warehouse through its read-only query engine, in dry runs
 //! too; each result is kept, by step name, for the steps after it in the same run. Deliver
-//! steps send a result to Google Sheets exactly once per period ([`deliver`]). A step
-//! whose stage this build does not have yet — Slack delivery, activation — fails the run
-//! with a terminal error that says so before anything is written or sent: it is never
-//! skipped silently or counted as a success.
+//! steps send a result to Google Sheets or Slack exactly once per period ([`deliver`]).
+//! A step whose stage this build does not have yet — activation — fails the run with a
+//! terminal error that says so before anything is written or sent: it is never skipped
+//! silently or counted as a success.
 
 mod deliver;
 
@@ -21,19 +21,29 @@ use chrono::{DateTime, Utc};
 
 use crate::config::{Config, DestinationKind, JobConfig, ParamValue, SourceKind, Step};
 use crate::deliver::sheets::Sheets;
+use crate::deliver::slack::Slack;
 use crate::error::{Classify, ErrorKind};
 use crate::extract::{Mode, StreamReport, extract_stream};
 use crate::normalize::RunStamp;
 use crate::scheduler::{Executor, RunContext, RunError};
 use crate::services::Services;
 use crate::sources::{self, AnySource, Source};
-use crate::sql::render_query;
+use crate::sql::{SqlFile, render_query};
 use crate::state::{Counters, StateStore};
 use crate::warehouse::memory::MemoryWarehouse;
 use crate::warehouse::{self, OpenWarehouse, QueryEngine, QueryResult};
 
+/// A SQL step's answer, with the title its file's header gives it.
+#[derive(Debug, Clone)]
+pub struct StepAnswer {
+    /// The report's or query's title.
+    pub title: String,
+    /// The rows.
+    pub result: QueryResult,
+}
+
 /// The answers of a run's SQL steps, by step name, for the steps after them.
-pub type StepResults = HashMap<String, QueryResult>;
+pub type StepResults = HashMap<String, StepAnswer>;
 
 /// Runs steps against the configured sources, warehouse and destinations.
 pub struct Pipeline {
@@ -50,6 +60,8 @@ pub struct Pipeline {
     queries: tokio::sync::OnceCell<QueryEngine>,
     /// The configured spreadsheet, reached on the first Sheets delivery.
     sheets: tokio::sync::OnceCell<Sheets>,
+    /// The configured Slack workspace, reached on the first Slack delivery.
+    slack: tokio::sync::OnceCell<Slack>,
 }
 
 impl Pipeline {
@@ -63,6 +75,7 @@ impl Pipeline {
             warehouse: tokio::sync::OnceCell::new(),
             queries: tokio::sync::OnceCell::new(),
             sheets: tokio::sync::OnceCell::new(),
+            slack: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -106,7 +119,9 @@ impl Pipeline {
                 let result = self.query(file, params, run.scheduled_for).await?;
                 tracing::info!(run_id = %run.run_id, step = %name, rows = result.num_rows(), "query answered");
                 counters.insert(format!("result.{name}"), result.num_rows() as u64);
-                results.insert(name.clone(), result);
+                // The file was just read and rendered; its title only names the answer.
+                let title = SqlFile::read(file).map_or_else(|_| name.clone(), |f| f.header.title);
+                results.insert(name.clone(), StepAnswer { title, result });
                 Ok(())
             }
             Step::Deliver {
@@ -115,9 +130,7 @@ impl Pipeline {
                 target,
                 mode,
             } => {
-                let result = results.get(from).ok_or_else(|| {
-                    RunError::new(ErrorKind::Bug, format!("no answer of a step named {from}"))
-                })?;
+                let answer = answer(results, from)?;
                 let delivery = deliver::SheetsDelivery {
                     job,
                     run,
@@ -125,9 +138,25 @@ impl Pipeline {
                     tab: target,
                     mode: *mode,
                 };
-                self.deliver_to_sheets(delivery, result, counters).await
+                self.deliver_to_sheets(delivery, &answer.result, counters)
+                    .await
             }
-            Step::Deliver { .. } | Step::Activate { .. } => Err(RunError::new(
+            Step::Deliver {
+                from,
+                to: DestinationKind::Slack,
+                target,
+                ..
+            } => {
+                let answer = answer(results, from)?;
+                let delivery = deliver::SlackDelivery {
+                    job,
+                    run,
+                    report: from,
+                    channel: target,
+                };
+                self.deliver_to_slack(delivery, answer, counters).await
+            }
+            Step::Activate { .. } => Err(RunError::new(
                 ErrorKind::Terminal,
                 format!(
                     "the {} stage is not part of this build of mailroom yet; nothing was extracted, loaded or sent",
@@ -319,6 +348,13 @@ impl Pipeline {
         }
         Ok(counters)
     }
+}
+
+/// The answer of the SQL step named `name` (config validation makes sure it ran before).
+fn answer<'r>(results: &'r StepResults, name: &str) -> Result<&'r StepAnswer, RunError> {
+    results
+        .get(name)
+        .ok_or_else(|| RunError::new(ErrorKind::Bug, format!("no answer of a step named {name}")))
 }
 
 /// Rows extracted now for the run `run_id` standing for `scheduled_for`.

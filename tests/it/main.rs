@@ -19,6 +19,8 @@
 //!   finding their job ids, the journal on restart, golden SQL results.
 //! - `deliver_sheets`: report rows into Sheets tabs against the sandbox, once per period
 //!   (reruns, a lost ledger), `append` and `replace`, header checks, dry runs.
+//! - `deliver_slack`: report messages and CSV files in Slack against the sandbox, once per
+//!   period (reruns, a lost ledger found in the channel's history), channel errors.
 //! - `sql_golden`: the shipped SQL files on fixture tables, rows compared with
 //!   `tests/golden/expected/`.
 //! - `sql_steps`: SQL steps in jobs, rendered with the run's fire time and run on the
@@ -37,6 +39,7 @@ mod architecture;
 mod cli;
 mod config;
 mod deliver_sheets;
+mod deliver_slack;
 mod extract_email;
 mod extract_faults;
 mod extract_shopify;

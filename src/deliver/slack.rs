@@ -1,0 +1,393 @@
+//! Slack: a report posted to a channel as one Block Kit message — its title, the period,
+//! the top rows as a native `table` block — with the full result shared into the channel as
+//! a CSV file, exactly once per delivery key.
+//!
+//! Slack has no idempotency key, so the message carries the delivery in its `metadata`
+//! (`event_type` [`EVENT_TYPE`], the key in the payload) and the CSV has a name derived from
+//! the key. Before posting, and before uploading, the channel's recent history is read
+//! (`conversations.history` with `include_all_metadata`): a message or file of this
+//! delivery already there is not sent again — after a crash, an unknown outcome or a lost
+//! ledger alike. `ok: false` answers are errors naming Slack's code; `not_in_channel` says
+//! to invite the app. `chat.postMessage` is never retried blindly (the client retries only
+//! 429s and failures before the request was sent).
+
+use chrono::{DateTime, Duration};
+use serde_json::{Value, json};
+
+use super::DeliverError;
+use crate::http::{Auth, Body, Call, Service};
+use crate::services::{Connection, ServiceKind, Services};
+use crate::sql::output::{self, OutputFormat};
+use crate::warehouse::QueryResult;
+
+/// The message metadata's event type for mailroom's deliveries.
+pub const EVENT_TYPE: &str = "mailroom_delivery";
+
+/// Rows a table block may hold, its header row included (`api-reference/slack.md` §2).
+const TABLE_ROWS: usize = 100;
+/// Columns a table block may hold.
+const TABLE_COLUMNS: usize = 20;
+/// Characters kept of one table cell.
+const CELL_CHARS: usize = 200;
+/// History pages read when looking for a delivery.
+const HISTORY_PAGES: usize = 10;
+
+/// The configured Slack workspace, reached with the bot token.
+pub struct Slack {
+    connection: Connection,
+}
+
+/// What one report delivery says.
+#[derive(Debug, Clone)]
+pub struct Report<'a> {
+    /// The report's title (its SQL file's header).
+    pub title: &'a str,
+    /// The period, as the ledger names it (RFC 3339 with the job's offset).
+    pub period: &'a str,
+    /// The delivery's key.
+    pub key: &'a str,
+    /// A file name for the CSV, unique to the delivery.
+    pub file_name: String,
+    /// The answer.
+    pub result: &'a QueryResult,
+}
+
+/// Where a delivery went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Posted {
+    /// The message's `ts`.
+    pub ts: String,
+    /// Whether the message had been posted before (found in the channel).
+    pub message_found: bool,
+    /// Whether the CSV had been shared before (found in the channel).
+    pub file_found: bool,
+}
+
+/// Text cut to `max` characters, with an ellipsis when cut.
+fn cut(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max.saturating_sub(1)) {
+        Some((at, _)) if text.chars().count() > max => format!("{}…", &text[..at]),
+        _ => text.to_string(),
+    }
+}
+
+/// The result's rows as text, header first, as a table shows them.
+fn table_rows(result: &QueryResult, max_rows: usize) -> Vec<Vec<String>> {
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+    let options = FormatOptions::default().with_null("");
+    let mut rows = vec![
+        result
+            .schema
+            .fields()
+            .iter()
+            .take(TABLE_COLUMNS)
+            .map(|f| f.name().clone())
+            .collect::<Vec<_>>(),
+    ];
+    for batch in &result.batches {
+        let formatters: Vec<_> = batch
+            .columns()
+            .iter()
+            .take(TABLE_COLUMNS)
+            .filter_map(|c| ArrayFormatter::try_new(c.as_ref(), &options).ok())
+            .collect();
+        for row in 0..batch.num_rows() {
+            if rows.len() > max_rows {
+                return rows;
+            }
+            rows.push(
+                formatters
+                    .iter()
+                    .map(|f| f.value(row).to_string())
+                    .collect(),
+            );
+        }
+    }
+    rows
+}
+
+/// The Block Kit message of a report: title, period and size, the top rows as a table,
+/// and a note when rows or columns were left out (they are in the CSV).
+pub fn message(report: &Report<'_>) -> (String, Value) {
+    let total = report.result.num_rows();
+    let columns = report.result.schema.fields().len();
+    let period = report.period.get(..10).unwrap_or(report.period);
+    let text = format!("{}: {total} rows for the period of {period}", report.title);
+    let mut blocks = vec![
+        json!({ "type": "header", "text": { "type": "plain_text", "text": cut(report.title, 150) } }),
+        json!({ "type": "section", "text": { "type": "mrkdwn", "text": format!("*{total}* rows · period of *{period}*") } }),
+    ];
+    let rows = table_rows(report.result, TABLE_ROWS - 1);
+    if rows.len() > 1 {
+        let cells: Vec<Value> = rows
+            .iter()
+            .map(|row| {
+                row.iter()
+                    .map(|c| json!({ "type": "raw_text", "text": cut(c, CELL_CHARS) }))
+                    .collect()
+            })
+            .collect();
+        blocks.push(json!({ "type": "table", "rows": cells }));
+    }
+    let shown = rows.len() - 1;
+    if shown < total || columns > TABLE_COLUMNS {
+        let note = format!(
+            "Showing {shown} of {total} rows and {} of {columns} columns; the whole result is in {}.",
+            columns.min(TABLE_COLUMNS),
+            report.file_name
+        );
+        blocks.push(json!({ "type": "context", "elements": [{ "type": "mrkdwn", "text": note }] }));
+    }
+    (text, Value::Array(blocks))
+}
+
+impl Slack {
+    /// The workspace `[destinations.slack]` configures.
+    pub fn new(services: &Services) -> Result<Self, DeliverError> {
+        let connection = services.connection(ServiceKind::Slack)?;
+        if matches!(connection.service.auth, Auth::None) {
+            return Err(DeliverError::Setting {
+                key: "destinations.slack.bot_token (reports with tables and files need a bot token)",
+            });
+        }
+        Ok(Slack { connection })
+    }
+
+    /// Calls a Web API method with a JSON body; `ok: false` is an error naming the code.
+    async fn call(
+        &self,
+        method: &str,
+        budget: &str,
+        body: Value,
+        retry_safe: bool,
+    ) -> Result<Value, DeliverError> {
+        let service = self.connection.with_budget(budget);
+        let mut call = Call::post(format!("/{method}"), Body::Json(body));
+        call.idempotent = retry_safe;
+        let response = self.connection.client.send(&service, &call).await?;
+        let answer: Value = response.json().await.map_err(|e| DeliverError::Answer {
+            what: method.to_string(),
+            message: e.to_string(),
+        })?;
+        if answer["ok"] == true {
+            return Ok(answer);
+        }
+        Err(DeliverError::Slack {
+            method: method.to_string(),
+            code: answer["error"]
+                .as_str()
+                .unwrap_or("unknown_error")
+                .to_string(),
+        })
+    }
+
+    /// The channel's messages since `oldest` (unix seconds), newest first, metadata
+    /// included; at most [`HISTORY_PAGES`] pages.
+    async fn history(&self, channel: &str, oldest: i64) -> Result<Vec<Value>, DeliverError> {
+        let mut messages = Vec::new();
+        let mut cursor = String::new();
+        for _ in 0..HISTORY_PAGES {
+            let mut body = json!({ "channel": channel, "oldest": oldest.to_string(), "limit": 200, "include_all_metadata": true });
+            if !cursor.is_empty() {
+                body["cursor"] = Value::from(cursor.clone());
+            }
+            let page = self
+                .call("conversations.history", "requests", body, true)
+                .await?;
+            messages.extend(page["messages"].as_array().cloned().unwrap_or_default());
+            cursor = page["response_metadata"]["next_cursor"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            if cursor.is_empty() {
+                break;
+            }
+        }
+        Ok(messages)
+    }
+
+    /// Posts `report` to `channel` unless the channel holds it already, then shares its CSV
+    /// unless that is there too.
+    pub async fn deliver(
+        &self,
+        channel: &str,
+        report: &Report<'_>,
+    ) -> Result<Posted, DeliverError> {
+        // Deliveries are posted at or after their period's fire time: look a day before it.
+        let oldest = DateTime::parse_from_rfc3339(report.period)
+            .map(|t| (t - Duration::days(1)).timestamp())
+            .unwrap_or(0);
+        let recent = self.history(channel, oldest).await?;
+        let found_message = recent.iter().find(|m| {
+            m["metadata"]["event_type"] == EVENT_TYPE
+                && m["metadata"]["event_payload"]["key"] == report.key
+        });
+        let (ts, message_found) = match found_message {
+            Some(message) => (message["ts"].as_str().unwrap_or_default().to_string(), true),
+            None => {
+                let (text, blocks) = message(report);
+                let body = json!({
+                    "channel": channel,
+                    "text": text,
+                    "blocks": blocks,
+                    "metadata": { "event_type": EVENT_TYPE, "event_payload": { "key": report.key } },
+                    "unfurl_links": false,
+                });
+                let posted = self
+                    .call("chat.postMessage", "post_message", body, false)
+                    .await?;
+                (posted["ts"].as_str().unwrap_or_default().to_string(), false)
+            }
+        };
+        let file_found = recent.iter().any(|m| {
+            m["files"]
+                .as_array()
+                .is_some_and(|files| files.iter().any(|f| f["name"] == report.file_name.as_str()))
+        });
+        if !file_found {
+            self.share_csv(channel, report).await?;
+        }
+        Ok(Posted {
+            ts,
+            message_found,
+            file_found,
+        })
+    }
+
+    /// The three-step upload: an upload URL, the bytes, then the share into the channel.
+    async fn share_csv(&self, channel: &str, report: &Report<'_>) -> Result<(), DeliverError> {
+        let mut csv = Vec::new();
+        output::write(report.result, OutputFormat::Csv, &mut csv).map_err(|e| {
+            DeliverError::Answer {
+                what: "the CSV file".into(),
+                message: e.to_string(),
+            }
+        })?;
+        let step1 = self
+            .call(
+                "files.getUploadURLExternal",
+                "files",
+                json!({ "filename": report.file_name, "length": csv.len() }),
+                true,
+            )
+            .await?;
+        let (Some(url), Some(file_id)) = (step1["upload_url"].as_str(), step1["file_id"].as_str())
+        else {
+            return Err(DeliverError::Answer {
+                what: "files.getUploadURLExternal".into(),
+                message: "no upload_url or file_id".into(),
+            });
+        };
+        let upload = Service {
+            name: "Slack file upload",
+            base_url: url
+                .parse()
+                .map_err(|e: url::ParseError| DeliverError::Answer {
+                    what: "files.getUploadURLExternal".into(),
+                    message: format!("upload_url: {e}"),
+                })?,
+            auth: Auth::None,
+            retry: self.connection.service.retry,
+            budget: None,
+        };
+        // The URL is pre-signed and names one file: sending the bytes again is harmless.
+        let bytes = Call::post(
+            "",
+            Body::Bytes {
+                content_type: "text/csv".into(),
+                bytes: csv.into(),
+            },
+        )
+        .idempotent();
+        self.connection.client.send(&upload, &bytes).await?;
+        let files = json!([{ "id": file_id, "title": format!("{} (CSV)", report.title) }]);
+        let body = json!({
+            "files": files,
+            "channel_id": channel,
+            "initial_comment": format!("{}: the whole result", report.title),
+        });
+        self.call("files.completeUploadExternal", "files", body, false)
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::record_batch::RecordBatch;
+
+    use super::*;
+
+    fn result(rows: usize) -> QueryResult {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("platform", DataType::Utf8, true),
+            Field::new("sent", DataType::Int64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(
+                    (0..rows).map(|i| format!("p{i}")).collect::<Vec<_>>(),
+                )),
+                Arc::new(Int64Array::from((0..rows as i64).collect::<Vec<_>>())),
+            ],
+        )
+        .expect("batch");
+        QueryResult {
+            schema,
+            batches: vec![batch],
+        }
+    }
+
+    #[test]
+    fn a_report_is_a_header_a_summary_and_a_table_of_at_most_100_rows() {
+        let big = result(250);
+        let report = Report {
+            title: "Weekly email performance",
+            period: "2026-11-30T08:00:00+11:00",
+            key: "k",
+            file_name: "weekly.csv".into(),
+            result: &big,
+        };
+        let (text, blocks) = message(&report);
+        assert_eq!(
+            text,
+            "Weekly email performance: 250 rows for the period of 2026-11-30"
+        );
+        assert_eq!(blocks[0]["text"]["text"], "Weekly email performance");
+        let table = &blocks[2]["rows"];
+        assert_eq!(
+            table.as_array().map(Vec::len),
+            Some(100),
+            "header and 99 rows"
+        );
+        assert_eq!(table[0][0]["text"], "platform");
+        assert_eq!(
+            table[1],
+            json!([{ "type": "raw_text", "text": "p0" }, { "type": "raw_text", "text": "0" }])
+        );
+        assert!(
+            blocks[3]["elements"][0]["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("99 of 250 rows") && t.contains("weekly.csv")),
+            "{blocks}"
+        );
+
+        let small = result(3);
+        let (_, blocks) = message(&Report {
+            result: &small,
+            ..report
+        });
+        assert_eq!(
+            blocks.as_array().map(Vec::len),
+            Some(3),
+            "no note when all rows show"
+        );
+        assert_eq!(cut("abcdef", 4), "abc…");
+        assert_eq!(cut("abc", 4), "abc");
+    }
+}

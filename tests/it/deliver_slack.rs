@@ -1,0 +1,188 @@
+//! Slack deliveries against the sandbox: a report posts one message — its title, the
+//! period, the top rows as a table block, the delivery key in its metadata — and shares
+//! the whole result as a CSV; a rerun of the period sends nothing, and with the ledger lost
+//! the message and file are found in the channel's history instead of sent twice. A
+//! channel the app is not in is a config error that says to invite it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use mailroom::config::{DeliveryMode, DestinationKind, Step};
+use mailroom::error::ErrorKind;
+use mailroom::http::RetryPolicy;
+use mailroom::pipeline::Pipeline;
+use mailroom::scheduler::{Executor, RunContext};
+use mailroom::state::{DeliveryStatus, StateStore, Trigger};
+use mailroom::warehouse::local::LocalWarehouse;
+use mailroom_sandbox::RunningSandbox;
+use serde_json::Value;
+
+use crate::sql_golden::load_fixtures;
+use crate::support::{get_json, job, services_with, small_sandbox, utc};
+
+/// The golden fire time: the report gives the golden rows.
+const NOW: &str = "2026-11-01T00:00:00Z";
+
+fn project_file(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn golden_lines(case: &str) -> Vec<String> {
+    std::fs::read_to_string(project_file(&format!("tests/golden/expected/{case}.csv")))
+        .expect("golden")
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+async fn pipeline(sandbox: &RunningSandbox, dir: &Path, ledger: &str) -> Pipeline {
+    let mut config = crate::support::shipped_config();
+    config.base_dir = project_file("");
+    config.data_dir = dir.to_path_buf();
+    let warehouse_dir = config.local_warehouse_dir().expect("local");
+    if !warehouse_dir.exists() {
+        load_fixtures(&mut LocalWarehouse::open(&warehouse_dir).expect("open")).await;
+    }
+    let retry = RetryPolicy {
+        base: std::time::Duration::from_millis(10),
+        ..RetryPolicy::default()
+    };
+    let services = services_with(&sandbox.base_url, None, retry);
+    let state = StateStore::open(&dir.join(ledger)).expect("state");
+    Pipeline::new(Arc::new(config), Arc::new(services), Arc::new(state))
+}
+
+fn to_channel(channel: &str) -> mailroom::config::JobConfig {
+    let mut job = job(
+        "weekly-email-report",
+        "0 8 * * 1",
+        chrono_tz::Australia::Sydney,
+    );
+    job.steps = vec![
+        Step::Sql {
+            name: "weekly_email".into(),
+            file: project_file("reports/weekly_email_performance.sql"),
+            params: BTreeMap::new(),
+        },
+        Step::Deliver {
+            from: "weekly_email".into(),
+            to: DestinationKind::Slack,
+            target: channel.into(),
+            mode: DeliveryMode::Append,
+        },
+    ];
+    job
+}
+
+fn run(id: &str) -> RunContext {
+    RunContext {
+        run_id: id.into(),
+        trigger: Trigger::Schedule,
+        scheduled_for: utc(NOW),
+        covers_from: None,
+        attempt: 1,
+        dry_run: false,
+    }
+}
+
+async fn slack_state(sandbox: &RunningSandbox) -> Value {
+    let (_, _, state) = get_json(&format!("{}/_sandbox/state", sandbox.base_url), &[]).await;
+    state["slack"].clone()
+}
+
+#[tokio::test]
+async fn a_report_posts_one_message_and_one_csv_per_period_even_with_the_ledger_lost() {
+    let sandbox = small_sandbox().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let weekly = to_channel("#marketing");
+    let first = pipeline(&sandbox, dir.path(), "state.db").await;
+    let counters = first
+        .execute(&weekly, &run("run-1"))
+        .await
+        .expect("delivered");
+    assert_eq!(counters.get("deliveries_sent"), Some(&1), "{counters:?}");
+
+    let golden = golden_lines("weekly_email_performance");
+    let state = slack_state(&sandbox).await;
+    let posted: Vec<&Value> = state["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter(|m| m["via"] == "chat.postMessage")
+        .collect();
+    assert_eq!(posted.len(), 1, "{state}");
+    let message = posted[0];
+    assert_eq!(message["channel"], "C0SANDBOX01");
+    assert_eq!(
+        message["blocks"][0]["text"]["text"],
+        "Weekly email performance"
+    );
+    let table = message["blocks"]
+        .as_array()
+        .expect("blocks")
+        .iter()
+        .find(|b| b["type"] == "table")
+        .expect("a table block");
+    assert_eq!(
+        table["rows"].as_array().map(Vec::len),
+        Some(golden.len()),
+        "header and every row"
+    );
+    assert_eq!(table["rows"][0][0]["text"], "platform");
+    assert_eq!(message["metadata"]["event_type"], "mailroom_delivery");
+    assert_eq!(
+        message["metadata"]["event_payload"]["key"],
+        "weekly-email-report/weekly_email/2026-10-26T08:00:00+11:00/slack/#marketing"
+    );
+    let files = state["files"].as_array().expect("files");
+    assert_eq!(files.len(), 1, "{state}");
+    let csv = files[0]["content"].as_str().expect("csv");
+    assert_eq!(csv.lines().count(), golden.len(), "the whole result: {csv}");
+    assert_eq!(csv.lines().next(), golden.first().map(String::as_str));
+    assert_eq!(files[0]["channel"], "C0SANDBOX01");
+
+    // The same period again: the ledger says sent.
+    let again = first.execute(&weekly, &run("run-2")).await.expect("rerun");
+    assert_eq!(again.get("deliveries_already_made"), Some(&1), "{again:?}");
+    // The ledger lost: the message and file are found in the channel, not sent again.
+    let lost = pipeline(&sandbox, dir.path(), "lost.db").await;
+    lost.execute(&weekly, &run("run-3"))
+        .await
+        .expect("lost ledger");
+    let after = slack_state(&sandbox).await;
+    assert_eq!(after["messages"], state["messages"], "nothing posted twice");
+    assert_eq!(after["files"], state["files"], "nothing shared twice");
+    let ledger = StateStore::open(&dir.path().join("lost.db")).expect("state");
+    let record = ledger
+        .recent_deliveries("weekly-email-report", 1)
+        .expect("read");
+    assert_eq!(record[0].status, DeliveryStatus::Sent);
+    assert_eq!(
+        record[0].remote_ref.as_deref(),
+        message["ts"]
+            .as_str()
+            .map(|ts| format!("ts {ts}"))
+            .as_deref()
+    );
+}
+
+#[tokio::test]
+async fn a_channel_the_app_is_not_in_is_a_config_error_saying_to_invite_it() {
+    let sandbox = small_sandbox().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pipeline = pipeline(&sandbox, dir.path(), "state.db").await;
+    let err = pipeline
+        .execute(&to_channel("#leadership"), &run("run-1"))
+        .await
+        .expect_err("not in channel");
+    assert_eq!(err.kind, ErrorKind::Config, "{err}");
+    assert!(
+        err.message.contains("not_in_channel") && err.message.contains("/invite"),
+        "{err}"
+    );
+    assert_eq!(
+        slack_state(&sandbox).await["messages"],
+        serde_json::json!([])
+    );
+}
