@@ -85,7 +85,7 @@ pub async fn run_job(config: Config, name: &str, dry_run: bool) -> Result<ExitCo
                 "{name}: {verb} {} succeeded after {} attempt(s)",
                 outcome.run_id, outcome.attempts
             );
-            let heading = if dry_run { "Would load" } else { "Done" };
+            let heading = if dry_run { "Would do" } else { "Done" };
             print!("{}", print::load_summary(heading, &outcome.counters));
             Ok(ExitCode::SUCCESS)
         }
