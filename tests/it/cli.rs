@@ -696,12 +696,13 @@ async fn a_wrong_bigquery_service_account_key_is_a_config_error() {
     );
 }
 
-/// `SIGKILL` at several points of a run delivering to Sheets — before, during and after its
-/// writes and ledger records — then a rerun: the tab holds exactly one copy of the block.
+/// `SIGKILL` at several points of a run delivering to Sheets and Slack — before, during and
+/// after their writes and ledger records — then a rerun: the tab holds exactly one copy of
+/// the block, the channel one message and one CSV.
 /// Each round starts from a new data directory (a lost ledger), against one sandbox whose
 /// spreadsheet outlives the killed processes.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_killed_sheets_delivery_leaves_one_copy_after_a_rerun() {
+async fn a_killed_delivery_leaves_one_copy_in_sheets_and_slack_after_a_rerun() {
     let sandbox = crate::support::small_sandbox().await;
     let base = sandbox.base_url.clone();
     let dir = tempfile::tempdir().expect("tempdir");
@@ -712,7 +713,7 @@ async fn a_killed_sheets_delivery_leaves_one_copy_after_a_rerun() {
     )
     .expect("sql");
     let config = format!(
-        "{}\n[[jobs]]\nname = \"tiers-report\"\nschedule = \"0 8 * * 1\"\ntimezone = \"UTC\"\nretries = 0\nsteps = [\n  {{ type = \"sql\", file = \"reports/tiers.sql\", name = \"tiers\" }},\n  {{ type = \"deliver\", from = \"tiers\", to = \"sheets\", sheet = \"Tiers\", mode = \"append\" }},\n]\n",
+        "{}\n[[jobs]]\nname = \"tiers-report\"\nschedule = \"0 8 * * 1\"\ntimezone = \"UTC\"\nretries = 0\nsteps = [\n  {{ type = \"sql\", file = \"reports/tiers.sql\", name = \"tiers\" }},\n  {{ type = \"deliver\", from = \"tiers\", to = \"sheets\", sheet = \"Tiers\", mode = \"append\" }},\n  {{ type = \"deliver\", from = \"tiers\", to = \"slack\", channel = \"#marketing\" }},\n]\n",
         mailroom::config::DEFAULT_CONFIG
     );
     write_config(dir.path(), &config);
@@ -726,7 +727,7 @@ async fn a_killed_sheets_delivery_leaves_one_copy_after_a_rerun() {
     let rounds = tokio::task::spawn_blocking(move || {
         let mut tiers = None;
         let mut observed = Vec::new();
-        for (round, kill_after_ms) in [300_u64, 1_200, 2_200, 3_200, 4_500].iter().enumerate() {
+        for (round, kill_after_ms) in [300_u64, 1_500, 3_000, 4_500, 6_000].iter().enumerate() {
             let data = format!("data-{round}");
             let with_data = |cmd: &mut Command| {
                 cmd.args(["--sandbox-url", &base, "--data-dir", &data]);
@@ -776,4 +777,19 @@ async fn a_killed_sheets_delivery_leaves_one_copy_after_a_rerun() {
         .map(|r| r[3].as_str().unwrap_or_default().to_string())
         .collect();
     assert_eq!(keys.len(), 1, "one delivery key: {keys:?}");
+    let posted: Vec<&serde_json::Value> = state["slack"]["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter(|m| m["via"] == "chat.postMessage")
+        .collect();
+    assert_eq!(posted.len(), 1, "one Slack message: {posted:?}");
+    assert_eq!(
+        posted[0]["metadata"]["event_payload"]["key"]
+            .as_str()
+            .map(|k| k.ends_with("/slack/#marketing")),
+        Some(true)
+    );
+    let files = state["slack"]["files"].as_array().expect("files");
+    assert_eq!(files.len(), 1, "one CSV shared: {files:?}");
 }

@@ -81,8 +81,8 @@ fn the_production_example_names_every_secret_it_needs_from_the_environment() {
     // The example is meant to sit beside the shipped `reports/` and `queries/` folders, as
     // the repository's root holds them.
     let text = std::fs::read_to_string(repo_file("examples/production.toml")).expect("example");
-    let config = config::parse(&text, "examples/production.toml", &repo_file(""))
-        .expect("example is valid");
+    let config =
+        config::parse(&text, "examples/production.toml", &repo_file("")).expect("example is valid");
     assert!(!config.sandbox.enabled);
     assert!(
         matches!(config.warehouse, WarehouseConfig::BigQuery { ref dataset, .. } if dataset == "mailroom")

@@ -126,7 +126,7 @@ impl Shared {
             iterable: Mutex::new(iterable::IterableState::default()),
             dotdigital: Mutex::new(dotdigital::DotdigitalState::default()),
             shopify: Mutex::new(shopify::ShopifyState::default()),
-            slack: Mutex::new(slack::SlackState::new(options.world.anchor.timestamp())),
+            slack: Mutex::new(slack::SlackState::default()),
             sheets: Mutex::new(sheets::SheetsState::default()),
             bigquery: tokio::sync::Mutex::new(bigquery::BigQueryState::default()),
             google: google::GoogleAuth::new(options.world.seed),
@@ -145,7 +145,7 @@ impl Shared {
         *lock(&self.iterable) = iterable::IterableState::default();
         *lock(&self.dotdigital) = dotdigital::DotdigitalState::default();
         *lock(&self.shopify) = shopify::ShopifyState::default();
-        *lock(&self.slack) = slack::SlackState::new(self.options.world.anchor.timestamp());
+        *lock(&self.slack) = slack::SlackState::default();
         *lock(&self.sheets) = sheets::SheetsState::default();
         *self.bigquery.lock().await = bigquery::BigQueryState::default();
         self.google.reset();

@@ -49,31 +49,24 @@ struct Upload {
 }
 
 /// What Slack requests changed.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct SlackState {
     messages: Vec<Value>,
     files: Vec<Value>,
     uploads: Vec<Upload>,
     buckets: BTreeMap<String, (f64, Instant)>,
-    anchor: i64,
 }
 
 impl SlackState {
-    /// Fresh state; message timestamps count from `anchor` (unix seconds), so the same
-    /// requests give the same `ts`.
-    pub fn new(anchor: i64) -> Self {
-        SlackState {
-            messages: Vec::new(),
-            files: Vec::new(),
-            uploads: Vec::new(),
-            buckets: BTreeMap::new(),
-            anchor,
-        }
-    }
-
     fn next_ts(&self) -> String {
         let n = self.messages.len() as i64 + 1;
-        format!("{}.{:06}", self.anchor + n, n)
+        // As Slack's: the posting time in seconds, then a part that orders messages posted
+        // in the same second (here the message's number), so `oldest`/`latest` work as
+        // they do against Slack.
+        let seconds = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        format!("{seconds}.{:06}", n)
     }
 
     /// Takes one message from a channel's bucket; false when it is empty.
