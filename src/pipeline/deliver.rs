@@ -17,21 +17,27 @@ use crate::scheduler::{RunContext, RunError};
 use crate::state::{Counters, Delivery, DeliveryStatus, StateError};
 use crate::warehouse::QueryResult;
 
-/// One Sheets deliver step of a run.
-pub(super) struct SheetsDelivery<'a> {
+/// One deliver step of a run: which answer goes where.
+pub(super) struct DeliverStep<'a> {
     pub job: &'a JobConfig,
     pub run: &'a RunContext,
+    /// The SQL step whose answer is sent.
     pub report: &'a str,
-    pub tab: &'a str,
-    pub mode: DeliveryMode,
+    /// The tab or channel.
+    pub target: &'a str,
 }
 
-/// One Slack deliver step of a run.
-pub(super) struct SlackDelivery<'a> {
-    pub job: &'a JobConfig,
-    pub run: &'a RunContext,
-    pub report: &'a str,
-    pub channel: &'a str,
+impl DeliverStep<'_> {
+    /// The delivery this step makes to `destination` in its run's period.
+    fn delivery(&self, destination: &str) -> Delivery {
+        Delivery {
+            job: self.job.name.clone(),
+            report: self.report.to_string(),
+            period: period(self.job, self.run),
+            destination: destination.into(),
+            target: self.target.to_string(),
+        }
+    }
 }
 
 /// The period a run stands for: its job's latest fire time at or before the run's, in the
@@ -138,24 +144,19 @@ impl Pipeline {
 
     pub(super) async fn deliver_to_sheets(
         &self,
-        step: SheetsDelivery<'_>,
+        step: DeliverStep<'_>,
+        mode: DeliveryMode,
         result: &QueryResult,
         counters: &mut Counters,
     ) -> Result<(), RunError> {
-        let delivery = Delivery {
-            job: step.job.name.clone(),
-            report: step.report.to_string(),
-            period: period(step.job, step.run),
-            destination: "sheets".into(),
-            target: step.tab.to_string(),
-        };
+        let delivery = step.delivery("sheets");
         let key = delivery.key();
         let send = async {
             let sheets = self
                 .sheets
                 .get_or_try_init(|| async { Sheets::new(&self.services, &self.config.base_dir) })
                 .await?;
-            let written = sheets.deliver(step.tab, step.mode, &key, result).await?;
+            let written = sheets.deliver(step.target, mode, &key, result).await?;
             Ok(Sent {
                 remote_ref: written.range,
                 rows: written.rows,
@@ -168,17 +169,11 @@ impl Pipeline {
 
     pub(super) async fn deliver_to_slack(
         &self,
-        step: SlackDelivery<'_>,
+        step: DeliverStep<'_>,
         answer: &StepAnswer,
         counters: &mut Counters,
     ) -> Result<(), RunError> {
-        let delivery = Delivery {
-            job: step.job.name.clone(),
-            report: step.report.to_string(),
-            period: period(step.job, step.run),
-            destination: "slack".into(),
-            target: step.channel.to_string(),
-        };
+        let delivery = step.delivery("slack");
         let key = delivery.key();
         let report = Report {
             title: &answer.title,
@@ -192,7 +187,7 @@ impl Pipeline {
                 .slack
                 .get_or_try_init(|| async { Slack::new(&self.services) })
                 .await?;
-            let posted = slack.deliver(step.channel, &report).await?;
+            let posted = slack.deliver(step.target, &report).await?;
             Ok(Sent {
                 remote_ref: format!("ts {}", posted.ts),
                 rows: answer.result.num_rows() as u64,

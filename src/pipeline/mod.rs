@@ -131,14 +131,13 @@ impl Pipeline {
                 mode,
             } => {
                 let answer = answer(results, from)?;
-                let delivery = deliver::SheetsDelivery {
+                let step = deliver::DeliverStep {
                     job,
                     run,
                     report: from,
-                    tab: target,
-                    mode: *mode,
+                    target,
                 };
-                self.deliver_to_sheets(delivery, &answer.result, counters)
+                self.deliver_to_sheets(step, *mode, &answer.result, counters)
                     .await
             }
             Step::Deliver {
@@ -148,13 +147,13 @@ impl Pipeline {
                 ..
             } => {
                 let answer = answer(results, from)?;
-                let delivery = deliver::SlackDelivery {
+                let step = deliver::DeliverStep {
                     job,
                     run,
                     report: from,
-                    channel: target,
+                    target,
                 };
-                self.deliver_to_slack(delivery, answer, counters).await
+                self.deliver_to_slack(step, answer, counters).await
             }
             Step::Activate { .. } => Err(RunError::new(
                 ErrorKind::Terminal,

@@ -7,21 +7,17 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use mailroom::config::{DeliveryMode, DestinationKind, Step};
 use mailroom::deliver::sheets::KEY_COLUMN;
 use mailroom::error::ErrorKind;
-use mailroom::http::RetryPolicy;
 use mailroom::pipeline::Pipeline;
 use mailroom::scheduler::{Executor, RunContext};
 use mailroom::state::{Delivery, DeliveryStatus, StateStore, Trigger};
-use mailroom::warehouse::local::LocalWarehouse;
 use mailroom_sandbox::RunningSandbox;
 use serde_json::{Value, json};
 
-use crate::sql_golden::load_fixtures;
-use crate::support::{get_json, job, services_with, small_sandbox, utc};
+use crate::support::{get_json, job, report_pipeline, small_sandbox, utc};
 
 const SHEET: &str = "1SandboxSheetMailroom0000000000000000000000";
 
@@ -43,27 +39,8 @@ fn golden(case: &str) -> (Vec<String>, usize) {
     (header, lines.count())
 }
 
-/// A pipeline whose warehouse holds the golden fixtures, reaching the sandbox's Sheets;
-/// `ledger` names the state database, so a test can lose it.
 async fn pipeline(sandbox: &RunningSandbox, dir: &Path, ledger: &str) -> Pipeline {
-    let mut config = crate::support::shipped_config();
-    config.base_dir = project_file("");
-    config.data_dir = dir.to_path_buf();
-    let warehouse_dir = config.local_warehouse_dir().expect("local");
-    if !warehouse_dir.exists() {
-        load_fixtures(&mut LocalWarehouse::open(&warehouse_dir).expect("open")).await;
-    }
-    let retry = RetryPolicy {
-        base: std::time::Duration::from_millis(10),
-        ..RetryPolicy::default()
-    };
-    let services = services_with(
-        &sandbox.base_url,
-        Some(&sandbox.service_account_key()),
-        retry,
-    );
-    let state = StateStore::open(&dir.join(ledger)).expect("state");
-    Pipeline::new(Arc::new(config), Arc::new(services), Arc::new(state))
+    report_pipeline(sandbox, dir, ledger, true).await
 }
 
 fn report_job(

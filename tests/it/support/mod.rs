@@ -386,3 +386,31 @@ pub async fn commit_batch(
         })
         .await
 }
+
+/// A pipeline over the shipped config whose local warehouse (under `dir`) holds the golden
+/// fixtures, reaching the sandbox's services (Google with the sandbox's key when `google`);
+/// `ledger` names the state database, so a test can lose it.
+pub async fn report_pipeline(
+    sandbox: &mailroom_sandbox::RunningSandbox,
+    dir: &std::path::Path,
+    ledger: &str,
+    google: bool,
+) -> mailroom::pipeline::Pipeline {
+    let mut config = shipped_config();
+    config.base_dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    config.data_dir = dir.to_path_buf();
+    let warehouse_dir = config.local_warehouse_dir().expect("local");
+    if !warehouse_dir.exists() {
+        let mut warehouse =
+            mailroom::warehouse::local::LocalWarehouse::open(&warehouse_dir).expect("open");
+        crate::sql_golden::load_fixtures(&mut warehouse).await;
+    }
+    let retry = mailroom::http::RetryPolicy {
+        base: Duration::from_millis(10),
+        ..mailroom::http::RetryPolicy::default()
+    };
+    let key = google.then(|| sandbox.service_account_key());
+    let services = services_with(&sandbox.base_url, key.as_ref(), retry);
+    let state = StateStore::open(&dir.join(ledger)).expect("state");
+    mailroom::pipeline::Pipeline::new(Arc::new(config), Arc::new(services), Arc::new(state))
+}
