@@ -12,7 +12,9 @@ use crate::error::{Classify, ErrorKind};
 use crate::http::HttpError;
 use crate::http::google_auth::GoogleAuthError;
 use crate::services::ServiceError;
+use crate::sql::output::{self, OutputFormat};
 use crate::state::StateError;
+use crate::warehouse::QueryResult;
 
 /// Why a delivery did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -130,4 +132,34 @@ fn slack_hint(code: &str) -> &'static str {
         }
         _ => "",
     }
+}
+
+/// The first rows of a result, for a dry run's plan: `; first rows: a | b; c | d`.
+pub fn preview(result: &QueryResult) -> String {
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+    let Some(batch) = result.batches.iter().find(|b| b.num_rows() > 0) else {
+        return String::new();
+    };
+    let options = FormatOptions::default().with_null("");
+    let formatters: Vec<_> = batch
+        .columns()
+        .iter()
+        .filter_map(|c| ArrayFormatter::try_new(c.as_ref(), &options).ok())
+        .collect();
+    let rows: Vec<String> = (0..batch.num_rows().min(2))
+        .map(|row| {
+            formatters
+                .iter()
+                .map(|f| f.value(row).to_string())
+                .collect::<Vec<_>>()
+                .join(" | ")
+        })
+        .collect();
+    format!("; first rows: {}", rows.join("; "))
+}
+
+/// How many bytes a result's CSV has.
+pub fn csv_size(result: &QueryResult) -> usize {
+    let mut csv = Vec::new();
+    output::write(result, OutputFormat::Csv, &mut csv).map_or(0, |()| csv.len())
 }

@@ -11,7 +11,8 @@ use super::{Pipeline, StepAnswer};
 use crate::config::{DeliveryMode, JobConfig};
 use crate::deliver::DeliverError;
 use crate::deliver::sheets::Sheets;
-use crate::deliver::slack::{Report, Slack};
+use crate::deliver::slack::{Report, Slack, message};
+use crate::deliver::{csv_size, preview};
 use crate::error::Classify;
 use crate::scheduler::{RunContext, RunError};
 use crate::state::{Counters, Delivery, DeliveryStatus, StateError};
@@ -76,6 +77,12 @@ fn ledger(err: StateError) -> RunError {
     RunError::new(err.kind(), format!("the delivery ledger: {err}"))
 }
 
+/// What a delivery would do, for dry runs.
+struct Plan {
+    rows: u64,
+    description: String,
+}
+
 /// What a destination wrote: where, and how many rows.
 struct Sent {
     remote_ref: String,
@@ -90,7 +97,7 @@ impl Pipeline {
         &self,
         delivery: &Delivery,
         run: &RunContext,
-        rows: u64,
+        plan: Plan,
         counters: &mut Counters,
         send: F,
     ) -> Result<(), RunError>
@@ -106,10 +113,14 @@ impl Pipeline {
                 .map_err(ledger)?
                 .map(|d| d.status)
             {
-                Some(DeliveryStatus::Sent) => bump(counters, "deliveries_already_made", 1),
+                Some(DeliveryStatus::Sent) => {
+                    tracing::info!(key = %delivery.key(), "dry run: already delivered for this period; would send nothing");
+                    bump(counters, "deliveries_already_made", 1);
+                }
                 _ => {
+                    tracing::info!(key = %delivery.key(), "dry run: would {}", plan.description);
                     bump(counters, "deliveries_planned", 1);
-                    bump(counters, &format!("rows.{what}"), rows);
+                    bump(counters, &format!("rows.{what}"), plan.rows);
                 }
             }
             return Ok(());
@@ -163,7 +174,22 @@ impl Pipeline {
             })
         };
         let rows = result.num_rows() as u64;
-        self.through_ledger(&delivery, step.run, rows, counters, send)
+        let plan = Plan {
+            rows,
+            description: match mode {
+                DeliveryMode::Append => format!(
+                    "append {rows} rows to tab \"{}\" as this period's block{}",
+                    step.target,
+                    preview(result)
+                ),
+                DeliveryMode::Replace => format!(
+                    "rewrite the data rows of tab \"{}\" with {rows} rows{}",
+                    step.target,
+                    preview(result)
+                ),
+            },
+        };
+        self.through_ledger(&delivery, step.run, plan, counters, send)
             .await
     }
 
@@ -194,7 +220,18 @@ impl Pipeline {
             })
         };
         let rows = answer.result.num_rows() as u64;
-        self.through_ledger(&delivery, step.run, rows, counters, send)
+        let (text, _) = message(&report);
+        let plan = Plan {
+            rows,
+            description: format!(
+                "post to {}: \"{text}\" with the top rows as a table, and share {} ({} bytes){}",
+                step.target,
+                report.file_name,
+                csv_size(&answer.result),
+                preview(&answer.result)
+            ),
+        };
+        self.through_ledger(&delivery, step.run, plan, counters, send)
             .await
     }
 }
