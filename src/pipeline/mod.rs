@@ -19,7 +19,9 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 
-use crate::config::{Config, DestinationKind, JobConfig, ParamValue, SourceKind, Step};
+use crate::config::{
+    Config, DeliveryMode, DestinationKind, JobConfig, ParamValue, SourceKind, Step,
+};
 use crate::deliver::sheets::Sheets;
 use crate::deliver::slack::Slack;
 use crate::error::{Classify, ErrorKind};
@@ -119,41 +121,46 @@ impl Pipeline {
                 let result = self.query(file, params, run.scheduled_for).await?;
                 tracing::info!(run_id = %run.run_id, step = %name, rows = result.num_rows(), "query answered");
                 counters.insert(format!("result.{name}"), result.num_rows() as u64);
-                // The file was just read and rendered; its title only names the answer.
-                let title = SqlFile::read(file).map_or_else(|_| name.clone(), |f| f.header.title);
+                // The file was just read and rendered; its header names the answer and, for
+                // a report, where it goes when the job's steps do not say.
+                let header = SqlFile::read(file).ok().map(|f| f.header);
+                let title = header
+                    .as_ref()
+                    .map_or_else(|| name.clone(), |h| h.title.clone());
                 results.insert(name.clone(), StepAnswer { title, result });
+                let has_own = job
+                    .steps
+                    .iter()
+                    .any(|s| matches!(s, Step::Deliver { from, .. } if from == name));
+                if !has_own {
+                    for default in header.map(|h| h.deliveries).unwrap_or_default() {
+                        let step = deliver::DeliverStep {
+                            job,
+                            run,
+                            report: name,
+                            target: &default.target,
+                        };
+                        let answer = answer(results, name)?;
+                        self.deliver(step, default.to, DeliveryMode::Append, answer, counters)
+                            .await?;
+                    }
+                }
                 Ok(())
             }
             Step::Deliver {
                 from,
-                to: DestinationKind::Sheets,
+                to,
                 target,
                 mode,
             } => {
-                let answer = answer(results, from)?;
                 let step = deliver::DeliverStep {
                     job,
                     run,
                     report: from,
                     target,
                 };
-                self.deliver_to_sheets(step, *mode, &answer.result, counters)
+                self.deliver(step, *to, *mode, answer(results, from)?, counters)
                     .await
-            }
-            Step::Deliver {
-                from,
-                to: DestinationKind::Slack,
-                target,
-                ..
-            } => {
-                let answer = answer(results, from)?;
-                let step = deliver::DeliverStep {
-                    job,
-                    run,
-                    report: from,
-                    target,
-                };
-                self.deliver_to_slack(step, answer, counters).await
             }
             Step::Activate { .. } => Err(RunError::new(
                 ErrorKind::Terminal,
@@ -162,6 +169,24 @@ impl Pipeline {
                     step.kind()
                 ),
             )),
+        }
+    }
+
+    /// Sends `answer` as `step` says, to Sheets or Slack.
+    async fn deliver(
+        &self,
+        step: deliver::DeliverStep<'_>,
+        to: DestinationKind,
+        mode: DeliveryMode,
+        answer: &StepAnswer,
+        counters: &mut Counters,
+    ) -> Result<(), RunError> {
+        match to {
+            DestinationKind::Sheets => {
+                self.deliver_to_sheets(step, mode, &answer.result, counters)
+                    .await
+            }
+            DestinationKind::Slack => self.deliver_to_slack(step, answer, counters).await,
         }
     }
 

@@ -169,3 +169,31 @@ async fn a_channel_the_app_is_not_in_is_a_config_error_saying_to_invite_it() {
         serde_json::json!([])
     );
 }
+
+#[tokio::test]
+async fn a_report_without_deliver_steps_goes_where_its_header_says() {
+    let sandbox = small_sandbox().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pipeline = pipeline(&sandbox, dir.path(), "state.db").await;
+    // loyalty_overview.sql's header: deliver = [{ to = "slack", channel = "#loyalty" }].
+    let mut loyalty = job("loyalty-report", "30 8 * * 1", chrono_tz::Australia::Sydney);
+    loyalty.steps = vec![Step::Sql {
+        name: "loyalty".into(),
+        file: project_file("reports/loyalty_overview.sql"),
+        params: BTreeMap::new(),
+    }];
+    let counters = pipeline
+        .execute(&loyalty, &run("run-1"))
+        .await
+        .expect("delivered");
+    assert_eq!(counters.get("deliveries_sent"), Some(&1), "{counters:?}");
+    let state = slack_state(&sandbox).await;
+    let messages = state["messages"].as_array().expect("messages");
+    let posted: Vec<&Value> = messages
+        .iter()
+        .filter(|m| m["via"] == "chat.postMessage")
+        .collect();
+    assert_eq!(posted.len(), 1, "{state}");
+    assert_eq!(posted[0]["channel"], "C0SANDBOX02", "#loyalty");
+    assert_eq!(posted[0]["blocks"][0]["text"]["text"], "Loyalty overview");
+}
