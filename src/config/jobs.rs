@@ -140,6 +140,20 @@ fn read_job(
     let timeout = t
         .integer(d, "timeout_secs", 1..=7 * 24 * 3600)
         .map_or(3600, |s| s.value as u64);
+    let alert_channel = t.string(d, "alert_channel");
+    if let Some(channel) = &alert_channel
+        && !context
+            .destinations
+            .services
+            .contains_key(&DestinationKind::Slack)
+    {
+        d.report(
+            channel.span.start,
+            t.key_path("alert_channel"),
+            "failure notices go to Slack, which is not configured".to_string(),
+            Some("add a [destinations.slack] section with a bot_token".into()),
+        );
+    }
     let steps = read_steps(t, context, d);
     Some(JobConfig {
         name: name?,
@@ -150,6 +164,7 @@ fn read_job(
         retry_backoff: Duration::from_secs(retry_backoff),
         timeout: Duration::from_secs(timeout),
         steps: steps?,
+        alert_channel: alert_channel.map(|c| c.value),
     })
     .filter(|_| tz.is_some())
 }

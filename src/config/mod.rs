@@ -377,6 +377,8 @@ pub struct JobConfig {
     pub timeout: Duration,
     /// The steps, run in order.
     pub steps: Vec<Step>,
+    /// A Slack channel told, once per run, when a run finally fails (after its retries).
+    pub alert_channel: Option<String>,
 }
 
 /// A config could not be loaded.

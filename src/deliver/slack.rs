@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use super::DeliverError;
 use crate::http::{Auth, Body, Call, Service};
+use crate::scheduler::{RunContext, RunError};
 use crate::services::{Connection, ServiceKind, Services};
 use crate::sql::output::{self, OutputFormat};
 use crate::warehouse::QueryResult;
@@ -252,6 +253,37 @@ impl Slack {
             message_found,
             file_found,
         })
+    }
+
+    /// A short notice that `job`'s run finally failed: the error, its kind, the attempts and
+    /// where to look further.
+    pub async fn failure_notice(
+        &self,
+        channel: &str,
+        job: &str,
+        run: &RunContext,
+        error: &RunError,
+    ) -> Result<(), DeliverError> {
+        let text = format!(
+            "mailroom: {job} failed after {} attempt(s) ({} error)",
+            run.attempt, error.kind
+        );
+        let detail = format!(
+            "*{job}* failed after {} attempt(s): {} error\n```{}```\nLook further with `mailroom status --job {job}` (run `{}`).",
+            run.attempt,
+            error.kind,
+            cut(&error.message, 2_500),
+            run.run_id
+        );
+        let body = json!({
+            "channel": channel,
+            "text": text,
+            "blocks": [{ "type": "section", "text": { "type": "mrkdwn", "text": detail } }],
+            "metadata": { "event_type": "mailroom_failure", "event_payload": { "job": job, "run_id": run.run_id } },
+        });
+        self.call("chat.postMessage", "post_message", body, false)
+            .await
+            .map(drop)
     }
 
     /// The three-step upload: an upload URL, the bytes, then the share into the channel.

@@ -417,4 +417,20 @@ impl Executor for Pipeline {
         tracing::debug!(job = %job.name, data_dir = %self.config.data_dir.display(), "all steps done");
         Ok(counters)
     }
+
+    async fn run_failed(&self, job: &JobConfig, run: &RunContext, error: &RunError) {
+        let Some(channel) = &job.alert_channel else {
+            return;
+        };
+        let notice = async {
+            let slack = self
+                .slack
+                .get_or_try_init(|| async { Slack::new(&self.services) })
+                .await?;
+            slack.failure_notice(channel, &job.name, run, error).await
+        };
+        if let Err(err) = notice.await {
+            tracing::warn!(job = %job.name, channel = %channel, error = %err, "could not post the failure notice");
+        }
+    }
 }

@@ -26,6 +26,18 @@ pub trait Executor: Send + Sync + 'static {
         job: &JobConfig,
         run: &RunContext,
     ) -> impl Future<Output = Result<Counters, RunError>> + Send;
+
+    /// Told once when a run has finally failed (its last attempt failed, or its error is not
+    /// retried); never for dry runs. Tells whoever should know; its own trouble is logged.
+    fn run_failed(
+        &self,
+        job: &JobConfig,
+        run: &RunContext,
+        error: &RunError,
+    ) -> impl Future<Output = ()> + Send {
+        let _ = (job, run, error);
+        async {}
+    }
 }
 
 /// What the executor knows about the run it is doing.
@@ -176,6 +188,9 @@ impl<E: Executor> Runtime<E> {
                     "not retryable"
                 };
                 tracing::error!(attempt, kind = %error.kind, error = %error.message, "run failed ({why})");
+                if !dry_run {
+                    self.executor.run_failed(job, &context, &error).await;
+                }
                 return self.finish(
                     run,
                     RunStatus::Failed,

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use mailroom::config::{DeliveryMode, DestinationKind, Step};
 use mailroom::error::ErrorKind;
@@ -196,4 +197,60 @@ async fn a_report_without_deliver_steps_goes_where_its_header_says() {
     assert_eq!(posted.len(), 1, "{state}");
     assert_eq!(posted[0]["channel"], "C0SANDBOX02", "#loyalty");
     assert_eq!(posted[0]["blocks"][0]["text"]["text"], "Loyalty overview");
+}
+
+#[tokio::test]
+async fn a_run_that_finally_fails_posts_one_notice_to_its_alert_channel() {
+    use mailroom::scheduler::Runtime;
+    use mailroom::scheduler::clock::SystemClock;
+    use mailroom::state::{NewRun, RunStatus};
+    let sandbox = small_sandbox().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pipeline = pipeline(&sandbox, dir.path(), "state.db").await;
+    std::fs::write(
+        dir.path().join("broken.sql"),
+        "-- title = \"Broken\"\nSELECT SOUNDEX(email) FROM {{ ref('shopify_customers') }}\n",
+    )
+    .expect("sql");
+    let mut broken = job("broken-report", "0 8 * * 1", chrono_tz::UTC);
+    broken.alert_channel = Some("#marketing".into());
+    broken.steps = vec![Step::Sql {
+        name: "broken".into(),
+        file: dir.path().join("broken.sql"),
+        params: BTreeMap::new(),
+    }];
+    let runtime = Runtime {
+        executor: pipeline,
+        state: Arc::new(StateStore::open(&dir.path().join("runs.db")).expect("state")),
+        clock: Arc::new(SystemClock),
+    };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let dry = NewRun::new("broken-report", Trigger::Manual, utc(NOW));
+    runtime.run(&broken, dry, true, &shutdown).await;
+    assert_eq!(
+        slack_state(&sandbox).await["messages"],
+        serde_json::json!([]),
+        "a dry run tells no one"
+    );
+    let run = NewRun::new("broken-report", Trigger::Manual, utc(NOW));
+    let outcome = runtime.run(&broken, run, false, &shutdown).await;
+    assert_eq!(outcome.status, RunStatus::Failed);
+    let state = slack_state(&sandbox).await;
+    let messages = state["messages"].as_array().expect("messages");
+    assert_eq!(messages.len(), 1, "{state}");
+    let notice = &messages[0];
+    assert_eq!(notice["channel"], "C0SANDBOX01");
+    assert!(
+        notice["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("broken-report failed after 1 attempt(s) (config error)")),
+        "{notice}"
+    );
+    let detail = notice["blocks"][0]["text"]["text"]
+        .as_str()
+        .expect("detail");
+    assert!(
+        detail.contains("SOUNDEX") && detail.contains("mailroom status --job broken-report"),
+        "{detail}"
+    );
 }

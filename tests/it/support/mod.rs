@@ -36,6 +36,7 @@ pub fn job(name: &str, schedule: &str, tz: Tz) -> JobConfig {
             source: SourceKind::Smile,
             streams: vec!["customers".into()],
         }],
+        alert_channel: None,
     }
 }
 
