@@ -367,6 +367,8 @@ fn read_sql(
     let file = t.required_string(d, "file");
     let name = t.string(d, "name");
     let params = read_params(t, d);
+    let into = read_into(t, d);
+    let header_deliveries = t.boolean(d, "deliver").unwrap_or(true);
     let file = file?;
     let path = context.base_dir.join(&file.value);
     let found = path.is_file() || (context.builtin && super::shipped_sql(&path).is_some());
@@ -402,7 +404,40 @@ fn read_sql(
         name: step_name.value,
         file: path,
         params: params?,
+        into: into?,
+        header_deliveries,
     })
+}
+
+/// `into`: a table the answer is also written to (replaced each run). `Some(None)` when not
+/// set; `None` when it is not a name every warehouse takes.
+fn read_into(t: &mut TableReader<'_>, d: &mut Diagnostics<'_>) -> Option<Option<&'static str>> {
+    let Some(table) = t.string(d, "into") else {
+        return Some(None);
+    };
+    let name = &table.value;
+    let valid = !name.is_empty()
+        && name.len() <= 1024
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !name.starts_with("_mailroom");
+    if !valid {
+        d.report(
+            table.span.start,
+            t.key_path("into"),
+            format!("\"{name}\" is not a table name mailroom writes"),
+            Some(
+                "use lowercase letters, digits and underscores, such as \"report_weekly_email\""
+                    .into(),
+            ),
+        );
+        return None;
+    }
+    // Table declarations name their tables with 'static strings; a config is read once per
+    // process, so each `into` name is kept for the process's life.
+    Some(Some(Box::leak(table.value.into_boxed_str())))
 }
 
 fn read_params(

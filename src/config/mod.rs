@@ -288,6 +288,12 @@ pub enum Step {
         file: PathBuf,
         /// Parameter values overriding the file's defaults.
         params: BTreeMap<String, ParamValue>,
+        /// A warehouse table the answer is also written to, replaced each run, so BI tools
+        /// can read every report's latest answer (`into`).
+        into: Option<&'static str>,
+        /// Whether a report's header `deliver` list applies when the job has no deliver
+        /// steps for it (`deliver = false` turns it off).
+        header_deliveries: bool,
     },
     /// Send an earlier SQL step's result to a destination.
     Deliver {
@@ -334,6 +340,11 @@ impl Step {
             Step::Extract { source, streams } => {
                 format!("extract {} ({})", source.name(), streams.join(", "))
             }
+            Step::Sql {
+                file,
+                into: Some(table),
+                ..
+            } => format!("sql {} into {table}", file.display()),
             Step::Sql { file, .. } => format!("sql {}", file.display()),
             Step::Deliver {
                 from,

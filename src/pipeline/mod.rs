@@ -13,6 +13,7 @@
 //! silently or counted as a success.
 
 mod deliver;
+mod store;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -117,8 +118,21 @@ impl Pipeline {
                 self.extract(plan, counters, &|_, _| {}, &|_| {}).await
             }
             Step::Compact { keep_days } => self.compact(*keep_days, run.dry_run, counters).await,
-            Step::Sql { name, file, params } => {
+            Step::Sql {
+                name,
+                file,
+                params,
+                into,
+                header_deliveries,
+            } => {
                 let result = self.query(file, params, run.scheduled_for).await?;
+                if let Some(table) = into {
+                    let rows = match run.dry_run {
+                        true => result.num_rows() as u64,
+                        false => self.store(table, &result, run).await?,
+                    };
+                    counters.insert(format!("rows.{table}"), rows);
+                }
                 tracing::info!(run_id = %run.run_id, step = %name, rows = result.num_rows(), "query answered");
                 counters.insert(format!("result.{name}"), result.num_rows() as u64);
                 // The file was just read and rendered; its header names the answer and, for
@@ -132,7 +146,7 @@ impl Pipeline {
                     .steps
                     .iter()
                     .any(|s| matches!(s, Step::Deliver { from, .. } if from == name));
-                if !has_own {
+                if !has_own && *header_deliveries {
                     for default in header.map(|h| h.deliveries).unwrap_or_default() {
                         let step = deliver::DeliverStep {
                             job,

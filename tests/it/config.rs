@@ -258,6 +258,7 @@ steps = [
   { type = "deliver", from = "weekly", to = "sheets", sheet = "Weekly" },
   { type = "activate", from = "weekly", platform = "iterable", sequence = "123" },
   { type = "extract", source = "smartrmail", streams = ["campaigns"] },
+  { type = "sql", file = "reports/weekly.sql", name = "bad_into", into = "Weekly Report" },
 ]
 [[jobs]]
 name = "weekly"
@@ -274,6 +275,7 @@ steps = [{ type = "extract", source = "smile" }]
         "jobs[0].steps[5].to: destination \"sheets\" is not configured",
         "jobs[0].steps[6].platform: platform \"iterable\" is not configured",
         "jobs[0].steps[7].streams[0]: SmartrMail's campaigns stream is experimental and not enabled",
+        "jobs[0].steps[8].into: \"Weekly Report\" is not a table name mailroom writes",
         "jobs[1].name: job name \"weekly\" is already used by jobs[0]",
     ];
     assert_eq!(errors.len(), expect.len(), "{errors:#?}");
@@ -302,6 +304,7 @@ steps = [
   { type = "extract", source = "smile" },
   { type = "sql", file = "reports/weekly.sql", params = { days = 7 } },
   { type = "deliver", from = "weekly", to = "slack", channel = "#marketing" },
+  { type = "sql", file = "reports/weekly.sql", name = "stored", into = "report_weekly", deliver = false },
 ]
 "##;
     let (dir, result) = parse_in_dir(text, &["reports/weekly.sql"]);
@@ -326,6 +329,22 @@ steps = [
     );
     assert!(
         matches!(&job.steps[1], Step::Sql { name, file, .. } if name == "weekly" && file == &dir.path().join("reports/weekly.sql"))
+    );
+    assert!(
+        matches!(&job.steps[3], Step::Sql { name, into: Some("report_weekly"), header_deliveries: false, .. } if name == "stored"),
+        "{:?}",
+        job.steps[3]
+    );
+    assert!(
+        matches!(
+            &job.steps[1],
+            Step::Sql {
+                into: None,
+                header_deliveries: true,
+                ..
+            }
+        ),
+        "defaults"
     );
     assert_eq!(
         job.steps[2],

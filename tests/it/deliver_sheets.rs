@@ -55,6 +55,8 @@ fn report_job(
             name: "report".into(),
             file: project_file(file),
             params: BTreeMap::new(),
+            into: None,
+            header_deliveries: true,
         },
         Step::Deliver {
             from: "report".into(),

@@ -48,6 +48,8 @@ fn to_channel(channel: &str) -> mailroom::config::JobConfig {
             name: "weekly_email".into(),
             file: project_file("reports/weekly_email_performance.sql"),
             params: BTreeMap::new(),
+            into: None,
+            header_deliveries: true,
         },
         Step::Deliver {
             from: "weekly_email".into(),
@@ -182,6 +184,8 @@ async fn a_report_without_deliver_steps_goes_where_its_header_says() {
         name: "loyalty".into(),
         file: project_file("reports/loyalty_overview.sql"),
         params: BTreeMap::new(),
+        into: None,
+        header_deliveries: true,
     }];
     let counters = pipeline
         .execute(&loyalty, &run("run-1"))
@@ -218,6 +222,8 @@ async fn a_run_that_finally_fails_posts_one_notice_to_its_alert_channel() {
         name: "broken".into(),
         file: dir.path().join("broken.sql"),
         params: BTreeMap::new(),
+        into: None,
+        header_deliveries: true,
     }];
     let runtime = Runtime {
         executor: pipeline,

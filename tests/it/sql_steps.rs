@@ -61,6 +61,8 @@ fn sql_step(name: &str, file: &str, params: &[(&str, ParamValue)]) -> Step {
             .iter()
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect::<BTreeMap<_, _>>(),
+        into: None,
+        header_deliveries: false,
     }
 }
 
@@ -134,6 +136,8 @@ async fn a_broken_sql_step_fails_the_run_as_a_config_error_naming_the_file() {
         name: "bad".into(),
         file: dir.path().join("bad.sql"),
         params: BTreeMap::new(),
+        into: None,
+        header_deliveries: true,
     }];
     let err = pipeline
         .execute(&broken, &run_at(NOW, false))
@@ -143,5 +147,69 @@ async fn a_broken_sql_step_fails_the_run_as_a_config_error_naming_the_file() {
     assert!(
         err.message.contains("bad.sql") && err.message.contains("SOUNDEX"),
         "{err}"
+    );
+}
+
+#[tokio::test]
+async fn into_replaces_a_warehouse_table_with_each_runs_answer_and_a_dry_run_writes_none() {
+    use mailroom::warehouse::QueryEngine;
+    use mailroom::warehouse::local::LocalWarehouse;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pipeline = pipeline(dir.path()).await;
+    let mut report = job("weekly-email-report", "0 8 * * 1", chrono_tz::UTC);
+    let mut step = sql_step("weekly", "reports/weekly_email_performance.sql", &[]);
+    if let Step::Sql { into, .. } = &mut step {
+        *into = Some("report_weekly_email");
+    }
+    report.steps = vec![step];
+    let count = || async {
+        let engine = QueryEngine::Local(LocalWarehouse::reader(&dir.path().join("warehouse")));
+        let result = engine
+            .run("SELECT COUNT(*) AS n, COUNT(DISTINCT _mailroom_run_id) AS runs FROM `report_weekly_email`")
+            .await;
+        result.ok().map(|r| {
+            use arrow::array::AsArray;
+            let batch = &r.batches[0];
+            (
+                batch
+                    .column(0)
+                    .as_primitive::<arrow::datatypes::Int64Type>()
+                    .value(0),
+                batch
+                    .column(1)
+                    .as_primitive::<arrow::datatypes::Int64Type>()
+                    .value(0),
+            )
+        })
+    };
+    let dry = pipeline
+        .execute(&report, &run_at(NOW, true))
+        .await
+        .expect("dry run");
+    assert_eq!(
+        dry.get("rows.report_weekly_email"),
+        Some(&golden_rows("weekly_email_performance"))
+    );
+    assert_eq!(count().await, None, "a dry run creates no table");
+
+    let counters = pipeline
+        .execute(&report, &run_at(NOW, false))
+        .await
+        .expect("run");
+    let rows = golden_rows("weekly_email_performance");
+    assert_eq!(
+        counters.get("rows.report_weekly_email"),
+        Some(&rows),
+        "{counters:?}"
+    );
+    assert_eq!(count().await, Some((rows as i64, 1)));
+    // Another run replaces the table with its own answer; nothing accumulates.
+    let mut later = run_at(NOW, false);
+    later.run_id = "run-2".into();
+    pipeline.execute(&report, &later).await.expect("second run");
+    assert_eq!(
+        count().await,
+        Some((rows as i64, 1)),
+        "replaced, not appended"
     );
 }

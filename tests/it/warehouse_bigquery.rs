@@ -440,3 +440,80 @@ async fn loading_the_whole_world_twice_leaves_one_row_per_key_in_every_merge_tab
         assert_eq!(duplicated, 0, "{}: keys with more than one row", table.name);
     }
 }
+
+/// A SQL step's `into` on BigQuery: the answer replaces a table in the dataset, run after
+/// run (the same staged load as extracted tables, with WRITE_TRUNCATE).
+#[tokio::test]
+async fn a_sql_steps_into_table_is_replaced_in_bigquery() {
+    use mailroom::config::{Step, WarehouseConfig};
+    use mailroom::pipeline::Pipeline;
+    use mailroom::scheduler::{Executor, RunContext};
+    use mailroom::state::Trigger;
+    let sandbox = small_sandbox().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut fixtures = warehouse(&sandbox, dir.path(), "reports").await;
+    load_fixtures(&mut fixtures).await;
+    let mut config = crate::support::shipped_config();
+    config.base_dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    config.data_dir = dir.path().join("pipeline");
+    config.warehouse = WarehouseConfig::BigQuery {
+        project: mailroom_sandbox::google::PROJECT_ID.into(),
+        dataset: "reports".into(),
+        location: "US".into(),
+        credentials_file: None,
+    };
+    let retry = RetryPolicy {
+        base: std::time::Duration::from_millis(10),
+        ..RetryPolicy::default()
+    };
+    let services = services_with(
+        &sandbox.base_url,
+        Some(&sandbox.service_account_key()),
+        retry,
+    );
+    let state = StateStore::open(&dir.path().join("pipeline-state.db")).expect("state");
+    let pipeline = Pipeline::new(Arc::new(config), Arc::new(services), Arc::new(state));
+    let mut report = crate::support::job("loyalty-report", "30 8 * * 1", chrono_tz::UTC);
+    report.steps = vec![Step::Sql {
+        name: "loyalty".into(),
+        file: std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("reports/loyalty_overview.sql"),
+        params: Default::default(),
+        into: Some("report_loyalty"),
+        header_deliveries: false,
+    }];
+    let expected = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/golden/expected/loyalty_overview.csv"),
+    )
+    .expect("golden")
+    .lines()
+    .count() as i64
+        - 1;
+    for run_id in ["run-1", "run-2"] {
+        let run = RunContext {
+            run_id: run_id.into(),
+            trigger: Trigger::Schedule,
+            scheduled_for: utc("2026-11-01T00:00:00Z"),
+            covers_from: None,
+            attempt: 1,
+            dry_run: false,
+        };
+        let counters = pipeline.execute(&report, &run).await.expect("run");
+        assert_eq!(
+            counters.get("rows.report_loyalty"),
+            Some(&(expected as u64)),
+            "{counters:?}"
+        );
+    }
+    let stored = query_ids(
+        &fixtures,
+        "SELECT COUNT(*) AS n FROM `sandbox-project.reports.report_loyalty`",
+    )
+    .await;
+    assert_eq!(
+        stored,
+        [expected],
+        "replaced by the second run, not appended"
+    );
+}
