@@ -74,6 +74,7 @@ pub async fn connect(config: &Config, client: &HttpClient) -> Result<Option<Simu
 /// Starts an in-process sandbox for `[sandbox]`, with its fault plan.
 async fn start(config: &SandboxConfig) -> Result<RunningSandbox, Failure> {
     let mut options = SandboxOptions::new(config.seed, config.customers);
+    options.world.anchor = config.anchor.at(chrono::Utc::now());
     if let Some(path) = &config.faults {
         options.faults = read_faults(path)?;
     }
@@ -182,6 +183,7 @@ pub fn options(
         customers.unwrap_or(config.sandbox.customers),
     );
     options.smile_rate_limit = (smile_rate_limit > 0).then_some(smile_rate_limit);
+    options.world.anchor = config.sandbox.anchor.at(chrono::Utc::now());
     if let Some(path) = faults.as_ref().or(config.sandbox.faults.as_ref()) {
         options.faults = read_faults(path)?;
     }

@@ -92,6 +92,31 @@ pub struct SandboxConfig {
     pub customers: u32,
     /// A fault plan (JSON array of rules) for an in-process sandbox to start with.
     pub faults: Option<PathBuf>,
+    /// The moment the simulated world is "now" (`anchor`).
+    pub anchor: SandboxAnchor,
+}
+
+/// The moment a simulated world is built around: its people's last orders, campaigns and
+/// changes lie before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SandboxAnchor {
+    /// The start of the current UTC day when the sandbox starts (`"today"`), so reports on
+    /// "the last week" find data on any date.
+    #[default]
+    Today,
+    /// A fixed day (`"2026-11-01"`), for the same world on every date.
+    Date(chrono::NaiveDate),
+}
+
+impl SandboxAnchor {
+    /// The anchor as an instant: midnight UTC of its day, `today` being `now`'s.
+    pub fn at(self, now: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+        let day = match self {
+            SandboxAnchor::Today => now.date_naive(),
+            SandboxAnchor::Date(day) => day,
+        };
+        day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()
+    }
 }
 
 /// `[scheduler]`: settings for `mailroom run`.

@@ -13,8 +13,8 @@ use super::jobs::{self, JobContext};
 use super::reader::TableReader;
 use super::secret::SecretRef;
 use super::{
-    Config, DestinationKind, DestinationsConfig, OptionValue, SandboxConfig, SchedulerConfig,
-    ServiceConfig, SourceKind, SourcesConfig, WarehouseConfig,
+    Config, DestinationKind, DestinationsConfig, OptionValue, SandboxAnchor, SandboxConfig,
+    SchedulerConfig, ServiceConfig, SourceKind, SourcesConfig, WarehouseConfig,
 };
 use crate::normalize::SchemaPolicy;
 use crate::services::{OptionSpec, ServiceSpec};
@@ -67,6 +67,7 @@ fn read_sandbox(
         seed: 42,
         customers: 2_000,
         faults: None,
+        anchor: SandboxAnchor::Today,
     };
     let Some(mut t) = table else {
         return sandbox;
@@ -78,6 +79,20 @@ fn read_sandbox(
     }
     if let Some(customers) = t.integer(d, "customers", 1..=10_000_000) {
         sandbox.customers = customers.value as u32;
+    }
+    if let Some(anchor) = t.string(d, "anchor") {
+        match anchor.value.as_str() {
+            "today" => sandbox.anchor = SandboxAnchor::Today,
+            text => match chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+                Ok(day) => sandbox.anchor = SandboxAnchor::Date(day),
+                Err(_) => d.report(
+                    anchor.span.start,
+                    t.key_path("anchor"),
+                    format!("\"{text}\" is neither \"today\" nor a date"),
+                    Some("write \"today\" or a date such as \"2026-11-01\"".into()),
+                ),
+            },
+        }
     }
     if let Some(faults) = t.string(d, "faults") {
         let path = base_dir.join(&faults.value);

@@ -31,7 +31,7 @@ use crate::normalize::RunStamp;
 use crate::scheduler::{Executor, RunContext, RunError};
 use crate::services::Services;
 use crate::sources::{self, AnySource, Source};
-use crate::sql::{SqlFile, render_query};
+use crate::sql::{SqlFile, SqlHeader};
 use crate::state::{Counters, StateStore};
 use crate::warehouse::memory::MemoryWarehouse;
 use crate::warehouse::{self, OpenWarehouse, QueryEngine, QueryResult};
@@ -125,7 +125,7 @@ impl Pipeline {
                 into,
                 header_deliveries,
             } => {
-                let result = self.query(file, params, run.scheduled_for).await?;
+                let (header, result) = self.query(file, params, run.scheduled_for).await?;
                 if let Some(table) = into {
                     let rows = match run.dry_run {
                         true => result.num_rows() as u64,
@@ -135,19 +135,16 @@ impl Pipeline {
                 }
                 tracing::info!(run_id = %run.run_id, step = %name, rows = result.num_rows(), "query answered");
                 counters.insert(format!("result.{name}"), result.num_rows() as u64);
-                // The file was just read and rendered; its header names the answer and, for
-                // a report, where it goes when the job's steps do not say.
-                let header = SqlFile::read(file).ok().map(|f| f.header);
-                let title = header
-                    .as_ref()
-                    .map_or_else(|| name.clone(), |h| h.title.clone());
+                // The header names the answer and, for a report, where it goes when the
+                // job's steps do not say.
+                let title = header.title.clone();
                 results.insert(name.clone(), StepAnswer { title, result });
                 let has_own = job
                     .steps
                     .iter()
                     .any(|s| matches!(s, Step::Deliver { from, .. } if from == name));
                 if !has_own && *header_deliveries {
-                    for default in header.map(|h| h.deliveries).unwrap_or_default() {
+                    for default in header.deliveries {
                         let step = deliver::DeliverStep {
                             job,
                             run,
@@ -204,13 +201,14 @@ impl Pipeline {
         }
     }
 
-    /// Renders the SQL file with `now` and `params` and runs it on the warehouse's tables.
+    /// Renders the SQL file with `now` and `params` and runs it on the warehouse's tables;
+    /// the file's header and the answer.
     async fn query(
         &self,
         file: &std::path::Path,
         params: &BTreeMap<String, ParamValue>,
         now: DateTime<Utc>,
-    ) -> Result<QueryResult, RunError> {
+    ) -> Result<(SqlHeader, QueryResult), RunError> {
         let engine = self
             .queries
             .get_or_try_init(|| async {
@@ -218,19 +216,18 @@ impl Pipeline {
                     .map_err(|err| RunError::new(err.kind(), err.to_string()))
             })
             .await?;
-        let argument = file.to_string_lossy();
-        let sql = render_query(
-            &self.config.base_dir,
-            &argument,
-            params,
-            now,
-            &engine.table_names(),
-        )
-        .map_err(|err| RunError::new(err.kind(), err.to_string()))?;
-        engine
+        // The step's file was checked when the config was read (the built-in config's may
+        // be compiled in: `SqlFile::read` finds those).
+        let config_error = |message: String| RunError::new(ErrorKind::Config, message);
+        let sql_file = SqlFile::read(file).map_err(|err| config_error(err.to_string()))?;
+        let sql = sql_file
+            .render(now, params, &engine.table_names())
+            .map_err(|err| config_error(format!("{}: {err}", file.display())))?;
+        let result = engine
             .run(&sql)
             .await
-            .map_err(|err| RunError::new(err.kind(), format!("{}: {err}", file.display())))
+            .map_err(|err| RunError::new(err.kind(), format!("{}: {err}", file.display())))?;
+        Ok((sql_file.header, result))
     }
 
     /// Extracts each stream of a step into the configured warehouse (or, for a dry run, a

@@ -793,3 +793,24 @@ async fn a_killed_delivery_leaves_one_copy_in_sheets_and_slack_after_a_rerun() {
     let files = state["slack"]["files"].as_array().expect("files");
     assert_eq!(files.len(), 1, "one CSV shared: {files:?}");
 }
+
+/// With the sandbox anchored at today (the default), the shipped weekly report finds last
+/// week's campaigns whatever the date: extract, then report, as a newcomer would.
+#[test]
+fn the_shipped_weekly_report_has_rows_on_any_date() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, _, stderr) = run(mailroom(dir.path()).args(["run-job", "extract-email"]));
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, stderr) = run(mailroom(dir.path()).args(["run-job", "weekly-email-report"]));
+    assert_eq!(code, 0, "{stderr}");
+    let rows: u64 = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("weekly_email (query)"))
+        .and_then(|l| l.split_whitespace().nth(2)?.parse().ok())
+        .expect("the query's row count");
+    assert!(rows > 0, "{stdout}");
+    assert!(
+        stdout.contains("deliveries sent                           2"),
+        "{stdout}"
+    );
+}

@@ -409,3 +409,36 @@ fn every_stream_config_accepts_is_one_its_source_extracts() {
         }
     }
 }
+
+#[test]
+fn the_sandbox_anchor_is_today_by_default_or_a_fixed_day() {
+    use mailroom::config::SandboxAnchor;
+    let parse = |sandbox: &str| {
+        config::parse(
+            &format!("[sandbox]\nenabled = true\n{sandbox}\n"),
+            "c.toml",
+            Path::new("."),
+        )
+    };
+    let default = parse("").expect("valid");
+    assert_eq!(default.sandbox.anchor, SandboxAnchor::Today);
+    let now = chrono::DateTime::parse_from_rfc3339("2026-12-01T21:15:00Z")
+        .expect("time")
+        .with_timezone(&chrono::Utc);
+    assert_eq!(
+        default.sandbox.anchor.at(now).to_rfc3339(),
+        "2026-12-01T00:00:00+00:00"
+    );
+    let fixed = parse("anchor = \"2026-11-01\"").expect("valid");
+    assert_eq!(
+        fixed.sandbox.anchor.at(now).to_rfc3339(),
+        "2026-11-01T00:00:00+00:00",
+        "the same world on every date"
+    );
+    let err = parse("anchor = \"yesterday\"").expect_err("invalid");
+    assert!(
+        err.to_string()
+            .contains("sandbox.anchor: \"yesterday\" is neither \"today\" nor a date"),
+        "{err}"
+    );
+}
