@@ -55,7 +55,7 @@ fn arrow_type(field: &Value) -> Result<DataType, String> {
         )?),
         other => {
             return Err(format!(
-                "field {} has type {other}, which the sandbox does not store",
+                "field {} has type {other}, which mailroom does not read",
                 field["name"]
             ));
         }
