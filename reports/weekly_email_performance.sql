@@ -4,6 +4,13 @@
 -- rates; then a total per platform and for all platforms, with the change against the 7
 -- days before that (rates in points, sends and revenue in percent)."""
 -- deliver = [{ to = "slack", channel = "#marketing" }, { to = "sheets", sheet = "Weekly email" }]
+-- key_figures = [
+--   { column = "sent", change = "sent_change_pct", unit = "%" },
+--   { column = "revenue", change = "revenue_change_pct", unit = "%" },
+--   { column = "open_rate", change = "open_rate_change", unit = "pts" },
+--   { column = "click_through_rate", change = "click_through_rate_change", unit = "pts" },
+-- ]
+-- summary_row = { platform = "all platforms", row_type = "total" }
 WITH recent AS (
   SELECT
     platform,

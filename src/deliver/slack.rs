@@ -19,6 +19,7 @@ use crate::http::{Auth, Body, Call, Service};
 use crate::scheduler::{RunContext, RunError};
 use crate::services::{Connection, ServiceKind, Services};
 use crate::sql::output::{self, OutputFormat};
+use crate::sql::{ChangeUnit, SqlHeader};
 use crate::warehouse::QueryResult;
 
 /// The message metadata's event type for mailroom's deliveries.
@@ -49,6 +50,8 @@ pub struct Report<'a> {
     pub key: &'a str,
     /// A file name for the CSV, unique to the delivery.
     pub file_name: String,
+    /// The key figures, each as `*label*\nvalue ▲ change` ([`key_figures`]).
+    pub key_figures: Vec<String>,
     /// The answer.
     pub result: &'a QueryResult,
 }
@@ -107,6 +110,96 @@ fn table_rows(result: &QueryResult, max_rows: usize) -> Vec<Vec<String>> {
     rows
 }
 
+/// A number as a person reads it: whole numbers with thousands separators, small
+/// fractions (rates) with four decimals, the rest with two.
+fn readable(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        let digits = format!("{}", x.abs() as i64);
+        let mut grouped = String::new();
+        for (i, c) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i) % 3 == 0 {
+                grouped.push(',');
+            }
+            grouped.push(c);
+        }
+        return if x < 0.0 {
+            format!("-{grouped}")
+        } else {
+            grouped
+        };
+    }
+    if x.abs() < 1.0 {
+        format!("{x:.4}")
+    } else {
+        format!("{x:.2}")
+    }
+}
+
+/// A change with its arrow: `▲ 12.5%`, `▼ 6.7 pts`, `= 0.0%`.
+fn change(x: f64, unit: ChangeUnit) -> String {
+    let (size, suffix) = match unit {
+        ChangeUnit::Percent => (x, "%"),
+        ChangeUnit::Points => (x * 100.0, " pts"),
+    };
+    let arrow = if size > 0.0 {
+        "▲"
+    } else if size < 0.0 {
+        "▼"
+    } else {
+        "="
+    };
+    format!("{arrow} {:.1}{suffix}", size.abs())
+}
+
+/// The header's key figures read from the summary row (the first row whose columns have
+/// the header's `summary_row` values; the first row when it names none), each as
+/// `*label*\nvalue ▲ change`. Columns the answer lacks are left out.
+pub fn key_figures(header: &SqlHeader, result: &QueryResult) -> Vec<String> {
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+    if header.key_figures.is_empty() {
+        return Vec::new();
+    }
+    let options = FormatOptions::default().with_null("");
+    let cell = |batch: &arrow::record_batch::RecordBatch, column: &str, row: usize| {
+        let index = batch.schema().index_of(column).ok()?;
+        let formatter = ArrayFormatter::try_new(batch.column(index).as_ref(), &options).ok()?;
+        Some(formatter.value(row).to_string())
+    };
+    let matches = |batch: &arrow::record_batch::RecordBatch, row: usize| {
+        header
+            .summary_row
+            .iter()
+            .all(|(column, value)| cell(batch, column, row).as_deref() == Some(value.as_str()))
+    };
+    let found = result.batches.iter().find_map(|batch| {
+        (0..batch.num_rows())
+            .find(|row| matches(batch, *row))
+            .map(|row| (batch, row))
+    });
+    let Some((batch, row)) = found else {
+        return Vec::new();
+    };
+    header
+        .key_figures
+        .iter()
+        .filter_map(|figure| {
+            let value = cell(batch, &figure.column, row)?;
+            let shown = value.parse::<f64>().map_or(value.clone(), readable);
+            let label = figure.column.replace('_', " ");
+            let moved = figure
+                .change
+                .as_deref()
+                .and_then(|c| cell(batch, c, row))
+                .and_then(|c| c.parse::<f64>().ok())
+                .map_or_else(
+                    || "no earlier period".to_string(),
+                    |x| change(x, figure.unit),
+                );
+            Some(format!("*{label}*\n{shown}  {moved}"))
+        })
+        .collect()
+}
+
 /// The Block Kit message of a report: title, period and size, the top rows as a table,
 /// and a note when rows or columns were left out (they are in the CSV).
 pub fn message(report: &Report<'_>) -> (String, Value) {
@@ -118,6 +211,15 @@ pub fn message(report: &Report<'_>) -> (String, Value) {
         json!({ "type": "header", "text": { "type": "plain_text", "text": cut(report.title, 150) } }),
         json!({ "type": "section", "text": { "type": "mrkdwn", "text": format!("*{total}* rows · period of *{period}*") } }),
     ];
+    if !report.key_figures.is_empty() {
+        let fields: Vec<Value> = report
+            .key_figures
+            .iter()
+            .take(10)
+            .map(|f| json!({ "type": "mrkdwn", "text": cut(f, 2_000) }))
+            .collect();
+        blocks.push(json!({ "type": "section", "fields": fields }));
+    }
     let rows = table_rows(report.result, TABLE_ROWS - 1);
     if rows.len() > 1 {
         let cells: Vec<Value> = rows
@@ -383,6 +485,7 @@ mod tests {
             period: "2026-11-30T08:00:00+11:00",
             key: "k",
             file_name: "weekly.csv".into(),
+            key_figures: Vec::new(),
             result: &big,
         };
         let (text, blocks) = message(&report);
@@ -421,5 +524,68 @@ mod tests {
         );
         assert_eq!(cut("abcdef", 4), "abc…");
         assert_eq!(cut("abc", 4), "abc");
+    }
+
+    #[test]
+    fn key_figures_come_from_the_summary_row_with_their_change() {
+        use arrow::array::Float64Array;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("platform", DataType::Utf8, true),
+            Field::new("sent", DataType::Int64, true),
+            Field::new("sent_change_pct", DataType::Float64, true),
+            Field::new("open_rate", DataType::Float64, true),
+            Field::new("open_rate_change", DataType::Float64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(vec!["iterable", "all platforms"])),
+                Arc::new(Int64Array::from(vec![500, 1500])),
+                Arc::new(Float64Array::from(vec![Some(1.0), Some(275.0)])),
+                Arc::new(Float64Array::from(vec![0.2, 0.2331])),
+                Arc::new(Float64Array::from(vec![None, Some(-0.0669)])),
+            ],
+        )
+        .expect("batch");
+        let result = QueryResult {
+            schema,
+            batches: vec![batch],
+        };
+        let header = SqlHeader {
+            title: "Weekly".into(),
+            description: None,
+            params: Default::default(),
+            deliveries: Vec::new(),
+            key_figures: vec![
+                crate::sql::KeyFigure {
+                    column: "sent".into(),
+                    change: Some("sent_change_pct".into()),
+                    unit: ChangeUnit::Percent,
+                },
+                crate::sql::KeyFigure {
+                    column: "open_rate".into(),
+                    change: Some("open_rate_change".into()),
+                    unit: ChangeUnit::Points,
+                },
+                crate::sql::KeyFigure {
+                    column: "missing".into(),
+                    change: None,
+                    unit: ChangeUnit::Percent,
+                },
+            ],
+            summary_row: [("platform".to_string(), "all platforms".to_string())].into(),
+        };
+        assert_eq!(
+            key_figures(&header, &result),
+            ["*sent*\n1,500  ▲ 275.0%", "*open rate*\n0.2331  ▼ 6.7 pts"]
+        );
+        let first_row = SqlHeader {
+            summary_row: Default::default(),
+            ..header
+        };
+        assert_eq!(
+            key_figures(&first_row, &result)[1],
+            "*open rate*\n0.2000  no earlier period"
+        );
     }
 }

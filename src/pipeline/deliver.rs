@@ -11,7 +11,7 @@ use super::{Pipeline, StepAnswer};
 use crate::config::{DeliveryMode, JobConfig};
 use crate::deliver::DeliverError;
 use crate::deliver::sheets::Sheets;
-use crate::deliver::slack::{Report, Slack, message};
+use crate::deliver::slack::{Report, Slack, key_figures, message};
 use crate::deliver::{csv_size, preview};
 use crate::error::Classify;
 use crate::scheduler::{RunContext, RunError};
@@ -202,7 +202,8 @@ impl Pipeline {
         let delivery = step.delivery("slack");
         let key = delivery.key();
         let report = Report {
-            title: &answer.title,
+            title: &answer.header.title,
+            key_figures: key_figures(&answer.header, &answer.result),
             period: &delivery.period,
             key: &key,
             file_name: file_name(&delivery),

@@ -36,11 +36,11 @@ use crate::state::{Counters, StateStore};
 use crate::warehouse::memory::MemoryWarehouse;
 use crate::warehouse::{self, OpenWarehouse, QueryEngine, QueryResult};
 
-/// A SQL step's answer, with the title its file's header gives it.
+/// A SQL step's answer, with its file's header (title, key figures, default deliveries).
 #[derive(Debug, Clone)]
 pub struct StepAnswer {
-    /// The report's or query's title.
-    pub title: String,
+    /// The file's header.
+    pub header: SqlHeader,
     /// The rows.
     pub result: QueryResult,
 }
@@ -137,14 +137,14 @@ impl Pipeline {
                 counters.insert(format!("result.{name}"), result.num_rows() as u64);
                 // The header names the answer and, for a report, where it goes when the
                 // job's steps do not say.
-                let title = header.title.clone();
-                results.insert(name.clone(), StepAnswer { title, result });
+                let deliveries = header.deliveries.clone();
+                results.insert(name.clone(), StepAnswer { header, result });
                 let has_own = job
                     .steps
                     .iter()
                     .any(|s| matches!(s, Step::Deliver { from, .. } if from == name));
                 if !has_own && *header_deliveries {
-                    for default in header.deliveries {
+                    for default in deliveries {
                         let step = deliver::DeliverStep {
                             job,
                             run,

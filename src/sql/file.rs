@@ -42,6 +42,28 @@ pub struct DefaultDelivery {
     pub target: String,
 }
 
+/// A figure a report's Slack message leads with: a column of its summary row, and the
+/// column holding its change against the previous period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyFigure {
+    /// The column with the figure.
+    pub column: String,
+    /// The column with its change, if the report computes one.
+    pub change: Option<String>,
+    /// How the change reads: `"%"` (a percentage) or `"pts"` (a difference of rates,
+    /// shown in percentage points).
+    pub unit: ChangeUnit,
+}
+
+/// How a key figure's change is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeUnit {
+    /// A percentage change (`12.5` is shown as `▲ 12.5%`).
+    Percent,
+    /// A difference of two rates (`-0.067` is shown as `▼ 6.7 pts`).
+    Points,
+}
+
 /// The header of a SQL file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SqlHeader {
@@ -53,6 +75,11 @@ pub struct SqlHeader {
     pub params: BTreeMap<String, ParamValue>,
     /// Reports only: where results go when a job does not say.
     pub deliveries: Vec<DefaultDelivery>,
+    /// Reports only: the figures a Slack message leads with (`key_figures`).
+    pub key_figures: Vec<KeyFigure>,
+    /// Reports only: which row holds the key figures (`summary_row`: column = value; the
+    /// first row when empty).
+    pub summary_row: BTreeMap<String, String>,
 }
 
 /// A parsed SQL file.
@@ -259,9 +286,13 @@ fn read_header(
     let title = t.required_string(d, "title");
     let description = t.string(d, "description").map(|s| s.value);
     let params = read_params(&mut t, d);
-    let deliveries = match kind {
-        SqlFileKind::Report => read_deliveries(&mut t, d),
-        SqlFileKind::Query => Vec::new(),
+    let (deliveries, key_figures, summary_row) = match kind {
+        SqlFileKind::Report => (
+            read_deliveries(&mut t, d),
+            read_key_figures(&mut t, d),
+            read_summary_row(&mut t, d),
+        ),
+        SqlFileKind::Query => (Vec::new(), Vec::new(), BTreeMap::new()),
     };
     t.finish(d);
     Some(SqlHeader {
@@ -269,6 +300,8 @@ fn read_header(
         description,
         params,
         deliveries,
+        key_figures,
+        summary_row,
     })
 }
 
@@ -301,6 +334,56 @@ fn read_params(t: &mut TableReader<'_>, d: &mut Diagnostics<'_>) -> BTreeMap<Str
     }
     table.finish(d);
     params
+}
+
+fn read_key_figures(t: &mut TableReader<'_>, d: &mut Diagnostics<'_>) -> Vec<KeyFigure> {
+    let mut figures = Vec::new();
+    let items = t.array(d, "key_figures").unwrap_or_default();
+    for (i, item) in items.into_iter().enumerate() {
+        let Some(mut entry) = TableReader::new(item, format!("key_figures[{i}]"), d) else {
+            continue;
+        };
+        let column = entry.required_string(d, "column");
+        let change = entry.string(d, "change").map(|c| c.value);
+        let unit = entry
+            .choice(
+                d,
+                "unit",
+                &[("%", ChangeUnit::Percent), ("pts", ChangeUnit::Points)],
+            )
+            .map_or(ChangeUnit::Percent, |u| u.value);
+        entry.finish(d);
+        if let Some(column) = column {
+            figures.push(KeyFigure {
+                column: column.value,
+                change,
+                unit,
+            });
+        }
+    }
+    figures
+}
+
+fn read_summary_row(t: &mut TableReader<'_>, d: &mut Diagnostics<'_>) -> BTreeMap<String, String> {
+    let mut row = BTreeMap::new();
+    let Some(mut table) = t.table(d, "summary_row") else {
+        return row;
+    };
+    for (key, mut value) in table.drain() {
+        match value.take() {
+            ValueInner::String(s) => {
+                row.insert(key.name.into_owned(), s.into_owned());
+            }
+            _ => d.report(
+                value.span.start,
+                table.key_path(&key.name),
+                "a summary_row value must be a string (the column's value as text)".to_string(),
+                None,
+            ),
+        }
+    }
+    table.finish(d);
+    row
 }
 
 fn read_deliveries(t: &mut TableReader<'_>, d: &mut Diagnostics<'_>) -> Vec<DefaultDelivery> {

@@ -104,6 +104,14 @@ async fn a_report_posts_one_message_and_one_csv_per_period_even_with_the_ledger_
         message["blocks"][0]["text"]["text"],
         "Weekly email performance"
     );
+    // The header's key figures, from the all-platforms total row, with their change
+    // (tests/golden/expected/weekly_email_performance.csv: sent 1500, +275%; open rate
+    // 0.2331, -0.0669).
+    let fields = message["blocks"][2]["fields"]
+        .as_array()
+        .expect("key figures");
+    assert_eq!(fields[0]["text"], "*sent*\n1,500  ▲ 275.0%");
+    assert_eq!(fields[2]["text"], "*open rate*\n0.2331  ▼ 6.7 pts");
     let table = message["blocks"]
         .as_array()
         .expect("blocks")
