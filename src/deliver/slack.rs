@@ -1,6 +1,6 @@
 //! Slack: a report posted to a channel as one Block Kit message — its title, the period,
-//! the top rows as a native `table` block — with the full result shared into the channel as
-//! a CSV file, exactly once per delivery key.
+//! its key figures with their change, the top rows as a native `table` block — with the
+//! full result shared into the channel as a CSV file, exactly once per delivery key.
 //!
 //! Slack has no idempotency key, so the message carries the delivery in its `metadata`
 //! (`event_type` [`EVENT_TYPE`], the key in the payload) and the CSV has a name derived from
