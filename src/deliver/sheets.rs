@@ -31,8 +31,10 @@ pub const KEY_COLUMN: &str = "mailroom_delivery";
 /// The OAuth scope for reading and writing spreadsheets.
 const SCOPE: &str = "https://www.googleapis.com/auth/spreadsheets";
 
-/// Rows per `values.update` request: well under the ~2 MB a request should carry.
+/// Rows per `values.update` request at most.
 const ROWS_PER_REQUEST: usize = 2_000;
+/// Bytes of cells per request at most: under the 2 MB Sheets advises (sheets.md §7).
+const BYTES_PER_REQUEST: usize = 1_500_000;
 
 /// The configured spreadsheet, reached with the service account's tokens.
 pub struct Sheets {
@@ -176,15 +178,19 @@ impl Sheets {
             .collect())
     }
 
-    /// Writes `rows` from row `first` (0-based) down, in requests of [`ROWS_PER_REQUEST`].
+    /// Writes `rows` from row `first` (0-based) down, in requests of at most
+    /// [`ROWS_PER_REQUEST`] rows and [`BYTES_PER_REQUEST`] bytes.
     async fn write(
         &self,
         tab: &str,
         first: usize,
         rows: &[Vec<Value>],
     ) -> Result<(), DeliverError> {
-        for (n, chunk) in rows.chunks(ROWS_PER_REQUEST).enumerate() {
-            let row = first + n * ROWS_PER_REQUEST + 1;
+        // 1-based: the sheet row the next chunk starts at.
+        let mut next_row = first + 1;
+        for chunk in requests(rows, ROWS_PER_REQUEST, BYTES_PER_REQUEST) {
+            let row = next_row;
+            next_row += chunk.len();
             let call = Call::put(
                 self.values_path(&a1(tab, &format!("A{row}"))),
                 Body::Json(json!({ "majorDimension": "ROWS", "values": chunk })),
@@ -292,6 +298,26 @@ impl Sheets {
     }
 }
 
+/// `rows` cut into consecutive requests of at most `max_rows` rows and about `max_bytes`
+/// bytes of JSON (a single larger row still goes, alone).
+fn requests(rows: &[Vec<Value>], max_rows: usize, max_bytes: usize) -> Vec<&[Vec<Value>]> {
+    let mut chunks = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, row) in rows.iter().enumerate() {
+        let size = serde_json::to_string(row).map_or(0, |text| text.len() + 1);
+        let full = i - start >= max_rows || (bytes + size > max_bytes && i > start);
+        if full {
+            chunks.push(&rows[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += size;
+    }
+    if start < rows.len() {
+        chunks.push(&rows[start..]);
+    }
+    chunks
+}
+
 /// The rows of `result` as cells, each ending with the delivery's key.
 fn block_rows(result: &QueryResult, key: &str) -> Vec<Vec<Value>> {
     let mut rows = Vec::with_capacity(result.num_rows());
@@ -312,6 +338,26 @@ fn block_rows(result: &QueryResult, key: &str) -> Vec<Vec<Value>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_stay_within_rows_and_bytes() {
+        let rows: Vec<Vec<Value>> = (0..10).map(|i| vec![json!(format!("{i:0>8}"))]).collect();
+        let sizes = |max_rows, max_bytes| -> Vec<usize> {
+            requests(&rows, max_rows, max_bytes)
+                .iter()
+                .map(|c| c.len())
+                .collect()
+        };
+        assert_eq!(sizes(4, usize::MAX), [4, 4, 2]);
+        // Each row is `["00000000"]` plus a separator: 13 bytes.
+        assert_eq!(sizes(100, 30), [2, 2, 2, 2, 2]);
+        assert_eq!(
+            sizes(100, 5),
+            [1; 10],
+            "a row larger than the limit goes alone"
+        );
+        assert!(requests(&[], 4, 10).is_empty());
+    }
 
     #[test]
     fn ranges_are_quoted_and_encoded_for_the_path() {
