@@ -813,4 +813,23 @@ fn the_shipped_weekly_report_has_rows_on_any_date() {
         stdout.contains("deliveries sent                           2"),
         "{stdout}"
     );
+    // `status` lists the job's deliveries from the ledger.
+    let (code, status, stderr) =
+        run(mailroom(dir.path()).args(["status", "--job", "weekly-email-report"]));
+    assert_eq!(code, 0, "{stderr}");
+    let delivered: Vec<&str> = status
+        .lines()
+        .skip_while(|l| !l.starts_with("RECENT DELIVERIES"))
+        .filter(|l| l.starts_with("weekly-email-report"))
+        .collect();
+    assert_eq!(delivered.len(), 2, "{status}");
+    assert!(
+        delivered
+            .iter()
+            .any(|l| l.contains("sheets Weekly email") && l.contains(" sent "))
+            && delivered
+                .iter()
+                .any(|l| l.contains("slack #marketing") && l.contains(" sent ")),
+        "{status}"
+    );
 }
