@@ -100,7 +100,11 @@ impl Sheets {
         let key_file = connection
             .setting("credentials_file")
             .map(|file| base_dir.join(file));
-        let (key, _) = services.google_key(key_file.as_deref(), "")?;
+        let (key, _) = services.google_key(
+            key_file.as_deref(),
+            "",
+            "destinations.sheets.credentials_file",
+        )?;
         let tokens = GoogleTokens::new(key, &[SCOPE], services.client().clone(), services.retry());
         Ok(Sheets {
             http: connection.client.clone(),
@@ -237,11 +241,10 @@ impl Sheets {
             self.add_tab(tab).await?;
         }
         let existing = self.rows(tab).await?;
+        let mut block = block_rows(result, key);
         match existing.first() {
-            None => {
-                let cells: Vec<Value> = header.iter().map(|h| cells::text(h)).collect();
-                self.write(tab, 0, &[cells]).await?;
-            }
+            // A tab without rows gets its header with the first block, in one request.
+            None => block.insert(0, header.iter().map(|h| cells::text(h)).collect()),
             Some(found) => {
                 let found: Vec<String> = found
                     .iter()
@@ -256,19 +259,21 @@ impl Sheets {
                 }
             }
         }
-        let block = block_rows(result, key);
+        let header_rows = usize::from(existing.is_empty());
         let key_index = header.len() - 1;
         let is_key = |row: &Vec<Value>| row.get(key_index).and_then(Value::as_str) == Some(key);
-        let data_end = existing.len().max(1);
+        // Rows are 0-based; `old_end` is where the rows this write replaces end.
         let (start, old_end) = match mode {
-            DeliveryMode::Replace => (1, data_end),
+            // A new tab: the header and the block from the top.
+            _ if existing.is_empty() => (0, 0),
+            DeliveryMode::Replace => (1, existing.len()),
             DeliveryMode::Append => match existing.iter().position(is_key) {
                 Some(first) => {
                     let end = existing[first..]
                         .iter()
                         .position(|row| !is_key(row))
                         .map_or(existing.len(), |n| first + n);
-                    if end < data_end && block.len() > end - first {
+                    if end < existing.len() && block.len() > end - first {
                         return Err(DeliverError::BlockGrew {
                             tab: tab.to_string(),
                             key: key.to_string(),
@@ -278,7 +283,7 @@ impl Sheets {
                     }
                     (first, end)
                 }
-                None => (data_end, data_end),
+                None => (existing.len(), existing.len()),
             },
         };
         self.write(tab, start, &block).await?;
@@ -286,14 +291,15 @@ impl Sheets {
         if new_end < old_end {
             self.clear(tab, new_end, old_end - 1, header.len()).await?;
         }
+        let rows = block.len() - header_rows;
         // An empty answer still stands for its period: it is the header alone.
-        let (from, to) = match block.len() {
+        let (from, to) = match rows {
             0 => (1, 1),
-            _ => (start + 1, new_end),
+            _ => (start + header_rows + 1, new_end),
         };
         Ok(Written {
             range: a1(tab, &format!("A{from}:{}{to}", column(header.len() - 1))),
-            rows: block.len() as u64,
+            rows: rows as u64,
         })
     }
 }

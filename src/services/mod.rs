@@ -293,29 +293,38 @@ impl Services {
         Ok(connection)
     }
 
-    /// The API root of `kind`: the override's, else the real service's.
+    /// The API root of `kind`: the override's, else its section's `base_url` (which config
+    /// fills from the service's own when not set), else the service's own.
     pub fn base_url(&self, kind: ServiceKind) -> Result<Url, ServiceError> {
         if let Some(over) = self.overrides.services.get(&kind) {
             return Ok(over.base_url.clone());
         }
         let spec = kind.spec();
-        let configured = self.sections.get(&kind).and_then(|s| s.base_url.clone());
-        match configured {
-            Some(url) => Ok(url),
-            None => Url::parse(spec.default_base_url).map_err(|e| ServiceError::BaseUrl {
-                name: spec.name,
-                url: spec.default_base_url.to_string(),
-                message: e.to_string(),
-            }),
+        if let Some(url) = self.sections.get(&kind).and_then(|s| s.base_url.clone()) {
+            return Ok(url);
         }
+        if spec.default_base_url.contains('{') {
+            // Built from settings the section does not have (Shopify's `shop`).
+            return Err(ServiceError::MissingKey {
+                section: section_name(spec),
+                key: "base_url",
+            });
+        }
+        Url::parse(spec.default_base_url).map_err(|e| ServiceError::BaseUrl {
+            name: spec.name,
+            url: spec.default_base_url.to_string(),
+            message: e.to_string(),
+        })
     }
 
     /// The Google service-account key and the project to use: the configured key file
-    /// with the configured project, else the override's key and project.
+    /// (the section key `setting` names it) with the configured project, else the
+    /// override's key and project.
     pub fn google_key(
         &self,
         key_file: Option<&Path>,
         project: &str,
+        setting: &str,
     ) -> Result<(ServiceAccountKey, String), ServiceError> {
         match (key_file, &self.overrides.google) {
             (Some(path), _) => Ok((ServiceAccountKey::read(path)?, project.to_string())),
@@ -324,8 +333,8 @@ impl Services {
                 google.project.clone(),
             )),
             (None, None) => Err(GoogleAuthError::KeyFile {
-                file: "[warehouse] credentials_file".into(),
-                message: "not set; BigQuery needs a service-account key file".into(),
+                file: setting.to_string(),
+                message: "not set; Google needs a service-account key file".into(),
             }
             .into()),
         }
@@ -333,11 +342,7 @@ impl Services {
 
     fn build(&self, kind: ServiceKind) -> Result<Connection, ServiceError> {
         let spec = kind.spec();
-        let section_name = match spec.section {
-            Section::Source => format!("sources.{}", spec.key),
-            Section::Destination => format!("destinations.{}", spec.key),
-            Section::Warehouse => "warehouse".to_string(),
-        };
+        let section_name = section_name(spec);
         let section = match (self.sections.get(&kind), spec.section) {
             (Some(section), _) => section.clone(),
             (None, Section::Warehouse) => ServiceConfig::default(),
@@ -391,13 +396,7 @@ impl Services {
             // Tokens come from the key file, per request (`http::google_auth`).
             AuthScheme::GoogleServiceAccount => Auth::None,
         };
-        let base_url = match over {
-            Some(over) => over.base_url.clone(),
-            None => section.base_url.clone().ok_or(ServiceError::MissingKey {
-                section: section_name.clone(),
-                key: "base_url",
-            })?,
-        };
+        let base_url = self.base_url(kind)?;
         let budgets: BTreeMap<&'static str, Arc<RateBudget>> = spec
             .budgets
             .iter()
@@ -431,6 +430,15 @@ impl Services {
             budgets: Arc::new(budgets),
             section,
         })
+    }
+}
+
+/// Where a service's settings are written in `config.toml`.
+fn section_name(spec: &ServiceSpec) -> String {
+    match spec.section {
+        Section::Source => format!("sources.{}", spec.key),
+        Section::Destination => format!("destinations.{}", spec.key),
+        Section::Warehouse => "warehouse".to_string(),
     }
 }
 

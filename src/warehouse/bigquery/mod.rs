@@ -170,8 +170,11 @@ pub fn connect_client(
     settings: &BigQuerySettings,
     services: &Services,
 ) -> Result<BigQueryClient, ServiceError> {
-    let (key, project) =
-        services.google_key(settings.credentials_file.as_deref(), &settings.project)?;
+    let (key, project) = services.google_key(
+        settings.credentials_file.as_deref(),
+        &settings.project,
+        "warehouse.credentials_file",
+    )?;
     let http = services.client().clone();
     let tokens = GoogleTokens::new(key, &[client::SCOPE], http.clone(), services.retry());
     Ok(BigQueryClient::new(
