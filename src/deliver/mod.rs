@@ -134,28 +134,46 @@ fn slack_hint(code: &str) -> &'static str {
     }
 }
 
+/// A result as text, header first: at most `max_rows` rows of at most `max_columns`
+/// columns, NULL as empty.
+pub fn text_rows(result: &QueryResult, max_rows: usize, max_columns: usize) -> Vec<Vec<String>> {
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+    let options = FormatOptions::default().with_null("");
+    let header = result.schema.fields().iter().take(max_columns);
+    let mut rows = vec![header.map(|f| f.name().clone()).collect::<Vec<_>>()];
+    for batch in &result.batches {
+        let formatters: Vec<_> = batch
+            .columns()
+            .iter()
+            .take(max_columns)
+            .filter_map(|c| ArrayFormatter::try_new(c.as_ref(), &options).ok())
+            .collect();
+        for row in 0..batch.num_rows() {
+            if rows.len() > max_rows {
+                return rows;
+            }
+            rows.push(
+                formatters
+                    .iter()
+                    .map(|f| f.value(row).to_string())
+                    .collect(),
+            );
+        }
+    }
+    rows
+}
+
 /// The first rows of a result, for a dry run's plan: `; first rows: a | b; c | d`.
 pub fn preview(result: &QueryResult) -> String {
-    use arrow::util::display::{ArrayFormatter, FormatOptions};
-    let Some(batch) = result.batches.iter().find(|b| b.num_rows() > 0) else {
-        return String::new();
-    };
-    let options = FormatOptions::default().with_null("");
-    let formatters: Vec<_> = batch
-        .columns()
+    let rows: Vec<String> = text_rows(result, 2, usize::MAX)
         .iter()
-        .filter_map(|c| ArrayFormatter::try_new(c.as_ref(), &options).ok())
+        .skip(1)
+        .map(|row| row.join(" | "))
         .collect();
-    let rows: Vec<String> = (0..batch.num_rows().min(2))
-        .map(|row| {
-            formatters
-                .iter()
-                .map(|f| f.value(row).to_string())
-                .collect::<Vec<_>>()
-                .join(" | ")
-        })
-        .collect();
-    format!("; first rows: {}", rows.join("; "))
+    match rows.is_empty() {
+        true => String::new(),
+        false => format!("; first rows: {}", rows.join("; ")),
+    }
 }
 
 /// How many bytes a result's CSV has.

@@ -14,7 +14,7 @@
 use chrono::{DateTime, Duration};
 use serde_json::{Value, json};
 
-use super::DeliverError;
+use super::{DeliverError, text_rows};
 use crate::http::{Auth, Body, Call, Service};
 use crate::scheduler::{RunContext, RunError};
 use crate::services::{Connection, ServiceKind, Services};
@@ -56,58 +56,12 @@ pub struct Report<'a> {
     pub result: &'a QueryResult,
 }
 
-/// Where a delivery went.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Posted {
-    /// The message's `ts`.
-    pub ts: String,
-    /// Whether the message had been posted before (found in the channel).
-    pub message_found: bool,
-    /// Whether the CSV had been shared before (found in the channel).
-    pub file_found: bool,
-}
-
 /// Text cut to `max` characters, with an ellipsis when cut.
 fn cut(text: &str, max: usize) -> String {
     match text.char_indices().nth(max.saturating_sub(1)) {
         Some((at, _)) if text.chars().count() > max => format!("{}…", &text[..at]),
         _ => text.to_string(),
     }
-}
-
-/// The result's rows as text, header first, as a table shows them.
-fn table_rows(result: &QueryResult, max_rows: usize) -> Vec<Vec<String>> {
-    use arrow::util::display::{ArrayFormatter, FormatOptions};
-    let options = FormatOptions::default().with_null("");
-    let mut rows = vec![
-        result
-            .schema
-            .fields()
-            .iter()
-            .take(TABLE_COLUMNS)
-            .map(|f| f.name().clone())
-            .collect::<Vec<_>>(),
-    ];
-    for batch in &result.batches {
-        let formatters: Vec<_> = batch
-            .columns()
-            .iter()
-            .take(TABLE_COLUMNS)
-            .filter_map(|c| ArrayFormatter::try_new(c.as_ref(), &options).ok())
-            .collect();
-        for row in 0..batch.num_rows() {
-            if rows.len() > max_rows {
-                return rows;
-            }
-            rows.push(
-                formatters
-                    .iter()
-                    .map(|f| f.value(row).to_string())
-                    .collect(),
-            );
-        }
-    }
-    rows
 }
 
 /// A number as a person reads it: whole numbers with thousands separators, small
@@ -220,7 +174,7 @@ pub fn message(report: &Report<'_>) -> (String, Value) {
             .collect();
         blocks.push(json!({ "type": "section", "fields": fields }));
     }
-    let rows = table_rows(report.result, TABLE_ROWS - 1);
+    let rows = text_rows(report.result, TABLE_ROWS - 1, TABLE_COLUMNS);
     if rows.len() > 1 {
         let cells: Vec<Value> = rows
             .iter()
@@ -295,7 +249,7 @@ impl Slack {
                 body["cursor"] = Value::from(cursor.clone());
             }
             let page = self
-                .call("conversations.history", "requests", body, true)
+                .call("conversations.history", "history", body, true)
                 .await?;
             messages.extend(page["messages"].as_array().cloned().unwrap_or_default());
             cursor = page["response_metadata"]["next_cursor"]
@@ -315,7 +269,7 @@ impl Slack {
         &self,
         channel: &str,
         report: &Report<'_>,
-    ) -> Result<Posted, DeliverError> {
+    ) -> Result<String, DeliverError> {
         // Deliveries are posted at or after their period's fire time: look a day before it.
         let oldest = DateTime::parse_from_rfc3339(report.period)
             .map(|t| (t - Duration::days(1)).timestamp())
@@ -325,8 +279,14 @@ impl Slack {
             m["metadata"]["event_type"] == EVENT_TYPE
                 && m["metadata"]["event_payload"]["key"] == report.key
         });
-        let (ts, message_found) = match found_message {
-            Some(message) => (message["ts"].as_str().unwrap_or_default().to_string(), true),
+        let ts = match found_message {
+            Some(message) => {
+                tracing::info!(
+                    key = report.key,
+                    "the message is in the channel already; not posted again"
+                );
+                message["ts"].as_str().unwrap_or_default().to_string()
+            }
             None => {
                 let (text, blocks) = message(report);
                 let body = json!({
@@ -339,7 +299,7 @@ impl Slack {
                 let posted = self
                     .call("chat.postMessage", "post_message", body, false)
                     .await?;
-                (posted["ts"].as_str().unwrap_or_default().to_string(), false)
+                posted["ts"].as_str().unwrap_or_default().to_string()
             }
         };
         let file_found = recent.iter().any(|m| {
@@ -347,14 +307,12 @@ impl Slack {
                 .as_array()
                 .is_some_and(|files| files.iter().any(|f| f["name"] == report.file_name.as_str()))
         });
-        if !file_found {
+        if file_found {
+            tracing::info!(key = report.key, file = %report.file_name, "the CSV is in the channel already; not shared again");
+        } else {
             self.share_csv(channel, report).await?;
         }
-        Ok(Posted {
-            ts,
-            message_found,
-            file_found,
-        })
+        Ok(ts)
     }
 
     /// A short notice that `job`'s run finally failed: the error, its kind, the attempts and

@@ -90,6 +90,20 @@ struct Sent {
 }
 
 impl Pipeline {
+    /// The configured spreadsheet, set up on first use.
+    async fn sheets(&self) -> Result<&Sheets, DeliverError> {
+        self.sheets
+            .get_or_try_init(|| async { Sheets::new(&self.services, &self.config.base_dir) })
+            .await
+    }
+
+    /// The configured Slack workspace, set up on first use.
+    pub(super) async fn slack(&self) -> Result<&Slack, DeliverError> {
+        self.slack
+            .get_or_try_init(|| async { Slack::new(&self.services) })
+            .await
+    }
+
     /// Runs one delivery through the ledger: a dry run only reads it; a sent delivery is
     /// skipped; otherwise it is recorded in flight, `send` runs, and the outcome is
     /// recorded. `rows` counts what the destination would get, for dry runs.
@@ -163,11 +177,11 @@ impl Pipeline {
         let delivery = step.delivery("sheets");
         let key = delivery.key();
         let send = async {
-            let sheets = self
-                .sheets
-                .get_or_try_init(|| async { Sheets::new(&self.services, &self.config.base_dir) })
+            let written = self
+                .sheets()
+                .await?
+                .deliver(step.target, mode, &key, result)
                 .await?;
-            let written = sheets.deliver(step.target, mode, &key, result).await?;
             Ok(Sent {
                 remote_ref: written.range,
                 rows: written.rows,
@@ -210,13 +224,9 @@ impl Pipeline {
             result: &answer.result,
         };
         let send = async {
-            let slack = self
-                .slack
-                .get_or_try_init(|| async { Slack::new(&self.services) })
-                .await?;
-            let posted = slack.deliver(step.target, &report).await?;
+            let ts = self.slack().await?.deliver(step.target, &report).await?;
             Ok(Sent {
-                remote_ref: format!("ts {}", posted.ts),
+                remote_ref: format!("ts {ts}"),
                 rows: answer.result.num_rows() as u64,
             })
         };

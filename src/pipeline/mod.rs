@@ -434,11 +434,10 @@ impl Executor for Pipeline {
             return;
         };
         let notice = async {
-            let slack = self
-                .slack
-                .get_or_try_init(|| async { Slack::new(&self.services) })
-                .await?;
-            slack.failure_notice(channel, &job.name, run, error).await
+            self.slack()
+                .await?
+                .failure_notice(channel, &job.name, run, error)
+                .await
         };
         if let Err(err) = notice.await {
             tracing::warn!(job = %job.name, channel = %channel, error = %err, "could not post the failure notice");

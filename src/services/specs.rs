@@ -300,8 +300,14 @@ pub const SPECS: [ServiceSpec; 8] = [
         optional_settings: &[],
         options: &[],
         // slack.md §5: chat.postMessage about 1 per second per channel; the file upload
-        // methods are Tier 4 (100+ per minute).
+        // methods are Tier 4 (100+ per minute); conversations.history Tier 3 (50+).
         budgets: &[
+            BudgetSpec {
+                name: "history",
+                limit: 50,
+                per: Per::Minute,
+                setting: None,
+            },
             BudgetSpec {
                 name: "post_message",
                 limit: 1,

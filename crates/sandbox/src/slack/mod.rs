@@ -481,6 +481,7 @@ async fn complete_upload(
         .and_then(Value::as_str)
         .map(str::to_string);
     let mut answered = Vec::new();
+    let mut shared_files = Vec::new();
     for (id, title) in ids {
         let Some(upload) = state.uploads.iter_mut().find(|u| u.id == id) else {
             continue;
@@ -503,24 +504,13 @@ async fn complete_upload(
             "initial_comment": comment,
             "blocks": call.args.get("blocks").cloned().unwrap_or(Value::Null),
         });
+        shared_files.push(json!({ "id": id, "title": title, "name": upload.filename }));
         state.files.push(record);
         answered.push(json!({ "id": id, "title": title }));
     }
     // Sharing into a channel posts a message there carrying the files, as Slack does.
     if let Some(channel_id) = channel_id {
         let ts = state.next_ts();
-        let shared_files: Vec<Value> = answered
-            .iter()
-            .map(|f| {
-                let name = state
-                    .uploads
-                    .iter()
-                    .find(|u| f["id"] == u.id.as_str())
-                    .map(|u| u.filename.clone())
-                    .unwrap_or_default();
-                json!({ "id": f["id"], "title": f["title"], "name": name })
-            })
-            .collect();
         state.messages.push(json!({
             "type": "message",
             "subtype": "file_share",
