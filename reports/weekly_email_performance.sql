@@ -11,6 +11,7 @@
 --   { column = "click_through_rate", change = "click_through_rate_change", unit = "pts" },
 -- ]
 -- summary_row = { platform = "all platforms", row_type = "total" }
+-- chart = { title = "Revenue by platform, last 7 days", x = "platform", y = ["revenue"], rows = { row_type = "total" } }
 WITH recent AS (
   SELECT
     platform,

@@ -8,6 +8,7 @@ pub mod cells;
 pub mod sheets;
 pub mod slack;
 
+use crate::chart::ChartError;
 use crate::error::{Classify, ErrorKind};
 use crate::http::HttpError;
 use crate::http::google_auth::GoogleAuthError;
@@ -76,6 +77,15 @@ pub enum DeliverError {
         /// Slack's error code.
         code: String,
     },
+    /// The report's chart could not be made (a column its header names, say).
+    #[error("{title}: {source}")]
+    Chart {
+        /// The report.
+        title: String,
+        /// Why.
+        #[source]
+        source: ChartError,
+    },
     /// The ledger could not be read or written.
     #[error(transparent)]
     State(#[from] StateError),
@@ -92,6 +102,8 @@ impl Classify for DeliverError {
             DeliverError::Answer { .. } => ErrorKind::Transient,
             DeliverError::Setting { .. } | DeliverError::Header { .. } => ErrorKind::Config,
             DeliverError::BlockGrew { .. } => ErrorKind::Terminal,
+            // The header names columns the answer lacks: the report file needs fixing.
+            DeliverError::Chart { .. } => ErrorKind::Config,
             DeliverError::Slack { code, .. } => match code.as_str() {
                 "ratelimited"
                 | "rate_limited"

@@ -1,6 +1,7 @@
 //! Slack: a report posted to a channel as one Block Kit message — its title, the period,
 //! its key figures with their change, the top rows as a native `table` block — with the
-//! full result shared into the channel as a CSV file, exactly once per delivery key.
+//! full result as a CSV file and the report's chart as a PNG ([`crate::chart`]) shared into
+//! the channel in one file message, exactly once per delivery key.
 //!
 //! Slack has no idempotency key, so the message carries the delivery in its `metadata`
 //! (`event_type` [`EVENT_TYPE`], the key in the payload) and the CSV has a name derived from
@@ -50,6 +51,8 @@ pub struct Report<'a> {
     pub key: &'a str,
     /// A file name for the CSV, unique to the delivery.
     pub file_name: String,
+    /// The chart as a PNG, when the report declares one; shared with the CSV.
+    pub chart: Option<Vec<u8>>,
     /// The key figures, each as `*label*\nvalue ▲ change` ([`key_figures`]).
     pub key_figures: Vec<String>,
     /// The answer.
@@ -308,9 +311,9 @@ impl Slack {
                 .is_some_and(|files| files.iter().any(|f| f["name"] == report.file_name.as_str()))
         });
         if file_found {
-            tracing::info!(key = report.key, file = %report.file_name, "the CSV is in the channel already; not shared again");
+            tracing::info!(key = report.key, file = %report.file_name, "the files are in the channel already; not shared again");
         } else {
-            self.share_csv(channel, report).await?;
+            self.share_files(channel, report).await?;
         }
         Ok(ts)
     }
@@ -346,20 +349,18 @@ impl Slack {
             .map(drop)
     }
 
-    /// The three-step upload: an upload URL, the bytes, then the share into the channel.
-    async fn share_csv(&self, channel: &str, report: &Report<'_>) -> Result<(), DeliverError> {
-        let mut csv = Vec::new();
-        output::write(report.result, OutputFormat::Csv, &mut csv).map_err(|e| {
-            DeliverError::Answer {
-                what: "the CSV file".into(),
-                message: e.to_string(),
-            }
-        })?;
+    /// One file's first two upload steps: an upload URL, then the bytes; its file id.
+    async fn upload(
+        &self,
+        name: &str,
+        content_type: &str,
+        bytes: Vec<u8>,
+    ) -> Result<String, DeliverError> {
         let step1 = self
             .call(
                 "files.getUploadURLExternal",
                 "files",
-                json!({ "filename": report.file_name, "length": csv.len() }),
+                json!({ "filename": name, "length": bytes.len() }),
                 true,
             )
             .await?;
@@ -383,16 +384,35 @@ impl Slack {
             budget: None,
         };
         // The URL is pre-signed and names one file: sending the bytes again is harmless.
-        let bytes = Call::post(
+        let call = Call::post(
             "",
             Body::Bytes {
-                content_type: "text/csv".into(),
-                bytes: csv.into(),
+                content_type: content_type.into(),
+                bytes: bytes.into(),
             },
         )
         .idempotent();
-        self.connection.client.send(&upload, &bytes).await?;
-        let files = json!([{ "id": file_id, "title": format!("{} (CSV)", report.title) }]);
+        self.connection.client.send(&upload, &call).await?;
+        Ok(file_id.to_string())
+    }
+
+    /// The CSV and the chart uploaded, then shared into the channel in one message.
+    async fn share_files(&self, channel: &str, report: &Report<'_>) -> Result<(), DeliverError> {
+        let mut csv = Vec::new();
+        output::write(report.result, OutputFormat::Csv, &mut csv).map_err(|e| {
+            DeliverError::Answer {
+                what: "the CSV file".into(),
+                message: e.to_string(),
+            }
+        })?;
+        let csv_id = self.upload(&report.file_name, "text/csv", csv).await?;
+        let mut files = vec![json!({ "id": csv_id, "title": format!("{} (CSV)", report.title) })];
+        if let Some(png) = &report.chart {
+            let png_id = self
+                .upload(&chart_name(&report.file_name), "image/png", png.clone())
+                .await?;
+            files.push(json!({ "id": png_id, "title": format!("{} (chart)", report.title) }));
+        }
         let body = json!({
             "files": files,
             "channel_id": channel,
@@ -402,6 +422,11 @@ impl Slack {
             .await?;
         Ok(())
     }
+}
+
+/// The chart's file name beside the CSV's.
+pub fn chart_name(csv_name: &str) -> String {
+    format!("{}.png", csv_name.strip_suffix(".csv").unwrap_or(csv_name))
 }
 
 #[cfg(test)]
@@ -443,6 +468,7 @@ mod tests {
             period: "2026-11-30T08:00:00+11:00",
             key: "k",
             file_name: "weekly.csv".into(),
+            chart: None,
             key_figures: Vec::new(),
             result: &big,
         };
@@ -532,6 +558,7 @@ mod tests {
                 },
             ],
             summary_row: [("platform".to_string(), "all platforms".to_string())].into(),
+            chart: None,
         };
         assert_eq!(
             key_figures(&header, &result),
@@ -539,6 +566,7 @@ mod tests {
         );
         let first_row = SqlHeader {
             summary_row: Default::default(),
+            chart: None,
             ..header
         };
         assert_eq!(

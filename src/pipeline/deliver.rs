@@ -8,10 +8,11 @@ use std::future::Future;
 use chrono::{Duration, SecondsFormat, Utc};
 
 use super::{Pipeline, StepAnswer};
+use crate::chart::BarChart;
 use crate::config::{DeliveryMode, JobConfig};
 use crate::deliver::DeliverError;
 use crate::deliver::sheets::Sheets;
-use crate::deliver::slack::{Report, Slack, key_figures, message};
+use crate::deliver::slack::{Report, Slack, chart_name, key_figures, message};
 use crate::deliver::{csv_size, preview};
 use crate::error::Classify;
 use crate::scheduler::{RunContext, RunError};
@@ -68,6 +69,9 @@ fn file_name(delivery: &Delivery) -> String {
         .collect();
     format!("{stem}.csv")
 }
+
+/// A Slack chart's size in pixels: wide enough for a dozen labelled categories.
+const CHART_SIZE: (u32, u32) = (960, 480);
 
 fn bump(counters: &mut Counters, key: &str, by: u64) {
     *counters.entry(key.to_string()).or_default() += by;
@@ -215,12 +219,27 @@ impl Pipeline {
     ) -> Result<(), RunError> {
         let delivery = step.delivery("slack");
         let key = delivery.key();
+        let chart = match &answer.header.chart {
+            Some(spec) => Some(
+                BarChart::from_result(spec, &answer.header.title, &answer.result)
+                    .and_then(|chart| chart.png(CHART_SIZE.0, CHART_SIZE.1))
+                    .map_err(|source| {
+                        let err = DeliverError::Chart {
+                            title: answer.header.title.clone(),
+                            source,
+                        };
+                        RunError::new(err.kind(), format!("slack {}: {err}", step.target))
+                    })?,
+            ),
+            None => None,
+        };
         let report = Report {
             title: &answer.header.title,
             key_figures: key_figures(&answer.header, &answer.result),
             period: &delivery.period,
             key: &key,
             file_name: file_name(&delivery),
+            chart,
             result: &answer.result,
         };
         let send = async {
@@ -232,10 +251,17 @@ impl Pipeline {
         };
         let rows = answer.result.num_rows() as u64;
         let (text, _) = message(&report);
+        let chart_file = report.chart.as_ref().map_or_else(String::new, |png| {
+            format!(
+                " and {} ({} bytes)",
+                chart_name(&report.file_name),
+                png.len()
+            )
+        });
         let plan = Plan {
             rows,
             description: format!(
-                "post to {}: \"{text}\" with the top rows as a table, and share {} ({} bytes){}",
+                "post to {}: \"{text}\" with the top rows as a table, and share {} ({} bytes){chart_file}{}",
                 step.target,
                 report.file_name,
                 csv_size(&answer.result),

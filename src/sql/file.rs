@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use toml_span::value::ValueInner;
 
 use crate::config::diagnostic::{ConfigErrors, Diagnostic, Diagnostics, SourceText};
-use crate::config::reader::{TableReader, type_name};
+use crate::config::reader::{TableReader, element_string, type_name};
 use crate::config::{DestinationKind, ParamValue};
 use crate::sql::template::{self, RenderContext, TemplateError};
 use crate::warehouse::TableNames;
@@ -64,6 +64,20 @@ pub enum ChangeUnit {
     Points,
 }
 
+/// A chart a report's Slack message carries (`chart = { x = "...", y = [...] }`): one
+/// bar per row of the chosen rows, grouped by category, one series per `y` column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChartSpec {
+    /// The chart's title (the report's title when not set).
+    pub title: Option<String>,
+    /// The column whose values name the categories (text, dates or numbers).
+    pub x: String,
+    /// The numeric columns drawn, one series each.
+    pub y: Vec<String>,
+    /// Which rows are drawn (`rows = { column = "value" }`; every row when empty).
+    pub rows: BTreeMap<String, String>,
+}
+
 /// The header of a SQL file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SqlHeader {
@@ -80,6 +94,8 @@ pub struct SqlHeader {
     /// Reports only: which row holds the key figures (`summary_row`: column = value; the
     /// first row when empty).
     pub summary_row: BTreeMap<String, String>,
+    /// Reports only: the chart posted with the Slack message.
+    pub chart: Option<ChartSpec>,
 }
 
 /// A parsed SQL file.
@@ -286,13 +302,16 @@ fn read_header(
     let title = t.required_string(d, "title");
     let description = t.string(d, "description").map(|s| s.value);
     let params = read_params(&mut t, d);
-    let (deliveries, key_figures, summary_row) = match kind {
+    let (deliveries, key_figures, summary_row, chart) = match kind {
         SqlFileKind::Report => (
             read_deliveries(&mut t, d),
             read_key_figures(&mut t, d),
-            read_summary_row(&mut t, d),
+            t.table(d, "summary_row")
+                .map(|table| read_row_filter(table, d))
+                .unwrap_or_default(),
+            read_chart(&mut t, d),
         ),
-        SqlFileKind::Query => (Vec::new(), Vec::new(), BTreeMap::new()),
+        SqlFileKind::Query => (Vec::new(), Vec::new(), BTreeMap::new(), None),
     };
     t.finish(d);
     Some(SqlHeader {
@@ -302,6 +321,7 @@ fn read_header(
         deliveries,
         key_figures,
         summary_row,
+        chart,
     })
 }
 
@@ -364,11 +384,12 @@ fn read_key_figures(t: &mut TableReader<'_>, d: &mut Diagnostics<'_>) -> Vec<Key
     figures
 }
 
-fn read_summary_row(t: &mut TableReader<'_>, d: &mut Diagnostics<'_>) -> BTreeMap<String, String> {
+/// A table of `column = "value"` naming rows (a summary row, a chart's rows).
+fn read_row_filter(
+    mut table: TableReader<'_>,
+    d: &mut Diagnostics<'_>,
+) -> BTreeMap<String, String> {
     let mut row = BTreeMap::new();
-    let Some(mut table) = t.table(d, "summary_row") else {
-        return row;
-    };
     for (key, mut value) in table.drain() {
         match value.take() {
             ValueInner::String(s) => {
@@ -377,13 +398,44 @@ fn read_summary_row(t: &mut TableReader<'_>, d: &mut Diagnostics<'_>) -> BTreeMa
             _ => d.report(
                 value.span.start,
                 table.key_path(&key.name),
-                "a summary_row value must be a string (the column's value as text)".to_string(),
+                "a row filter's value must be a string (the column's value as text)".to_string(),
                 None,
             ),
         }
     }
     table.finish(d);
     row
+}
+
+fn read_chart(t: &mut TableReader<'_>, d: &mut Diagnostics<'_>) -> Option<ChartSpec> {
+    let mut chart = t.table(d, "chart")?;
+    let title = chart.string(d, "title").map(|s| s.value);
+    let x = chart.required_string(d, "x");
+    let path = chart.key_path("y");
+    let y: Vec<String> = chart
+        .array(d, "y")
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|item| element_string(item, &path, d).map(|s| s.value))
+        .collect();
+    if y.is_empty() {
+        chart.missing(
+            d,
+            "y",
+            Some("a chart draws at least one numeric column: y = [\"revenue\"]".into()),
+        );
+    }
+    let rows = chart
+        .table(d, "rows")
+        .map(|table| read_row_filter(table, d))
+        .unwrap_or_default();
+    chart.finish(d);
+    Some(ChartSpec {
+        title,
+        x: x?.value,
+        y,
+        rows,
+    })
 }
 
 fn read_deliveries(t: &mut TableReader<'_>, d: &mut Diagnostics<'_>) -> Vec<DefaultDelivery> {

@@ -9,5 +9,5 @@ pub mod output;
 pub mod render;
 pub mod template;
 
-pub use file::{ChangeUnit, KeyFigure, SqlFile, SqlFileKind, SqlHeader};
+pub use file::{ChangeUnit, ChartSpec, KeyFigure, SqlFile, SqlFileKind, SqlHeader};
 pub use render::{RenderError, render_query};

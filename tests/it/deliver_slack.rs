@@ -1,6 +1,6 @@
 //! Slack deliveries against the sandbox: a report posts one message — its title, the
 //! period, the top rows as a table block, the delivery key in its metadata — and shares
-//! the whole result as a CSV; a rerun of the period sends nothing, and with the ledger lost
+//! the whole result as a CSV with the report's chart as a PNG; a rerun of the period sends nothing, and with the ledger lost
 //! the message and file are found in the channel's history instead of sent twice. A
 //! channel the app is not in is a config error that says to invite it.
 
@@ -130,11 +130,24 @@ async fn a_report_posts_one_message_and_one_csv_per_period_even_with_the_ledger_
         "weekly-email-report/weekly_email/2026-10-26T08:00:00+11:00/slack/#marketing"
     );
     let files = state["files"].as_array().expect("files");
-    assert_eq!(files.len(), 1, "{state}");
+    assert_eq!(files.len(), 2, "the CSV and the chart: {state}");
     let csv = files[0]["content"].as_str().expect("csv");
     assert_eq!(csv.lines().count(), golden.len(), "the whole result: {csv}");
     assert_eq!(csv.lines().next(), golden.first().map(String::as_str));
     assert_eq!(files[0]["channel"], "C0SANDBOX01");
+    assert!(
+        files[1]["filename"]
+            .as_str()
+            .is_some_and(|n| n.ends_with(".png"))
+    );
+    assert_chart(files[1]["content_base64"].as_str().expect("a binary file"));
+    let shares: Vec<&Value> = state["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter(|m| m["subtype"] == "file_share")
+        .collect();
+    assert_eq!(shares.len(), 1, "both files in one message");
 
     // The same period again: the ledger says sent.
     let again = first.execute(&weekly, &run("run-2")).await.expect("rerun");
@@ -159,6 +172,33 @@ async fn a_report_posts_one_message_and_one_csv_per_period_even_with_the_ledger_
             .map(|ts| format!("ts {ts}"))
             .as_deref()
     );
+}
+
+/// The chart decodes as a PNG and is not blank: background, bars in more than one place
+/// and text.
+fn assert_chart(base64: &str) {
+    use base64::Engine;
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(base64)
+        .expect("base64");
+    let decoder = png::Decoder::new(std::io::Cursor::new(png));
+    let mut reader = decoder.read_info().expect("a PNG");
+    let mut pixels = vec![0; reader.output_buffer_size().expect("size")];
+    let info = reader.next_frame(&mut pixels).expect("a frame");
+    assert!(info.width >= 400 && info.height >= 200, "{info:?}");
+    let step = info.color_type.samples();
+    let colours: std::collections::BTreeSet<&[u8]> = pixels.chunks(step).collect();
+    let white = pixels
+        .chunks(step)
+        .filter(|p| p.iter().all(|c| *c == 255))
+        .count();
+    let ink = pixels.len() / step - white;
+    assert!(
+        colours.len() > 10,
+        "more than a flat image: {} colours",
+        colours.len()
+    );
+    assert!(ink > 5_000, "bars, axes and labels drawn: {ink} pixels");
 }
 
 #[tokio::test]

@@ -18,6 +18,8 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use axum::routing::post;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Map, Value, json};
 
 mod blocks;
@@ -493,17 +495,21 @@ async fn complete_upload(
         } else {
             title
         };
-        let record = json!({
+        let mut record = json!({
             "id": id,
             "title": title,
             "filename": upload.filename,
             "declared_length": upload.length,
             "length": bytes.len(),
-            "content": String::from_utf8_lossy(&bytes),
             "channel": channel_id,
             "initial_comment": comment,
             "blocks": call.args.get("blocks").cloned().unwrap_or(Value::Null),
         });
+        // Text files are shown as text; anything else (a PNG) as base64.
+        match std::str::from_utf8(&bytes) {
+            Ok(text) => record["content"] = Value::from(text),
+            Err(_) => record["content_base64"] = Value::from(BASE64.encode(&bytes)),
+        }
         shared_files.push(json!({ "id": id, "title": title, "name": upload.filename }));
         state.files.push(record);
         answered.push(json!({ "id": id, "title": title }));
