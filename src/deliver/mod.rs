@@ -77,6 +77,14 @@ pub enum DeliverError {
         /// Slack's error code.
         code: String,
     },
+    /// Slack's incoming webhook refused the message.
+    #[error("Slack's incoming webhook answered HTTP {status} {code}{}", webhook_hint(*status))]
+    Webhook {
+        /// The HTTP status.
+        status: u16,
+        /// Slack's plain-text code (`invalid_payload`, `no_service`, ...).
+        code: String,
+    },
     /// The report's chart could not be made (a column its header names, say).
     #[error("{title}: {source}")]
     Chart {
@@ -104,6 +112,10 @@ impl Classify for DeliverError {
             DeliverError::BlockGrew { .. } => ErrorKind::Terminal,
             // The header names columns the answer lacks: the report file needs fixing.
             DeliverError::Chart { .. } => ErrorKind::Config,
+            DeliverError::Webhook { status, .. } => match status {
+                403 | 404 | 410 => ErrorKind::Config,
+                _ => ErrorKind::Terminal,
+            },
             DeliverError::Slack { code, .. } => match code.as_str() {
                 "ratelimited"
                 | "rate_limited"
@@ -128,19 +140,40 @@ impl Classify for DeliverError {
     }
 }
 
+impl DeliverError {
+    /// Whether the destination may have acted on the request: it went out but no whole
+    /// answer came back.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, DeliverError::Http(err) if err.unanswered)
+    }
+}
+
+/// What a user can do about an incoming webhook's refusal.
+fn webhook_hint(status: u16) -> &'static str {
+    match status {
+        403 | 404 => {
+            " — the webhook was removed or revoked: create a new one and set [destinations.slack] webhook_url"
+        }
+        410 => " — the webhook's channel is archived: create a webhook for another channel",
+        _ => "",
+    }
+}
+
 /// What a user can do about a Slack error code.
 fn slack_hint(code: &str) -> &'static str {
     match code {
         "not_in_channel" => {
             " — the app is not in the channel: invite it (`/invite @your-app` in the channel)"
         }
-        "channel_not_found" => " — check the channel's name or id in the deliver step",
+        "channel_not_found" => {
+            " — check the channel's name or id in the deliver step (a private channel is seen only once the app is invited)"
+        }
         "is_archived" => " — the channel is archived; deliver to another",
         "invalid_auth" | "not_authed" | "token_revoked" | "token_expired" => {
             " — check [destinations.slack] bot_token"
         }
         "missing_scope" => {
-            " — the app needs the chat:write, files:write and channels:history scopes"
+            " — the app needs the chat:write, files:write, channels:read, groups:read and channels:history scopes"
         }
         _ => "",
     }

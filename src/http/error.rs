@@ -13,7 +13,7 @@ pub struct HttpError {
     /// The service, such as `Smile.io`.
     pub service: &'static str,
     /// The HTTP method.
-    pub method: String,
+    pub method: &'static str,
     /// Path and query, credentials redacted.
     pub endpoint: String,
     /// The last status, or none for a transport failure.
@@ -24,6 +24,9 @@ pub struct HttpError {
     pub message: String,
     /// Attempts made.
     pub attempts: u32,
+    /// The request may have reached the server but no whole answer came back (a timeout
+    /// or a reset): whether it was acted on is unknown.
+    pub unanswered: bool,
 }
 
 impl fmt::Display for HttpError {

@@ -170,7 +170,7 @@ pub async fn fetch_object(
 }
 
 fn redacted_endpoint(service: &Service, call: &Call) -> String {
-    redact::path_and_query(&HttpClient::url(service, call))
+    redact::endpoint(service, &HttpClient::url(service, call))
 }
 
 /// A collection read page by page: each [`Pages::next`] fetches one page and asks the

@@ -207,12 +207,13 @@ impl GoogleTokens {
         let response = self.client.send(&service, &call).await?;
         let answer: Value = response.json().await.map_err(|e| HttpError {
             service: "Google OAuth",
-            method: "POST".into(),
+            method: "POST",
             endpoint: self.key.token_uri.path().to_string(),
             status: None,
             request_id: None,
             message: format!("the token answer is not JSON: {e}"),
             attempts: 1,
+            unanswered: false,
         })?;
         let token = answer["access_token"].as_str().unwrap_or_default();
         let lifetime = Duration::from_secs(answer["expires_in"].as_u64().unwrap_or(3600));

@@ -35,6 +35,10 @@ use retry::{Failure, parse_retry_after};
 pub enum Auth {
     /// No credentials.
     None,
+    /// The URL itself is the credential (an incoming webhook, a pre-signed upload or
+    /// download URL): nothing is added, and errors and logs show no part of its path or
+    /// query.
+    SecretUrl,
     /// `Authorization: Bearer …`.
     Bearer(Secret),
     /// `Authorization: token …` (SmartrMail).
@@ -53,6 +57,18 @@ pub enum Auth {
         /// The password.
         password: Secret,
     },
+}
+
+/// A method's name for messages (mailroom sends only these).
+fn method_name(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        _ => "another method",
+    }
 }
 
 /// One credentialed API.
@@ -189,12 +205,13 @@ impl HttpClient {
             .build()
             .map_err(|e| HttpError {
                 service: "mailroom",
-                method: String::new(),
+                method: "",
                 endpoint: String::new(),
                 status: None,
                 request_id: None,
                 message: format!("cannot build the HTTP client: {e}"),
                 attempts: 0,
+                unanswered: false,
             })?;
         Ok(HttpClient { inner })
     }
@@ -219,7 +236,7 @@ impl HttpClient {
     fn request(&self, service: &Service, call: &Call, url: &Url) -> reqwest::RequestBuilder {
         let mut request = self.inner.request(call.method.clone(), url.clone());
         request = match &service.auth {
-            Auth::None => request,
+            Auth::None | Auth::SecretUrl => request,
             Auth::Bearer(secret) => request.bearer_auth(secret.expose()),
             Auth::TokenScheme(secret) => request.header(
                 reqwest::header::AUTHORIZATION,
@@ -248,7 +265,7 @@ impl HttpClient {
         call: &Call,
     ) -> Result<reqwest::Response, HttpError> {
         let url = Self::url(service, call);
-        let endpoint = redact::path_and_query(&url);
+        let endpoint = redact::endpoint(service, &url);
         let mut rng = fastrand::Rng::new();
         let mut attempts = 0;
         loop {
@@ -298,7 +315,7 @@ impl HttpClient {
     ) -> HttpError {
         let mut error = HttpError {
             service: service.name,
-            method: call.method.to_string(),
+            method: method_name(&call.method),
             endpoint,
             status: None,
             request_id: None,
@@ -310,6 +327,7 @@ impl HttpClient {
                 Failure::Status(_) => String::new(),
             },
             attempts,
+            unanswered: failure == Failure::Transport,
         };
         if let Some(response) = response {
             error.status = Some(response.status().as_u16());

@@ -1,7 +1,10 @@
 //! Keeps secrets out of messages and logs: query parameters that carry credentials are
-//! replaced by `***` wherever a URL is shown.
+//! replaced by `***` wherever a URL is shown, and a URL that is itself the credential is
+//! not shown at all.
 
 use url::Url;
+
+use super::{Auth, Service};
 
 /// Query parameters that carry credentials in the APIs mailroom calls.
 const SECRET_PARAMS: [&str; 9] = [
@@ -15,6 +18,15 @@ const SECRET_PARAMS: [&str; 9] = [
     "sig",
     "assertion",
 ];
+
+/// How a call's URL is shown in errors and logs: path and query, redacted; nothing of a
+/// URL that is the credential itself ([`Auth::SecretUrl`]).
+pub fn endpoint(service: &Service, url: &Url) -> String {
+    match service.auth {
+        Auth::SecretUrl => "(its secret URL)".to_string(),
+        _ => path_and_query(url),
+    }
+}
 
 /// The URL's path and query, with credential parameters redacted.
 pub fn path_and_query(url: &Url) -> String {

@@ -14,7 +14,7 @@ use crate::deliver::DeliverError;
 use crate::deliver::sheets::Sheets;
 use crate::deliver::slack::{Report, Slack, chart_name, key_figures, message};
 use crate::deliver::{csv_size, preview};
-use crate::error::Classify;
+use crate::error::{Classify, ErrorKind};
 use crate::scheduler::{RunContext, RunError};
 use crate::state::{Counters, Delivery, DeliveryStatus, StateError};
 use crate::warehouse::QueryResult;
@@ -81,10 +81,13 @@ fn ledger(err: StateError) -> RunError {
     RunError::new(err.kind(), format!("the delivery ledger: {err}"))
 }
 
-/// What a delivery would do, for dry runs.
+/// What a delivery would do, for dry runs, and whether its destination can be read back.
 struct Plan {
     rows: u64,
     description: String,
+    /// Whether the destination can be asked if an earlier attempt arrived (Sheets' key
+    /// column, a channel's history); an incoming webhook cannot.
+    can_read_back: bool,
 }
 
 /// What a destination wrote: where, and how many rows.
@@ -111,6 +114,10 @@ impl Pipeline {
     /// Runs one delivery through the ledger: a dry run only reads it; a sent delivery is
     /// skipped; otherwise it is recorded in flight, `send` runs, and the outcome is
     /// recorded. `rows` counts what the destination would get, for dry runs.
+    ///
+    /// Where the destination cannot be read back, an attempt that ended without an answer
+    /// (or a crash while one was in flight) may have arrived: it is recorded `unknown`, the
+    /// run fails once so people are told to look, and it is never sent again.
     async fn through_ledger<F>(
         &self,
         delivery: &Delivery,
@@ -135,6 +142,10 @@ impl Pipeline {
                     tracing::info!(key = %delivery.key(), "dry run: already delivered for this period; would send nothing");
                     bump(counters, "deliveries_already_made", 1);
                 }
+                Some(DeliveryStatus::Unknown) => {
+                    tracing::info!(key = %delivery.key(), "dry run: may have been delivered (outcome unknown); would send nothing");
+                    bump(counters, "deliveries_unknown", 1);
+                }
                 _ => {
                     tracing::info!(key = %delivery.key(), "dry run: would {}", plan.description);
                     bump(counters, "deliveries_planned", 1);
@@ -142,6 +153,21 @@ impl Pipeline {
                 }
             }
             return Ok(());
+        }
+        if !plan.can_read_back {
+            let earlier = self.state.delivery(delivery).map_err(ledger)?;
+            match earlier.map(|d| d.status) {
+                Some(DeliveryStatus::Unknown) => {
+                    tracing::warn!(run_id = %run.run_id, key = %delivery.key(), "an earlier attempt may have arrived (outcome unknown); not sent again");
+                    bump(counters, "deliveries_unknown", 1);
+                    return Ok(());
+                }
+                Some(DeliveryStatus::InFlight) => {
+                    let why = "an earlier attempt was interrupted while in flight";
+                    return Err(self.outcome_unknown(delivery, &what, why, counters)?);
+                }
+                _ => {}
+            }
         }
         let record = self
             .state
@@ -162,6 +188,9 @@ impl Pipeline {
                 bump(counters, &format!("rows.{what}"), sent.rows);
                 Ok(())
             }
+            Err(err) if !plan.can_read_back && err.outcome_unknown() => {
+                Err(self.outcome_unknown(delivery, &what, &err.to_string(), counters)?)
+            }
             Err(err) => {
                 self.state
                     .delivery_failed(delivery, &err.to_string())
@@ -169,6 +198,25 @@ impl Pipeline {
                 Err(failed(&err))
             }
         }
+    }
+
+    /// Records `delivery` as of unknown outcome and returns the error that tells people to
+    /// look at the destination themselves.
+    fn outcome_unknown(
+        &self,
+        delivery: &Delivery,
+        what: &str,
+        why: &str,
+        counters: &mut Counters,
+    ) -> Result<RunError, RunError> {
+        let message = format!(
+            "{what}: {why}, and this destination cannot be asked whether it arrived; it is recorded as unknown and will not be sent again (look in the channel; a bot token instead of a webhook lets mailroom check)"
+        );
+        self.state
+            .delivery_unknown(delivery, &message)
+            .map_err(ledger)?;
+        bump(counters, "deliveries_unknown", 1);
+        Ok(RunError::new(ErrorKind::Terminal, message))
     }
 
     pub(super) async fn deliver_to_sheets(
@@ -194,6 +242,7 @@ impl Pipeline {
         let rows = result.num_rows() as u64;
         let plan = Plan {
             rows,
+            can_read_back: true,
             description: match mode {
                 DeliveryMode::Append => format!(
                     "append {rows} rows to tab \"{}\" as this period's block{}",
@@ -233,6 +282,10 @@ impl Pipeline {
             ),
             None => None,
         };
+        let slack = self
+            .slack()
+            .await
+            .map_err(|err| RunError::new(err.kind(), format!("slack {}: {err}", step.target)))?;
         let report = Report {
             title: &answer.header.title,
             key_figures: key_figures(&answer.header, &answer.result),
@@ -243,9 +296,8 @@ impl Pipeline {
             result: &answer.result,
         };
         let send = async {
-            let ts = self.slack().await?.deliver(step.target, &report).await?;
             Ok(Sent {
-                remote_ref: format!("ts {ts}"),
+                remote_ref: slack.deliver(step.target, &report).await?,
                 rows: answer.result.num_rows() as u64,
             })
         };
@@ -260,6 +312,7 @@ impl Pipeline {
         });
         let plan = Plan {
             rows,
+            can_read_back: slack.can_read_back(),
             description: format!(
                 "post to {}: \"{text}\" with the top rows as a table, and share {} ({} bytes){chart_file}{}",
                 step.target,

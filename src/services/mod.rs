@@ -340,6 +340,20 @@ impl Services {
         }
     }
 
+    /// A secret of `kind`'s section other than its auth credential (Slack's
+    /// `webhook_url`), read from the environment now; `None` when the section does not
+    /// set it.
+    pub fn optional_secret(
+        &self,
+        kind: ServiceKind,
+        key: &str,
+    ) -> Result<Option<Secret>, ServiceError> {
+        match self.sections.get(&kind).and_then(|s| s.secrets.get(key)) {
+            Some(reference) => Ok(Some(reference.resolve(self.env.as_ref())?)),
+            None => Ok(None),
+        }
+    }
+
     fn build(&self, kind: ServiceKind) -> Result<Connection, ServiceError> {
         let spec = kind.spec();
         let section_name = section_name(spec);

@@ -300,8 +300,15 @@ pub const SPECS: [ServiceSpec; 8] = [
         optional_settings: &[],
         options: &[],
         // slack.md §5: chat.postMessage about 1 per second per channel; the file upload
-        // methods are Tier 4 (100+ per minute); conversations.history Tier 3 (50+).
+        // methods are Tier 4 (100+ per minute); conversations.history Tier 3 (50+);
+        // conversations.list Tier 2 (20+).
         budgets: &[
+            BudgetSpec {
+                name: "channels",
+                limit: 20,
+                per: Per::Minute,
+                setting: None,
+            },
             BudgetSpec {
                 name: "history",
                 limit: 50,

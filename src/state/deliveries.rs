@@ -44,6 +44,9 @@ pub enum DeliveryStatus {
     Sent,
     /// Failed; the next attempt or run tries again.
     Failed,
+    /// The last attempt ended without an answer and the destination cannot be asked (an
+    /// incoming webhook): it may have arrived, so it is never sent again.
+    Unknown,
 }
 
 impl DeliveryStatus {
@@ -53,6 +56,7 @@ impl DeliveryStatus {
             DeliveryStatus::InFlight => "in_flight",
             DeliveryStatus::Sent => "sent",
             DeliveryStatus::Failed => "failed",
+            DeliveryStatus::Unknown => "unknown",
         }
     }
 
@@ -61,6 +65,7 @@ impl DeliveryStatus {
             "in_flight" => Ok(DeliveryStatus::InFlight),
             "sent" => Ok(DeliveryStatus::Sent),
             "failed" => Ok(DeliveryStatus::Failed),
+            "unknown" => Ok(DeliveryStatus::Unknown),
             _ => Err(StateError::Corrupt {
                 what: "delivery status",
                 value: text,
@@ -207,6 +212,16 @@ impl StateStore {
             "UPDATE deliveries SET status = 'sent', rows = ?2, remote_ref = ?3, last_error = NULL, sent_at = ?4
              WHERE idempotency_key = ?1",
             params![delivery.key(), rows as i64, remote_ref, format_ts(at)],
+        )?;
+        Ok(())
+    }
+
+    /// Marks `delivery` as of unknown outcome, with why, unless it was sent meanwhile.
+    pub fn delivery_unknown(&self, delivery: &Delivery, error: &str) -> Result<(), StateError> {
+        self.conn().execute(
+            "UPDATE deliveries SET status = 'unknown', last_error = ?2
+             WHERE idempotency_key = ?1 AND status != 'sent'",
+            params![delivery.key(), error],
         )?;
         Ok(())
     }

@@ -1,8 +1,11 @@
 //! Slack deliveries against the sandbox: a report posts one message — its title, the
 //! period, the top rows as a table block, the delivery key in its metadata — and shares
-//! the whole result as a CSV with the report's chart as a PNG; a rerun of the period sends nothing, and with the ledger lost
-//! the message and file are found in the channel's history instead of sent twice. A
-//! channel the app is not in is a config error that says to invite it.
+//! the whole result as a CSV with the report's chart as a PNG; a rerun of the period sends
+//! nothing, and with the ledger lost the message and files are found in the channel's
+//! history instead of sent twice. Channels
+//! are named or given by id; a channel the app is not in is a config error that says to
+//! invite it. Without a bot token the incoming webhook posts the message, and a post of
+//! unknown outcome is never sent again.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -215,10 +218,25 @@ async fn a_channel_the_app_is_not_in_is_a_config_error_saying_to_invite_it() {
         err.message.contains("not_in_channel") && err.message.contains("/invite"),
         "{err}"
     );
+    // A channel no one can find by name (archived, or never made), and one given by id.
+    for missing in ["#old-campaigns", "#nowhere"] {
+        let err = pipeline
+            .execute(&to_channel(missing), &run("run-2"))
+            .await
+            .expect_err("no such channel");
+        assert_eq!(err.kind, ErrorKind::Config, "{err}");
+        assert!(err.message.contains("channel_not_found"), "{err}");
+    }
     assert_eq!(
         slack_state(&sandbox).await["messages"],
         serde_json::json!([])
     );
+    pipeline
+        .execute(&to_channel("C0SANDBOX02"), &run("run-3"))
+        .await
+        .expect("posted by id");
+    let state = slack_state(&sandbox).await;
+    assert_eq!(state["messages"][0]["channel"], "C0SANDBOX02", "{state}");
 }
 
 #[tokio::test]
@@ -306,5 +324,210 @@ async fn a_run_that_finally_fails_posts_one_notice_to_its_alert_channel() {
     assert!(
         detail.contains("SOUNDEX") && detail.contains("mailroom status --job broken-report"),
         "{detail}"
+    );
+}
+
+/// The secret environment of a team that set only `webhook_url`.
+struct WebhookEnv(String);
+
+impl mailroom::secret::Environment for WebhookEnv {
+    fn get(&self, var: &str) -> Option<String> {
+        (var == "SLACK_WEBHOOK_URL").then(|| self.0.clone())
+    }
+}
+
+/// A pipeline whose Slack has no bot token, only the sandbox's incoming webhook; calls
+/// time out after `timeout`.
+async fn webhook_pipeline(
+    sandbox: &RunningSandbox,
+    dir: &Path,
+    timeout: std::time::Duration,
+) -> Pipeline {
+    use mailroom::services::{Overrides, ServiceKind, Services};
+    let mut config = crate::support::shipped_config();
+    config.base_dir = project_file("");
+    config.data_dir = dir.to_path_buf();
+    let warehouse_dir = config.local_warehouse_dir().expect("local");
+    let mut warehouse =
+        mailroom::warehouse::local::LocalWarehouse::open(&warehouse_dir).expect("open");
+    crate::sql_golden::load_fixtures(&mut warehouse).await;
+    let endpoints = mailroom_sandbox::services(&sandbox.base_url);
+    let hook = endpoints
+        .iter()
+        .find(|e| e.key == "slack_webhook")
+        .expect("the sandbox's webhook")
+        .base_url
+        .clone();
+    let mut overrides = Overrides::from_endpoints(
+        endpoints.iter().map(|e| (e.key, e.base_url.as_str())),
+        mailroom_sandbox::CREDENTIAL,
+    )
+    .expect("sandbox URLs");
+    overrides.services.remove(&ServiceKind::Slack);
+    let mut sections = config.service_sections();
+    let slack = sections
+        .get_mut(&ServiceKind::Slack)
+        .expect("[destinations.slack]");
+    slack.secrets.insert(
+        "webhook_url",
+        mailroom::secret::SecretRef {
+            var: "SLACK_WEBHOOK_URL".into(),
+            key: "destinations.slack.webhook_url".into(),
+            file: "config.toml".into(),
+            line: 1,
+            column: 1,
+        },
+    );
+    let timeouts = mailroom::http::Timeouts {
+        connect: std::time::Duration::from_secs(5),
+        request: timeout,
+    };
+    let retry = mailroom::http::RetryPolicy {
+        base: std::time::Duration::from_millis(10),
+        ..mailroom::http::RetryPolicy::default()
+    };
+    let services = Services::new(
+        sections,
+        overrides,
+        Box::new(WebhookEnv(hook)),
+        mailroom::http::HttpClient::new(timeouts).expect("client"),
+        retry,
+    );
+    let state = StateStore::open(&dir.join("state.db")).expect("state");
+    Pipeline::new(Arc::new(config), Arc::new(services), Arc::new(state))
+}
+
+fn webhook_posts(state: &Value) -> usize {
+    state["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter(|m| m["via"] == "webhook")
+        .count()
+}
+
+/// Without a bot token the report goes through the incoming webhook: the message with a
+/// note that files need a bot token, once per period by the ledger.
+#[tokio::test]
+async fn with_only_a_webhook_the_message_is_posted_once_without_files() {
+    let sandbox = small_sandbox().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pipeline = webhook_pipeline(&sandbox, dir.path(), std::time::Duration::from_secs(30)).await;
+    let weekly = to_channel("#marketing");
+    let counters = pipeline
+        .execute(&weekly, &run("run-1"))
+        .await
+        .expect("posted");
+    assert_eq!(counters.get("deliveries_sent"), Some(&1), "{counters:?}");
+    let state = slack_state(&sandbox).await;
+    assert_eq!(webhook_posts(&state), 1, "{state}");
+    assert_eq!(
+        state["files"],
+        serde_json::json!([]),
+        "a webhook shares no files"
+    );
+    let message = &state["messages"][0];
+    assert_eq!(
+        message["blocks"][0]["text"]["text"],
+        "Weekly email performance"
+    );
+    let note = message["blocks"]
+        .as_array()
+        .and_then(|b| b.last())
+        .map(|b| b["elements"][0]["text"].to_string())
+        .unwrap_or_default();
+    assert!(note.contains("set a bot token"), "{note}");
+    let again = pipeline
+        .execute(&weekly, &run("run-2"))
+        .await
+        .expect("rerun");
+    assert_eq!(again.get("deliveries_already_made"), Some(&1), "{again:?}");
+    assert_eq!(webhook_posts(&slack_state(&sandbox).await), 1);
+}
+
+/// A webhook post whose answer never came may have arrived, and the channel cannot be
+/// asked: it is recorded `unknown`, the run fails once saying so, and it is never posted
+/// again — nor is one left in flight by a crash.
+#[tokio::test]
+async fn a_webhook_post_of_unknown_outcome_is_never_sent_again() {
+    use mailroom_sandbox::SandboxOptions;
+    use mailroom_sandbox::faults::{Fault, FaultRule};
+    let options = SandboxOptions {
+        faults: vec![FaultRule {
+            method: Some("POST".into()),
+            path: "/slack/hooks".into(),
+            after: 0,
+            times: 1,
+            fault: Fault::Slow { millis: 2_000 },
+            seen: 0,
+        }],
+        ..SandboxOptions::new(42, 300)
+    };
+    let sandbox = crate::support::sandbox(options).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pipeline =
+        webhook_pipeline(&sandbox, dir.path(), std::time::Duration::from_millis(500)).await;
+    let weekly = to_channel("#marketing");
+    let err = pipeline
+        .execute(&weekly, &run("run-1"))
+        .await
+        .expect_err("the outcome is unknown");
+    assert_eq!(err.kind, ErrorKind::Terminal, "{err:?}");
+    assert!(
+        err.message.contains("recorded as unknown"),
+        "{}",
+        err.message
+    );
+    // Whether the post arrived is not known to mailroom (the sandbox dropped it with the
+    // connection); whatever it was, later runs leave it so.
+    let posted = webhook_posts(&slack_state(&sandbox).await);
+    let later = pipeline
+        .execute(&weekly, &run("run-2"))
+        .await
+        .expect("a later run skips it");
+    assert_eq!(later.get("deliveries_unknown"), Some(&1), "{later:?}");
+    assert_eq!(
+        webhook_posts(&slack_state(&sandbox).await),
+        posted,
+        "not sent again"
+    );
+    let ledger = StateStore::open(&dir.path().join("state.db")).expect("state");
+    let record = ledger
+        .recent_deliveries("weekly-email-report", 1)
+        .expect("read");
+    assert_eq!(record[0].status, DeliveryStatus::Unknown);
+
+    // A delivery a crash left in flight (recorded, then nothing more) is not posted either.
+    let next = Step::Deliver {
+        from: "weekly_email".into(),
+        to: DestinationKind::Slack,
+        target: "#loyalty".into(),
+        mode: DeliveryMode::Append,
+    };
+    let mut other = to_channel("#marketing");
+    other.steps[1] = next;
+    let in_flight = mailroom::state::Delivery {
+        job: other.name.clone(),
+        report: "weekly_email".into(),
+        period: "2026-10-26T08:00:00+11:00".into(),
+        destination: "slack".into(),
+        target: "#loyalty".into(),
+    };
+    ledger
+        .begin_delivery(&in_flight, "crashed-run", utc(NOW))
+        .expect("in flight");
+    let err = pipeline
+        .execute(&other, &run("run-3"))
+        .await
+        .expect_err("the crash's outcome is unknown");
+    assert!(
+        err.message.contains("interrupted while in flight"),
+        "{}",
+        err.message
+    );
+    assert_eq!(
+        webhook_posts(&slack_state(&sandbox).await),
+        posted,
+        "nothing posted"
     );
 }

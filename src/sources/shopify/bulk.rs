@@ -122,7 +122,7 @@ async fn download(
             .parse()
             .map_err(|e| contract(format!("the bulk result URL is not a URL: {e}")))?,
         // The signature in the URL is the credential.
-        auth: Auth::None,
+        auth: Auth::SecretUrl,
         retry: api.service.retry,
         budget: None,
     };

@@ -13,7 +13,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
-use super::{accept, channel_id_for_reading, fail};
+use super::channels::channel_for_reading;
+use super::{accept, fail};
 use crate::{Shared, json_response, lock};
 
 fn ts_value(message: &Value) -> f64 {
@@ -23,7 +24,7 @@ fn ts_value(message: &Value) -> f64 {
         .unwrap_or(0.0)
 }
 
-fn flag(value: Option<&Value>) -> bool {
+pub(super) fn flag(value: Option<&Value>) -> bool {
     match value {
         Some(Value::Bool(b)) => *b,
         Some(Value::String(s)) => s == "true" || s == "1",
@@ -32,12 +33,30 @@ fn flag(value: Option<&Value>) -> bool {
     }
 }
 
-fn number(value: Option<&Value>) -> Option<f64> {
+pub(super) fn number(value: Option<&Value>) -> Option<f64> {
     match value? {
         Value::String(s) => s.parse().ok(),
         Value::Number(n) => n.as_f64(),
         _ => None,
     }
+}
+
+/// The offset a `cursor` argument stands for (0 without one), or `invalid_cursor`.
+pub(super) fn decode_cursor(arg: Option<&Value>) -> Result<usize, &'static str> {
+    match arg.and_then(Value::as_str).filter(|c| !c.is_empty()) {
+        None => Ok(0),
+        Some(cursor) => STANDARD
+            .decode(cursor)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|t| t.strip_prefix("offset:")?.parse::<usize>().ok())
+            .ok_or("invalid_cursor"),
+    }
+}
+
+/// The cursor of the page starting at `offset`.
+pub(super) fn encode_cursor(offset: usize) -> String {
+    STANDARD.encode(format!("offset:{offset}"))
 }
 
 pub(super) async fn history(
@@ -51,7 +70,7 @@ pub(super) async fn history(
         Err(response) => return response,
     };
     let args = &call.args;
-    let channel_id = match channel_id_for_reading(args.get("channel")) {
+    let channel_id = match channel_for_reading(args.get("channel")) {
         Ok(id) => id,
         Err(code) => return fail(code),
     };
@@ -60,21 +79,9 @@ pub(super) async fn history(
     let inclusive = flag(args.get("inclusive"));
     let limit = number(args.get("limit")).map_or(100, |n| (n as usize).clamp(1, 999));
     let with_metadata = flag(args.get("include_all_metadata"));
-    let offset = match args
-        .get("cursor")
-        .and_then(Value::as_str)
-        .filter(|c| !c.is_empty())
-    {
-        None => 0,
-        Some(cursor) => match STANDARD
-            .decode(cursor)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .and_then(|t| t.strip_prefix("offset:")?.parse::<usize>().ok())
-        {
-            Some(offset) => offset,
-            None => return fail("invalid_cursor"),
-        },
+    let offset = match decode_cursor(args.get("cursor")) {
+        Ok(offset) => offset,
+        Err(code) => return fail(code),
     };
     let state = lock(&shared.slack);
     let mut found: Vec<&Value> = state
@@ -107,7 +114,7 @@ pub(super) async fn history(
         .collect();
     let has_more = offset + page.len() < found.len();
     let next = if has_more {
-        STANDARD.encode(format!("offset:{}", offset + page.len()))
+        encode_cursor(offset + page.len())
     } else {
         String::new()
     };

@@ -6,8 +6,9 @@
 //! `no_text`, `invalid_blocks`, `invalid_auth`, `not_authed`, ...). `chat.postMessage`
 //! allows about one message per second per channel (short bursts), then 429 with
 //! `Retry-After`. Files go through `files.getUploadURLExternal`, a POST of the bytes to the
-//! returned URL, and `files.completeUploadExternal`. Incoming webhooks answer `text/plain`
-//! `ok` or an error word.
+//! returned URL, and `files.completeUploadExternal`. `conversations.list` and
+//! `conversations.history` read the channels and their messages back. Incoming webhooks
+//! answer `text/plain` `ok` or an error word.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,18 +24,13 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Map, Value, json};
 
 mod blocks;
+mod channels;
 mod history;
 
 use super::{CREDENTIAL, Shared, json_response, lock};
 use blocks::valid_blocks;
+use channels::{channel, channel_by_id};
 
-/// The workspace's channels: id, name, archived, bot is a member.
-const CHANNELS: [(&str, &str, bool, bool); 4] = [
-    ("C0SANDBOX01", "marketing", false, true),
-    ("C0SANDBOX02", "loyalty", false, true),
-    ("C0SANDBOX03", "old-campaigns", true, true),
-    ("C0SANDBOX04", "leadership", false, false),
-];
 /// The incoming webhook's path under `/slack/hooks`, and the channel it posts to.
 pub const WEBHOOK_PATH: &str = "/services/T0SANDBOX/B0SANDBOX/sandbox";
 const WEBHOOK_CHANNEL: &str = "C0SANDBOX01";
@@ -95,6 +91,10 @@ impl SlackState {
 pub fn routes() -> Router<Arc<Shared>> {
     Router::new()
         .route("/api/chat.postMessage", post(post_message))
+        .route(
+            "/api/conversations.list",
+            post(channels::list).get(channels::list),
+        )
         .route(
             "/api/conversations.history",
             post(history::history).get(history::history),
@@ -209,39 +209,6 @@ fn accept(
     let call = parse_call(headers, query, body)?;
     authorize(headers, &call)?;
     Ok(call)
-}
-
-/// A channel by id or name (with or without `#`): its id, whether it is archived and
-/// whether the app is in it.
-fn find_channel(arg: Option<&Value>) -> Result<(&'static str, bool, bool), &'static str> {
-    let wanted = arg.and_then(Value::as_str).ok_or("channel_not_found")?;
-    let name = wanted.trim_start_matches('#');
-    CHANNELS
-        .iter()
-        .find(|(id, n, _, _)| *id == wanted || *n == name)
-        .map(|(id, _, archived, member)| (*id, *archived, *member))
-        .ok_or("channel_not_found")
-}
-
-/// A channel to post to, or the error code for it.
-fn channel(arg: Option<&Value>) -> Result<&'static str, &'static str> {
-    let (id, archived, member) = find_channel(arg)?;
-    if archived {
-        return Err("is_archived");
-    }
-    if !member {
-        return Err("not_in_channel");
-    }
-    Ok(id)
-}
-
-/// A channel to read the history of (archived ones too), or the error code for it.
-fn channel_id_for_reading(arg: Option<&Value>) -> Result<&'static str, &'static str> {
-    let (id, _, member) = find_channel(arg)?;
-    if !member {
-        return Err("not_in_channel");
-    }
-    Ok(id)
 }
 
 async fn post_message(
@@ -446,7 +413,7 @@ async fn complete_upload(
         .get("channel_id")
         .or_else(|| call.args.get("channels"));
     let channel_id = match target {
-        Some(value) => match channel(Some(value)) {
+        Some(value) => match channel_by_id(Some(value)) {
             Ok(id) => Some(id),
             Err(code) => return fail(code),
         },

@@ -393,7 +393,7 @@ async fn history_returns_messages_newest_first_with_metadata_and_file_shares() {
         "conversations.history",
         &[
             ("token", "sandbox"),
-            ("channel", "marketing"),
+            ("channel", "C0SANDBOX01"),
             ("cursor", &cursor),
         ],
     )
@@ -406,7 +406,7 @@ async fn history_returns_messages_newest_first_with_metadata_and_file_shares() {
         "conversations.history",
         &[
             ("token", "sandbox"),
-            ("channel", "marketing"),
+            ("channel", "C0SANDBOX01"),
             ("limit", "5"),
         ],
     )
@@ -420,19 +420,84 @@ async fn history_returns_messages_newest_first_with_metadata_and_file_shares() {
         "conversations.history",
         &[
             ("token", "sandbox"),
-            ("channel", "marketing"),
+            ("channel", "C0SANDBOX01"),
             ("oldest", newest),
         ],
     )
     .await;
     assert_eq!(none["messages"], json!([]));
-    let unknown = call_form(
+    // History is read by channel id; a name is not found, as in Slack.
+    for name in ["#marketing", "marketing", "#nowhere"] {
+        let unknown = call_form(
+            base,
+            "conversations.history",
+            &[("token", "sandbox"), ("channel", name)],
+        )
+        .await;
+        assert_eq!(unknown["error"], "channel_not_found", "{name}");
+    }
+}
+
+#[tokio::test]
+async fn conversations_list_pages_the_channels_by_type_and_leaves_out_archived_ones() {
+    let sandbox = small_sandbox().await;
+    let base = &sandbox.base_url;
+    let (_, _, public) = call_json(base, "conversations.list", json!({}), Some("sandbox")).await;
+    assert_eq!(public["ok"], true, "{public}");
+    let names = |page: &Value| -> Vec<String> {
+        page["channels"]
+            .as_array()
+            .expect("channels")
+            .iter()
+            .map(|c| c["name"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    // Public channels by default, archived ones included.
+    assert_eq!(
+        names(&public),
+        ["marketing", "loyalty", "old-campaigns", "leadership"]
+    );
+    assert_eq!(public["channels"][0]["id"], "C0SANDBOX01");
+    assert_eq!(public["channels"][3]["is_member"], false);
+    let first = call_form(
         base,
-        "conversations.history",
-        &[("token", "sandbox"), ("channel", "#nowhere")],
+        "conversations.list",
+        &[
+            ("token", "sandbox"),
+            ("types", "public_channel,private_channel"),
+            ("exclude_archived", "true"),
+            ("limit", "2"),
+        ],
     )
     .await;
-    assert_eq!(unknown["error"], "channel_not_found");
+    assert_eq!(names(&first), ["marketing", "loyalty"]);
+    let cursor = first["response_metadata"]["next_cursor"]
+        .as_str()
+        .expect("cursor")
+        .to_string();
+    assert!(!cursor.is_empty());
+    let rest = call_form(
+        base,
+        "conversations.list",
+        &[
+            ("token", "sandbox"),
+            ("types", "public_channel,private_channel"),
+            ("exclude_archived", "true"),
+            ("limit", "2"),
+            ("cursor", &cursor),
+        ],
+    )
+    .await;
+    assert_eq!(names(&rest), ["leadership", "retention-team"]);
+    assert_eq!(rest["channels"][1]["is_private"], true);
+    assert_eq!(rest["response_metadata"]["next_cursor"], "");
+    let bad = call_form(
+        base,
+        "conversations.list",
+        &[("token", "sandbox"), ("cursor", "not-a-cursor")],
+    )
+    .await;
+    assert_eq!(bad["error"], "invalid_cursor");
 }
 
 #[tokio::test]
