@@ -9,6 +9,7 @@
 //! or reaches a sandbox, and hands this library plain overrides. `ARCHITECTURE.md` traces
 //! one job through the modules.
 
+pub mod activate;
 pub mod chart;
 pub mod config;
 pub mod deliver;

@@ -12,8 +12,8 @@ use toml_span::value::ValueInner;
 use super::diagnostic::{Diagnostics, choices_help, closest};
 use super::reader::{TableReader, element_string, type_name};
 use super::{
-    DeliveryMode, DestinationKind, DestinationsConfig, JobConfig, MissedPolicy, OverlapPolicy,
-    ParamValue, SourceKind, SourcesConfig, Step,
+    ActivatePolicy, DeliveryMode, DestinationKind, DestinationsConfig, JobConfig, MissedPolicy,
+    OverlapPolicy, ParamValue, SourceKind, SourcesConfig, Step,
 };
 use crate::schedule::CronSchedule;
 
@@ -574,6 +574,22 @@ fn read_activate(
     }
     let platform = t.choice(d, "platform", &platforms);
     let sequence = t.required_string(d, "sequence");
+    let defaults = ActivatePolicy::default();
+    let policy = ActivatePolicy {
+        holdout: t
+            .number(d, "holdout", 0.0..=0.5)
+            .map_or(defaults.holdout, |x| x.value),
+        cooldown_days: t
+            .integer(d, "cooldown_days", 1..=3650)
+            .map_or(defaults.cooldown_days, |n| n.value as u32),
+        max_per_run: t
+            .integer(d, "max_per_run", 1..=10_000_000)
+            .map(|n| n.value as u64),
+        anomaly_factor: t
+            .number(d, "anomaly_factor", 1.0..=1000.0)
+            .map_or(defaults.anomaly_factor, |x| x.value),
+        suppress_from: t.string(d, "suppress_from").map(|s| s.value),
+    };
     let platform = platform?;
     if !context.sources.services.contains_key(&platform.value) {
         d.report(
@@ -591,5 +607,6 @@ fn read_activate(
         from: from?,
         platform: platform.value,
         sequence: sequence?.value,
+        policy,
     })
 }

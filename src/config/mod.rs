@@ -344,6 +344,8 @@ pub enum Step {
         platform: SourceKind,
         /// The list, workflow or program id on that platform.
         sequence: String,
+        /// How enrollment is held back and guarded.
+        policy: ActivatePolicy,
     },
 }
 
@@ -386,10 +388,43 @@ impl Step {
                 from,
                 platform,
                 sequence,
-            } => format!("activate {from} into {} {sequence}", platform.name()),
+                policy,
+            } => format!(
+                "activate {from} into {} {sequence} ({}% held out)",
+                platform.name(),
+                policy.holdout * 100.0
+            ),
             Step::Compact { keep_days } => {
                 format!("compact the warehouse (keep {keep_days} days of versions)")
             }
+        }
+    }
+}
+
+/// An activate step's control group, cooldown, guardrails and extra suppression.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActivatePolicy {
+    /// The share of consented, eligible people held out as the control group (0 to 0.5).
+    pub holdout: f64,
+    /// Days before someone enrolled (or held out) may be enrolled again.
+    pub cooldown_days: u32,
+    /// At most this many enrollments per run; the rest wait for the next.
+    pub max_per_run: Option<u64>,
+    /// Stop before enrolling when the eligible count exceeds this many times the median
+    /// of recent runs.
+    pub anomaly_factor: f64,
+    /// A warehouse table whose `email_normalized` column lists people never to enroll.
+    pub suppress_from: Option<String>,
+}
+
+impl Default for ActivatePolicy {
+    fn default() -> Self {
+        ActivatePolicy {
+            holdout: 0.0,
+            cooldown_days: 90,
+            max_per_run: None,
+            anomaly_factor: 5.0,
+            suppress_from: None,
         }
     }
 }

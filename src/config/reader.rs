@@ -135,6 +135,39 @@ impl<'de> TableReader<'de> {
         self.string(d, key)
     }
 
+    /// An optional number within `range` (an integer is taken as one).
+    pub fn number(
+        &mut self,
+        d: &mut Diagnostics<'_>,
+        key: &'static str,
+        range: RangeInclusive<f64>,
+    ) -> Option<Spanned<f64>> {
+        let mut value = self.value(key)?;
+        let span = value.span;
+        let x = match value.take() {
+            ValueInner::Float(x) => x,
+            ValueInner::Integer(n) => n as f64,
+            other => {
+                self.wrong_type(d, key, "a number", &Value::with_span(other, span));
+                return None;
+            }
+        };
+        if !range.contains(&x) {
+            d.report(
+                span.start,
+                self.key_path(key),
+                format!("{x} is out of range"),
+                Some(format!(
+                    "use a number from {} to {}",
+                    range.start(),
+                    range.end()
+                )),
+            );
+            return None;
+        }
+        Some(Spanned::with_span(x, span))
+    }
+
     /// An optional integer within `range`.
     pub fn integer(
         &mut self,

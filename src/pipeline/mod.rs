@@ -7,11 +7,11 @@
 //! their file with the run's fire time as `now` (a rerun or catch-up run gives the same
 //! answer) and run it on the warehouse through its read-only query engine, in dry runs
 //! too; each result is kept, by step name, for the steps after it in the same run. Deliver
-//! steps send a result to Google Sheets or Slack exactly once per period ([`deliver`]).
-//! A step whose stage this build does not have yet — activation — fails the run with a
-//! terminal error that says so before anything is written or sent: it is never skipped
-//! silently or counted as a success.
+//! steps send a result to Google Sheets or Slack exactly once per period ([`deliver`]);
+//! activate steps enroll a result's people into a win-back sequence, each at most once per
+//! cooldown and only if the platform says they may be mailed ([`activate`]).
 
+mod activate;
 mod deliver;
 mod store;
 
@@ -173,13 +173,21 @@ impl Pipeline {
                 self.deliver(step, *to, *mode, answer(results, from)?, counters)
                     .await
             }
-            Step::Activate { .. } => Err(RunError::new(
-                ErrorKind::Terminal,
-                format!(
-                    "the {} stage is not part of this build of mailroom yet; nothing was extracted, loaded or sent",
-                    step.kind()
-                ),
-            )),
+            Step::Activate {
+                from,
+                platform,
+                sequence,
+                policy,
+            } => {
+                let step = activate::ActivateStep {
+                    job,
+                    run,
+                    platform: *platform,
+                    sequence,
+                    policy,
+                };
+                self.activate(step, answer(results, from)?, counters).await
+            }
         }
     }
 
@@ -209,13 +217,7 @@ impl Pipeline {
         params: &BTreeMap<String, ParamValue>,
         now: DateTime<Utc>,
     ) -> Result<(SqlHeader, QueryResult), RunError> {
-        let engine = self
-            .queries
-            .get_or_try_init(|| async {
-                warehouse::open_for_queries(&self.config, &self.services)
-                    .map_err(|err| RunError::new(err.kind(), err.to_string()))
-            })
-            .await?;
+        let engine = self.query_engine().await?;
         // The step's file was checked when the config was read (the built-in config's may
         // be compiled in: `SqlFile::read` finds those).
         let config_error = |message: String| RunError::new(ErrorKind::Config, message);
@@ -228,6 +230,16 @@ impl Pipeline {
             .await
             .map_err(|err| RunError::new(err.kind(), format!("{}: {err}", file.display())))?;
         Ok((sql_file.header, result))
+    }
+
+    /// The warehouse's tables, read-only, opened on first use.
+    async fn query_engine(&self) -> Result<&QueryEngine, RunError> {
+        self.queries
+            .get_or_try_init(|| async {
+                warehouse::open_for_queries(&self.config, &self.services)
+                    .map_err(|err| RunError::new(err.kind(), err.to_string()))
+            })
+            .await
     }
 
     /// Extracts each stream of a step into the configured warehouse (or, for a dry run, a

@@ -193,7 +193,8 @@ pub const SPECS: [ServiceSpec; 8] = [
             secret: "api_token",
         },
         required_secrets: &["api_token"],
-        optional_secrets: &[],
+        // smartrmail.md §9: a custom-event webhook's URL authorises by itself.
+        optional_secrets: &["custom_event_webhook"],
         required_settings: &[],
         optional_settings: &[],
         options: &[OptionSpec::Flag {

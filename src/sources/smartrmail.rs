@@ -86,7 +86,7 @@ impl SmartrMail {
 }
 
 /// Percent-encodes an opaque id for use as one path segment.
-fn encode(id: &str) -> String {
+pub(crate) fn encode(id: &str) -> String {
     url::form_urlencoded::byte_serialize(id.as_bytes()).collect()
 }
 

@@ -103,6 +103,31 @@ const MIGRATIONS: &[(&str, &str)] = &[
     CREATE INDEX deliveries_by_job ON deliveries (job, created_at);
     "#,
     ),
+    (
+        "enrollments carry their arm, cycle and assignment; activation runs are counted",
+        r#"
+    -- One row per person, platform, sequence and cycle (a new cycle once the cooldown has
+    -- passed). Status: in_flight (written before the platform call) → enrolled | failed |
+    -- unknown; held_out and skipped are decided without a call.
+    ALTER TABLE enrollments ADD COLUMN cycle INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE enrollments ADD COLUMN arm TEXT;             -- treatment | holdout
+    ALTER TABLE enrollments ADD COLUMN assigned_at TEXT;
+    CREATE INDEX enrollments_by_sequence ON enrollments (platform, sequence, email_normalized, cycle);
+    -- Each activate step's counts, for the anomaly guard's median of recent runs.
+    CREATE TABLE activation_runs (
+        run_id    TEXT NOT NULL,
+        job       TEXT NOT NULL,
+        platform  TEXT NOT NULL,
+        sequence  TEXT NOT NULL,
+        eligible  INTEGER NOT NULL,
+        enrolled  INTEGER NOT NULL,
+        held_out  INTEGER NOT NULL,
+        skipped   INTEGER NOT NULL,
+        at        TEXT NOT NULL,
+        PRIMARY KEY (run_id, platform, sequence)
+    );
+    "#,
+    ),
 ];
 
 /// The schema version this build writes.

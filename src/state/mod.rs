@@ -7,6 +7,7 @@
 //! the connection sits behind a mutex and is never held across an `.await`.
 
 mod deliveries;
+mod enrollments;
 mod loads;
 mod lock;
 pub mod migrations;
@@ -21,6 +22,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::error::{Classify, ErrorKind};
 pub use deliveries::{Delivery, DeliveryRecord, DeliveryStatus};
+pub use enrollments::{ActivationCounts, Arm, Enrollment, EnrollmentStatus};
 pub use loads::PendingLoad;
 pub use lock::DataDirLock;
 pub use runs::{Counters, JobSummary, NewRun, RunRecord, RunStatus, Trigger};

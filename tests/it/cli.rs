@@ -66,12 +66,12 @@ fn check_passes_on_the_built_in_config_with_no_environment() {
     assert!(stdout.starts_with("config ok"), "{stdout}");
     assert!(
         stdout.contains(
-            "jobs:         6 (extract-orders, extract-loyalty, extract-email, compact-warehouse, weekly-email-report, loyalty-report)"
+            "jobs:         7 (extract-orders, extract-loyalty, extract-email, compact-warehouse, weekly-email-report, loyalty-report, daily-winback)"
         ),
         "{stdout}"
     );
     assert!(
-        stdout.contains("SQL files:    2 ok"),
+        stdout.contains("SQL files:    3 ok"),
         "the report jobs' SQL files are compiled in beside the built-in config: {stdout}"
     );
     assert!(!dir.path().join("data").exists(), "check writes nothing");

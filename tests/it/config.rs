@@ -49,7 +49,8 @@ fn the_shipped_config_runs_every_job_against_the_sandbox_with_no_environment() {
             "extract-email",
             "compact-warehouse",
             "weekly-email-report",
-            "loyalty-report"
+            "loyalty-report",
+            "daily-winback"
         ]
     );
     let compact = config.job("compact-warehouse").expect("compact job");

@@ -35,6 +35,7 @@
 // The tests talk to the sandbox as independent clients would, with reqwest directly.
 #![allow(clippy::disallowed_methods)]
 
+mod activate;
 mod architecture;
 mod cli;
 mod config;

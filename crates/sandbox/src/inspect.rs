@@ -46,6 +46,7 @@ async fn state(
         "bigquery": shared.bigquery.lock().await.summary(),
         "faults": *lock(&shared.faults),
         "requests": requests,
+        "platform_writes": *lock(&shared.platform_writes),
     });
     json_response(StatusCode::OK, &body)
 }

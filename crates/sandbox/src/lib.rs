@@ -108,6 +108,8 @@ pub struct Shared {
     shopify_catalog: std::sync::OnceLock<shopify::Catalog>,
     faults: Mutex<Vec<FaultRule>>,
     requests: Mutex<BTreeMap<String, EndpointCount>>,
+    /// Every write request to an e-mail platform, in order: method, path and body.
+    platform_writes: Mutex<Vec<serde_json::Value>>,
 }
 
 /// Locks a mutex; the sandbox's state stays usable after a panicked request.
@@ -133,6 +135,7 @@ impl Shared {
             shopify_catalog: std::sync::OnceLock::new(),
             faults: Mutex::new(options.faults.clone()),
             requests: Mutex::new(BTreeMap::new()),
+            platform_writes: Mutex::new(Vec::new()),
             options,
             world,
         }
@@ -151,6 +154,7 @@ impl Shared {
         self.google.reset();
         *lock(&self.faults) = self.options.faults.clone();
         lock(&self.requests).clear();
+        lock(&self.platform_writes).clear();
     }
 }
 
@@ -188,7 +192,7 @@ pub const SERVICES: &[SimulatedService] = &[
     SimulatedService {
         key: "smartrmail",
         name: "SmartrMail",
-        mount: "/smartrmail/api/v1",
+        mount: "/smartrmail",
         base_path: "/smartrmail/api/v1",
         credentials: "Authorization: token sandbox (or ?token=sandbox)",
         routes: smartrmail::routes,
@@ -358,7 +362,10 @@ async fn count_and_inject(
     // fail with a broken pipe — which no real Google or Slack endpoint does.
     let (parts, body) = request.into_parts();
     let request = match axum::body::to_bytes(body, MAX_REQUEST_BODY).await {
-        Ok(bytes) => Request::from_parts(parts, Body::from(bytes)),
+        Ok(bytes) => {
+            record_platform_write(&shared, &method, &path, &bytes);
+            Request::from_parts(parts, Body::from(bytes))
+        }
         Err(_) => {
             return error_response_for(
                 &path,
@@ -420,6 +427,21 @@ fn endpoint_pattern(path: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join("/")
+}
+
+/// The e-mail platforms, whose writes target people.
+const EMAIL_PLATFORMS: [&str; 3] = ["/smartrmail/", "/iterable/", "/dotdigital/"];
+
+/// Logs a write to an e-mail platform (anything but GET), with its body as JSON when it
+/// is JSON, so `/_sandbox/state` shows every write per platform and person.
+fn record_platform_write(shared: &Shared, method: &str, path: &str, body: &[u8]) {
+    if method == "GET" || !EMAIL_PLATFORMS.iter().any(|p| path.starts_with(p)) {
+        return;
+    }
+    let body = serde_json::from_slice(body)
+        .unwrap_or_else(|_| serde_json::Value::from(String::from_utf8_lossy(body).into_owned()));
+    lock(&shared.platform_writes)
+        .push(serde_json::json!({ "method": method, "path": path, "body": body }));
 }
 
 /// The sandbox's router: every service under its mount point, plus inspection.

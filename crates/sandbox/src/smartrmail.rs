@@ -61,6 +61,8 @@ struct List {
 /// What SmartrMail requests changed.
 #[derive(Debug)]
 pub struct SmartrMailState {
+    /// Custom events received by the webhook.
+    events: Vec<Value>,
     changed: BTreeMap<String, Record>,
     lists: BTreeMap<String, List>,
     field_ids: BTreeMap<String, u64>,
@@ -77,6 +79,7 @@ impl Default for SmartrMailState {
             removed: BTreeSet::new(),
         };
         SmartrMailState {
+            events: Vec::new(),
             changed: BTreeMap::new(),
             lists: BTreeMap::from([
                 (
@@ -95,7 +98,7 @@ impl Default for SmartrMailState {
 
 /// Routes under `/smartrmail/api/v1`.
 pub fn routes() -> Router<Arc<Shared>> {
-    Router::new()
+    let api = Router::new()
         .route("/lists", get(list_lists).post(create_list))
         .route(
             "/lists/{list}",
@@ -117,7 +120,34 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/subscribers/{ident}/resubscribe", post(resubscribe))
         .route("/campaigns", get(list_campaigns))
         .route("/campaigns/{id}", get(get_campaign))
-        .fallback(fallback)
+        .fallback(fallback);
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/hooks/custom-events/{token}", post(custom_event))
+}
+
+/// The custom-event webhook (smartrmail.md §9): a JSON object with `email`, recorded; the
+/// token in the URL is the credential.
+async fn custom_event(
+    State(shared): State<Arc<Shared>>,
+    Path(token): Path<String>,
+    body: String,
+) -> Response<Body> {
+    if token != CREDENTIAL {
+        return not_found();
+    }
+    let Ok(Value::Object(event)) = serde_json::from_str::<Value>(&body) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "The request body is not a JSON object",
+        );
+    };
+    if event.get("email").and_then(Value::as_str).is_none() {
+        return invalid("email", "can't be blank");
+    }
+    let mut state = lock(&shared.smartrmail);
+    state.events.push(Value::Object(event));
+    json_response(StatusCode::OK, &json!({ "status": "accepted" }))
 }
 
 /// SmartrMail's error body (undocumented for 401/404/5xx; this shape is the sandbox's).
@@ -686,5 +716,9 @@ pub fn summary(shared: &Shared) -> Value {
         })
         .collect();
     let changed: Vec<Value> = state.changed.values().map(subscriber_json).collect();
-    json!({ "lists": lists, "changed_subscribers": changed })
+    json!({
+        "lists": lists,
+        "changed_subscribers": changed,
+        "custom_events": state.events,
+    })
 }

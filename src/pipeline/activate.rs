@@ -1,0 +1,583 @@
+//! Activate steps: a query's people enrolled into a win-back sequence, each at most once
+//! per cooldown, never anyone who may not be mailed.
+//!
+//! In order: rows a crash left in flight are resolved where the platform can tell (list
+//! membership) and otherwise recorded `unknown`; people enrolled, held out or unknown
+//! within the cooldown are left alone; Shopify's marketing consent and the step's
+//! `suppress_from` table are checked in the warehouse; the anomaly guard compares the
+//! eligible count with recent runs; each remaining person's standing is read on the
+//! platform itself; the consented get their arm (the holdout's hash, or the arm they
+//! already had); `max_per_run` defers the rest. Every outcome is written to the ledger —
+//! treatment rows `in_flight` before the calls — then the calls are made batch by batch
+//! and their outcomes recorded. A dry run does the reads and writes nothing. After a real
+//! run the ledger is exported as the warehouse table `winback_enrollments`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, StringArray, TimestampMicrosecondArray};
+use arrow::datatypes::{DataType, Field as ArrowField, Schema, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use chrono::{DateTime, Duration, Utc};
+
+use super::{Pipeline, StepAnswer};
+use crate::activate::smartrmail::{BATCH, SmartrMail, Standing};
+use crate::activate::{ActivateError, Candidate, candidates, holdout, mask_email};
+use crate::config::{ActivatePolicy, JobConfig, SourceKind};
+use crate::error::{Classify, ErrorKind};
+use crate::scheduler::{RunContext, RunError};
+use crate::state::{ActivationCounts, Arm, Counters, Enrollment, EnrollmentStatus, StateError};
+use crate::warehouse::QueryResult;
+
+/// The warehouse table the ledger is exported to.
+pub const ENROLLMENTS_TABLE: &str = "winback_enrollments";
+/// Recent runs the anomaly guard takes the median of.
+const RECENT_RUNS: usize = 7;
+/// Example e-mails a plan shows per reason.
+const EXAMPLES: usize = 3;
+
+/// One activate step of a run.
+pub(super) struct ActivateStep<'a> {
+    pub job: &'a JobConfig,
+    pub run: &'a RunContext,
+    pub platform: SourceKind,
+    pub sequence: &'a str,
+    pub policy: &'a ActivatePolicy,
+}
+
+fn bump(counters: &mut Counters, key: &str, by: u64) {
+    *counters.entry(key.to_string()).or_default() += by;
+}
+
+fn ledger(err: StateError) -> RunError {
+    RunError::new(err.kind(), format!("the enrollment ledger: {err}"))
+}
+
+/// Why a person is not enrolled this run, as the ledger and plans name it.
+mod reason {
+    pub const NO_SHOPIFY_CONSENT: &str = "no_shopify_consent";
+    pub const SUPPRESSED: &str = "suppressed";
+    pub const UNKNOWN_ON_PLATFORM: &str = "unknown_on_platform";
+    pub const UNSUBSCRIBED: &str = "unsubscribed";
+    pub const COMPLAINED: &str = "complained";
+}
+
+/// The median of `counts` (0 when empty).
+fn median(counts: &[u64]) -> u64 {
+    let mut sorted = counts.to_vec();
+    sorted.sort_unstable();
+    match sorted.len() {
+        0 => 0,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2,
+    }
+}
+
+/// What one run decides for one person.
+enum Decision {
+    Skip(&'static str),
+    Hold,
+    Enroll,
+    Defer,
+}
+
+impl Pipeline {
+    pub(super) async fn activate(
+        &self,
+        step: ActivateStep<'_>,
+        answer: &StepAnswer,
+        counters: &mut Counters,
+    ) -> Result<(), RunError> {
+        let platform_name = step.platform.name();
+        let what = format!("activate {platform_name} {}", step.sequence);
+        let failed = |err: ActivateError| RunError::new(err.kind(), format!("{what}: {err}"));
+        let platform = match step.platform {
+            SourceKind::SmartrMail => SmartrMail::new(&self.services).map_err(failed)?,
+            other => {
+                return Err(RunError::new(
+                    ErrorKind::Terminal,
+                    format!(
+                        "{what}: enrolling on {} is not part of this build yet; nothing was sent",
+                        other.name()
+                    ),
+                ));
+            }
+        };
+        let run = step.run;
+        let now = Utc::now();
+        let (people, unaddressed) = candidates(&answer.result).map_err(failed)?;
+        bump(counters, "activate.people", people.len() as u64);
+        bump(counters, "activate.rows_without_email", unaddressed as u64);
+        let mut latest: HashMap<String, Enrollment> = self
+            .state
+            .enrollments(platform_name, step.sequence)
+            .map_err(ledger)?
+            .into_iter()
+            .map(|e| (e.email.clone(), e))
+            .collect();
+
+        // Rows a crash left in flight: looked for on the platform, or unknown.
+        let in_flight: Vec<String> = latest
+            .values()
+            .filter(|e| e.status == EnrollmentStatus::InFlight)
+            .map(|e| e.email.clone())
+            .collect();
+        if !in_flight.is_empty() {
+            let members = match platform.can_read_back() {
+                true => Some(platform.members(step.sequence).await.map_err(failed)?),
+                false => None,
+            };
+            let mut resolved = Vec::new();
+            for email in in_flight {
+                let Some(row) = latest.get_mut(&email) else {
+                    continue;
+                };
+                resolve(row, members.as_ref(), run, now);
+                bump(
+                    counters,
+                    &format!("activate.resolved_{}", row.status.as_str()),
+                    1,
+                );
+                resolved.push(row.clone());
+            }
+            tracing::warn!(run_id = %run.run_id, sequence = step.sequence, people = resolved.len(), "resolved enrollments an earlier run left in flight");
+            if !run.dry_run {
+                self.state.record_enrollments(&resolved).map_err(ledger)?;
+            }
+        }
+
+        // Who is open this run: no row, a row that did not close its cycle, or a closed
+        // cycle whose cooldown has passed (a new cycle).
+        let cooldown = Duration::days(i64::from(step.policy.cooldown_days));
+        let mut open: Vec<(&Candidate, u32, Option<Arm>)> = Vec::new();
+        for person in &people {
+            match latest.get(&person.email) {
+                None => open.push((person, 1, None)),
+                Some(row) if !row.status.is_final() => open.push((person, row.cycle, row.arm)),
+                Some(row) => {
+                    let since = row
+                        .enrolled_at
+                        .or(row.assigned_at)
+                        .unwrap_or(row.created_at);
+                    if now - since >= cooldown {
+                        open.push((person, row.cycle + 1, row.arm));
+                    } else {
+                        bump(
+                            counters,
+                            &format!("activate.already_{}", row.status.as_str()),
+                            1,
+                        );
+                    }
+                }
+            }
+        }
+
+        // The warehouse's consent and suppression.
+        let emails: Vec<&str> = open.iter().map(|(p, ..)| p.email.as_str()).collect();
+        let consented = self.shopify_consented(&emails).await?;
+        let suppressed = match &step.policy.suppress_from {
+            Some(table) => self.suppressed(table, &emails).await?,
+            None => HashSet::new(),
+        };
+        let mut decisions: Vec<(&Candidate, u32, Option<Arm>, Decision)> = Vec::new();
+        let mut checked = Vec::new();
+        for (person, cycle, arm) in open {
+            if !consented.contains(&person.email) {
+                decisions.push((
+                    person,
+                    cycle,
+                    arm,
+                    Decision::Skip(reason::NO_SHOPIFY_CONSENT),
+                ));
+            } else if suppressed.contains(&person.email) {
+                decisions.push((person, cycle, arm, Decision::Skip(reason::SUPPRESSED)));
+            } else {
+                checked.push((person, cycle, arm));
+            }
+        }
+
+        // The anomaly guard: far more people than usual means a broken upstream load more
+        // often than a real change.
+        let recent = self
+            .state
+            .recent_eligible(platform_name, step.sequence, RECENT_RUNS)
+            .map_err(ledger)?;
+        let usual = median(&recent);
+        let eligible_now = checked.len() as u64;
+        if recent.len() >= 3
+            && usual > 0
+            && eligible_now as f64 > step.policy.anomaly_factor * usual as f64
+        {
+            return Err(RunError::new(
+                ErrorKind::Terminal,
+                format!(
+                    "{what}: {eligible_now} people are eligible, more than {} times the median of the last {} runs ({usual}); nothing was sent. Check the upstream data; raise anomaly_factor if this is expected",
+                    step.policy.anomaly_factor,
+                    recent.len()
+                ),
+            ));
+        }
+
+        // The platform's own word, just before enrolling.
+        let salt = format!("{platform_name}/{}", step.sequence);
+        let mut treatment = 0u64;
+        for (person, cycle, arm) in checked {
+            let standing = platform.standing(&person.email).await.map_err(failed)?;
+            let decision = match standing {
+                Standing::Unknown => Decision::Skip(reason::UNKNOWN_ON_PLATFORM),
+                Standing::Unsubscribed => Decision::Skip(reason::UNSUBSCRIBED),
+                Standing::Complained => Decision::Skip(reason::COMPLAINED),
+                Standing::Subscribed => {
+                    let arm = arm.unwrap_or_else(|| {
+                        holdout::assign(&salt, &person.email, step.policy.holdout)
+                    });
+                    match arm {
+                        Arm::Holdout => Decision::Hold,
+                        Arm::Treatment
+                            if step.policy.max_per_run.is_some_and(|cap| treatment >= cap) =>
+                        {
+                            Decision::Defer
+                        }
+                        Arm::Treatment => {
+                            treatment += 1;
+                            Decision::Enroll
+                        }
+                    }
+                }
+            };
+            decisions.push((person, cycle, arm, decision));
+        }
+
+        // The plan, counted and shown with a few masked examples.
+        let mut examples: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        let mut counts = ActivationCounts {
+            eligible: eligible_now,
+            ..ActivationCounts::default()
+        };
+        for (person, _, _, decision) in &decisions {
+            let key = match decision {
+                Decision::Skip(why) => {
+                    counts.skipped += 1;
+                    bump(counters, &format!("activate.skipped.{why}"), 1);
+                    *why
+                }
+                Decision::Hold => {
+                    counts.held_out += 1;
+                    "held_out"
+                }
+                Decision::Enroll => "enroll",
+                Decision::Defer => "deferred",
+            };
+            let shown = examples.entry(key).or_default();
+            if shown.len() < EXAMPLES {
+                shown.push(mask_email(&person.email));
+            }
+        }
+        for (key, shown) in &examples {
+            let total = decisions
+                .iter()
+                .filter(|(.., d)| match d {
+                    Decision::Skip(why) => why == key,
+                    Decision::Hold => *key == "held_out",
+                    Decision::Enroll => *key == "enroll",
+                    Decision::Defer => *key == "deferred",
+                })
+                .count();
+            tracing::info!(run_id = %run.run_id, sequence = step.sequence, outcome = key, people = total, examples = %shown.join(", "), "{}", if run.dry_run { "dry run: would" } else { "plan" });
+        }
+        bump(counters, "activate.eligible", eligible_now);
+        bump(counters, "activate.held_out", counts.held_out);
+        if run.dry_run {
+            bump(counters, "activate.would_enroll", treatment);
+            let deferred = decisions
+                .iter()
+                .filter(|(.., d)| matches!(d, Decision::Defer))
+                .count();
+            bump(counters, "activate.would_defer", deferred as u64);
+            return Ok(());
+        }
+
+        // The ledger first: skipped and held out are final for this run; treatment rows go
+        // in flight before any call.
+        let row = |person: &Candidate, cycle: u32, arm: Option<Arm>, status, why: Option<&str>| {
+            let earlier = latest.get(&person.email).filter(|e| e.cycle == cycle);
+            Enrollment {
+                job: step.job.name.clone(),
+                run_id: run.run_id.clone(),
+                platform: platform_name.to_string(),
+                sequence: step.sequence.to_string(),
+                email: person.email.clone(),
+                cycle,
+                status,
+                arm,
+                reason: why.map(str::to_string),
+                attempts: earlier.map_or(0, |e| e.attempts),
+                created_at: earlier.map_or(now, |e| e.created_at),
+                assigned_at: arm.and(earlier.and_then(|e| e.assigned_at).or(Some(now))),
+                enrolled_at: None,
+            }
+        };
+        let mut rows = Vec::new();
+        let mut to_enroll = Vec::new();
+        for (person, cycle, arm, decision) in &decisions {
+            match decision {
+                Decision::Skip(why) => rows.push(row(
+                    person,
+                    *cycle,
+                    *arm,
+                    EnrollmentStatus::Skipped,
+                    Some(why),
+                )),
+                Decision::Hold => rows.push(row(
+                    person,
+                    *cycle,
+                    Some(Arm::Holdout),
+                    EnrollmentStatus::HeldOut,
+                    None,
+                )),
+                Decision::Enroll => {
+                    let mut r = row(
+                        person,
+                        *cycle,
+                        Some(Arm::Treatment),
+                        EnrollmentStatus::InFlight,
+                        None,
+                    );
+                    r.attempts += 1;
+                    rows.push(r.clone());
+                    to_enroll.push((*person, r));
+                }
+                Decision::Defer => {}
+            }
+        }
+        self.state.record_enrollments(&rows).map_err(ledger)?;
+
+        for batch in to_enroll.chunks(BATCH) {
+            let mut done: Vec<Enrollment> = Vec::new();
+            let mut sendable = Vec::new();
+            for (person, r) in batch {
+                match platform.set_fields(&person.email, &person.fields).await {
+                    Ok(()) => sendable.push((*person, r.clone())),
+                    Err(err) => {
+                        let mut r = r.clone();
+                        r.status = EnrollmentStatus::Failed;
+                        r.reason = Some(err.to_string());
+                        done.push(r);
+                    }
+                }
+            }
+            let people: Vec<(&str, &[crate::activate::Field])> = sendable
+                .iter()
+                .map(|(p, _)| (p.email.as_str(), p.fields.as_slice()))
+                .collect();
+            let outcome = match people.is_empty() {
+                true => Ok(()),
+                false => platform.enroll(step.sequence, &people).await,
+            };
+            match outcome {
+                Ok(()) => {
+                    for (_, mut r) in sendable {
+                        r.status = EnrollmentStatus::Enrolled;
+                        r.enrolled_at = Some(Utc::now());
+                        done.push(r);
+                    }
+                }
+                Err(err) if err.outcome_unknown() && platform.can_read_back() => {
+                    // Whether the add happened is on the list.
+                    let members = platform.members(step.sequence).await.ok();
+                    for (_, mut r) in sendable {
+                        resolve_with(&mut r, members.as_ref(), &err, now);
+                        done.push(r);
+                    }
+                }
+                Err(err) => {
+                    let status = match err.outcome_unknown() {
+                        true => EnrollmentStatus::Unknown,
+                        false => EnrollmentStatus::Failed,
+                    };
+                    for (_, mut r) in sendable {
+                        r.status = status;
+                        r.reason = Some(err.to_string());
+                        done.push(r);
+                    }
+                }
+            }
+            for r in &done {
+                bump(counters, &format!("activate.{}", r.status.as_str()), 1);
+                if r.status == EnrollmentStatus::Enrolled {
+                    counts.enrolled += 1;
+                }
+            }
+            self.state.record_enrollments(&done).map_err(ledger)?;
+        }
+        self.state
+            .record_activation_run(
+                &run.run_id,
+                &step.job.name,
+                platform_name,
+                step.sequence,
+                counts,
+                now,
+            )
+            .map_err(ledger)?;
+        self.export_enrollments(run).await?;
+        tracing::info!(run_id = %run.run_id, sequence = step.sequence, enrolled = counts.enrolled, held_out = counts.held_out, skipped = counts.skipped, "activation done");
+        Ok(())
+    }
+
+    /// The normalized e-mails among `emails` with Shopify e-mail marketing consent.
+    async fn shopify_consented(&self, emails: &[&str]) -> Result<HashSet<String>, RunError> {
+        let sql = |table: &str| {
+            format!(
+                "SELECT DISTINCT email_normalized FROM {table} WHERE marketing_state = 'SUBSCRIBED' AND email_normalized IS NOT NULL"
+            )
+        };
+        self.emails_in("shopify_customers", sql, emails).await
+    }
+
+    /// The normalized e-mails among `emails` that `table` lists.
+    async fn suppressed(&self, table: &str, emails: &[&str]) -> Result<HashSet<String>, RunError> {
+        let sql = |qualified: &str| {
+            format!(
+                "SELECT DISTINCT email_normalized FROM {qualified} WHERE email_normalized IS NOT NULL"
+            )
+        };
+        self.emails_in(table, sql, emails).await
+    }
+
+    /// The e-mails of `table` (as `sql` selects them) that are among `emails`.
+    async fn emails_in(
+        &self,
+        table: &str,
+        sql: impl Fn(&str) -> String,
+        emails: &[&str],
+    ) -> Result<HashSet<String>, RunError> {
+        let engine = self.query_engine().await?;
+        let answer = engine
+            .run(&sql(&engine.table_names().qualify(table)))
+            .await
+            .map_err(|err| RunError::new(err.kind(), format!("reading {table}: {err}")))?;
+        let wanted: HashSet<&str> = emails.iter().copied().collect();
+        let (found, _) = candidates(&answer)
+            .map_err(|err| RunError::new(err.kind(), format!("reading {table}: {err}")))?;
+        Ok(found
+            .into_iter()
+            .map(|c| c.email)
+            .filter(|e| wanted.contains(e.as_str()))
+            .collect())
+    }
+
+    /// Replaces the warehouse's `winback_enrollments` with the whole ledger.
+    async fn export_enrollments(&self, run: &RunContext) -> Result<(), RunError> {
+        let rows = self.state.all_enrollments().map_err(ledger)?;
+        let result = enrollments_table(&rows).map_err(|err| {
+            RunError::new(ErrorKind::Terminal, format!("{ENROLLMENTS_TABLE}: {err}"))
+        })?;
+        let written = self.store(ENROLLMENTS_TABLE, &result, run).await?;
+        tracing::info!(run_id = %run.run_id, table = ENROLLMENTS_TABLE, rows = written, "enrollment ledger exported");
+        Ok(())
+    }
+}
+
+/// An in-flight row resolved: on the list means enrolled, off it means the call did not
+/// happen (failed, retried next run); with no list to look at, unknown.
+fn resolve(
+    row: &mut Enrollment,
+    members: Option<&HashSet<String>>,
+    run: &RunContext,
+    now: DateTime<Utc>,
+) {
+    row.run_id = run.run_id.clone();
+    match members {
+        Some(members) if members.contains(&row.email) => {
+            row.status = EnrollmentStatus::Enrolled;
+            row.enrolled_at = Some(row.assigned_at.unwrap_or(now));
+            row.reason = Some("found on the list after an interrupted run".into());
+        }
+        Some(_) => {
+            row.status = EnrollmentStatus::Failed;
+            row.reason = Some("an interrupted run did not add them; tried again".into());
+        }
+        None => {
+            row.status = EnrollmentStatus::Unknown;
+            row.reason = Some("an interrupted run may have enrolled them and the platform cannot be asked; not sent again within the cooldown".into());
+        }
+    }
+}
+
+/// A row whose enrolling call ended without an answer, settled by the list if it could be
+/// read.
+fn resolve_with(
+    row: &mut Enrollment,
+    members: Option<&HashSet<String>>,
+    err: &ActivateError,
+    now: DateTime<Utc>,
+) {
+    match members {
+        Some(members) if members.contains(&row.email) => {
+            row.status = EnrollmentStatus::Enrolled;
+            row.enrolled_at = Some(now);
+        }
+        Some(_) => {
+            row.status = EnrollmentStatus::Failed;
+            row.reason = Some(err.to_string());
+        }
+        // Left in flight: the next run looks again.
+        None => row.reason = Some(err.to_string()),
+    }
+}
+
+/// The ledger as the `winback_enrollments` table.
+fn enrollments_table(rows: &[Enrollment]) -> Result<QueryResult, arrow::error::ArrowError> {
+    let text = |f: &dyn Fn(&Enrollment) -> Option<String>| -> ArrayRef {
+        Arc::new(rows.iter().map(f).collect::<StringArray>())
+    };
+    let time = |f: &dyn Fn(&Enrollment) -> Option<DateTime<Utc>>| -> ArrayRef {
+        Arc::new(
+            rows.iter()
+                .map(|r| f(r).map(|t| t.timestamp_micros()))
+                .collect::<TimestampMicrosecondArray>()
+                .with_timezone("UTC"),
+        )
+    };
+    let stamp = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    let schema = Arc::new(Schema::new(vec![
+        ArrowField::new("email_normalized", DataType::Utf8, true),
+        ArrowField::new("platform", DataType::Utf8, true),
+        ArrowField::new("sequence", DataType::Utf8, true),
+        ArrowField::new("arm", DataType::Utf8, true),
+        ArrowField::new("outcome", DataType::Utf8, true),
+        ArrowField::new("reason", DataType::Utf8, true),
+        ArrowField::new("assigned_at", stamp.clone(), true),
+        ArrowField::new("enrolled_at", stamp, true),
+        ArrowField::new("run_id", DataType::Utf8, true),
+    ]));
+    let columns = vec![
+        text(&|r| Some(r.email.clone())),
+        text(&|r| Some(r.platform.clone())),
+        text(&|r| Some(r.sequence.clone())),
+        text(&|r| r.arm.map(|a| a.as_str().to_string())),
+        text(&|r| Some(r.status.as_str().to_string())),
+        text(&|r| r.reason.clone()),
+        time(&|r| r.assigned_at),
+        time(&|r| r.enrolled_at),
+        text(&|r| Some(r.run_id.clone())),
+    ];
+    let batch = RecordBatch::try_new(schema.clone(), columns)?;
+    Ok(QueryResult {
+        schema,
+        batches: vec![batch],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_median_of_recent_runs() {
+        assert_eq!(median(&[]), 0);
+        assert_eq!(median(&[5, 1, 9]), 5);
+        assert_eq!(median(&[4, 10, 2, 8]), 6);
+    }
+}

@@ -1,0 +1,305 @@
+//! Win-back enrollment against the sandbox, checked against the seeded world: who should
+//! be enrolled is computed here from the world itself (lapsed by their orders, Shopify
+//! consent, SmartrMail's own record), not from mailroom's SQL. The shipped
+//! `daily-winback` job enrolls exactly those people minus its holdout (within 3 points of
+//! its 10%), creates nobody, never writes a subscription flag, plans in a dry run exactly
+//! what it then does, and enrolls nobody again on a rerun.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use mailroom::config::JobConfig;
+use mailroom::pipeline::Pipeline;
+use mailroom::scheduler::{Executor, RunContext};
+use mailroom::state::{Arm, EnrollmentStatus, StateStore, Trigger};
+use mailroom_sandbox::world::{Consent, World};
+use mailroom_sandbox::{RunningSandbox, SandboxOptions};
+use serde_json::Value;
+
+use crate::support::{get_json, services_with, shipped_config};
+
+/// The run's fire time: the world's anchor, so "90 days before" is fixed.
+fn anchor(options: &SandboxOptions) -> DateTime<Utc> {
+    options.world.anchor
+}
+
+fn shipped_job(name: &str) -> JobConfig {
+    shipped_config()
+        .jobs
+        .into_iter()
+        .find(|j| j.name == name)
+        .unwrap_or_else(|| panic!("the shipped config has {name}"))
+}
+
+fn run(id: &str, at: DateTime<Utc>, dry_run: bool) -> RunContext {
+    RunContext {
+        run_id: id.into(),
+        trigger: Trigger::Manual,
+        scheduled_for: at,
+        covers_from: None,
+        attempt: 1,
+        dry_run,
+    }
+}
+
+/// The shipped config against `sandbox`, its data under `dir`.
+fn pipeline(sandbox: &RunningSandbox, dir: &Path) -> Pipeline {
+    let mut config = shipped_config();
+    config.base_dir = Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf();
+    config.data_dir = dir.to_path_buf();
+    let retry = mailroom::http::RetryPolicy {
+        base: Duration::from_millis(10),
+        ..mailroom::http::RetryPolicy::default()
+    };
+    let services = services_with(&sandbox.base_url, None, retry);
+    let state = StateStore::open(&dir.join("state.db")).expect("state");
+    Pipeline::new(Arc::new(config), Arc::new(services), Arc::new(state))
+}
+
+/// Loads what `lapsed_customers.sql` reads: Shopify, Smile and SmartrMail.
+async fn extract(pipeline: &Pipeline, at: DateTime<Utc>) {
+    use mailroom::config::{SourceKind, Step};
+    let mut job = shipped_job("extract-email");
+    job.steps = vec![Step::Extract {
+        source: SourceKind::SmartrMail,
+        streams: vec!["subscribers".into()],
+    }];
+    for (i, job) in [
+        shipped_job("extract-orders"),
+        shipped_job("extract-loyalty"),
+        job,
+    ]
+    .iter()
+    .enumerate()
+    {
+        pipeline
+            .execute(job, &run(&format!("extract-{i}"), at, false))
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", job.name));
+    }
+}
+
+/// Who may be enrolled, from the world alone: a last (uncancelled) order more than 90
+/// days before `at`, Shopify consent, and known, subscribed and never complained on
+/// SmartrMail. E-mail → SmartrMail subscriber id.
+fn expected(world: &World, at: DateTime<Utc>) -> HashMap<String, String> {
+    let mut eligible = HashMap::new();
+    for person in world.people() {
+        let last = world
+            .orders_of(&person)
+            .iter()
+            .filter(|o| o.cancelled_at.is_none())
+            .map(|o| o.created_at)
+            .max();
+        let lapsed = last.is_some_and(|t| t < at - chrono::Duration::days(90));
+        let Some(subscriber) = world.subscriber_of(&person) else {
+            continue;
+        };
+        let mailable =
+            subscriber.subscribed && !subscriber.complained && subscriber.unsubscribed_at.is_none();
+        if lapsed && person.consent == Consent::Subscribed && mailable {
+            eligible.insert(person.email.clone(), subscriber.id);
+        }
+    }
+    eligible
+}
+
+/// Every key of every object in `value`, at any depth.
+fn keys(value: &Value, out: &mut BTreeSet<String>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                out.insert(k.clone());
+                keys(v, out);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| keys(v, out)),
+        _ => {}
+    }
+}
+
+/// No subscription flag written, nobody resubscribed, nobody created.
+fn assert_nothing_forbidden(state: &Value) {
+    let writes = state["platform_writes"].as_array().expect("writes");
+    for write in writes {
+        let path = write["path"].as_str().unwrap_or_default();
+        assert!(!path.ends_with("/resubscribe"), "{write}");
+        assert!(!path.ends_with("/unsubscribe"), "{write}");
+        let mut seen = BTreeSet::new();
+        keys(&write["body"], &mut seen);
+        assert!(
+            !seen.contains("subscribed"),
+            "a subscription flag was sent: {write}"
+        );
+    }
+    let created: Vec<&Value> = state["smartrmail"]["changed_subscribers"]
+        .as_array()
+        .expect("subscribers")
+        .iter()
+        .filter(|s| s["id"].as_str().is_some_and(|id| id.starts_with("s_new")))
+        .collect();
+    assert!(created.is_empty(), "subscribers created: {created:?}");
+}
+
+#[tokio::test]
+async fn daily_winback_enrolls_exactly_the_mailable_lapsed_minus_the_holdout_once() {
+    let options = SandboxOptions {
+        smile_rate_limit: None,
+        ..SandboxOptions::new(42, 5000)
+    };
+    let sandbox = crate::support::sandbox(options.clone()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let at = anchor(&options);
+    let pipeline = pipeline(&sandbox, dir.path());
+    extract(&pipeline, at).await;
+    let world = World::new(options.world);
+    let eligible = expected(&world, at);
+    assert!(
+        eligible.len() > 100,
+        "a world worth testing: {}",
+        eligible.len()
+    );
+
+    // A dry run reads and plans; it writes nothing anywhere.
+    let winback = shipped_job("daily-winback");
+    let (_, _, before) = get_json(&format!("{}/_sandbox/state", sandbox.base_url), &[]).await;
+    let plan = pipeline
+        .execute(&winback, &run("dry", at, true))
+        .await
+        .expect("dry run");
+    let (_, _, after) = get_json(&format!("{}/_sandbox/state", sandbox.base_url), &[]).await;
+    assert_eq!(
+        after["platform_writes"], before["platform_writes"],
+        "the dry run wrote"
+    );
+    let ledger = StateStore::open(&dir.path().join("state.db")).expect("state");
+    assert!(
+        ledger
+            .enrollments("smartrmail", "l_winback")
+            .expect("read")
+            .is_empty()
+    );
+
+    let counters = pipeline
+        .execute(&winback, &run("winback-1", at, false))
+        .await
+        .expect("enrolled");
+    let rows = ledger.enrollments("smartrmail", "l_winback").expect("read");
+    let enrolled: BTreeSet<&str> = rows
+        .iter()
+        .filter(|r| r.status == EnrollmentStatus::Enrolled)
+        .map(|r| r.email.as_str())
+        .collect();
+    let held: BTreeSet<&str> = rows
+        .iter()
+        .filter(|r| r.status == EnrollmentStatus::HeldOut)
+        .map(|r| r.email.as_str())
+        .collect();
+    let assigned: BTreeSet<&str> = enrolled.union(&held).copied().collect();
+    let wanted: BTreeSet<&str> = eligible.keys().map(String::as_str).collect();
+    assert_eq!(
+        assigned, wanted,
+        "enrolled or held out: exactly the mailable lapsed"
+    );
+    assert!(
+        rows.iter()
+            .filter(|r| r.status == EnrollmentStatus::HeldOut)
+            .all(|r| r.arm == Some(Arm::Holdout))
+    );
+    let share = held.len() as f64 / assigned.len() as f64;
+    assert!(
+        (share - 0.1).abs() <= 0.03,
+        "held out {share:.3} of {}",
+        assigned.len()
+    );
+    // The plan matched what was done.
+    assert_eq!(
+        plan.get("activate.would_enroll"),
+        Some(&(enrolled.len() as u64)),
+        "{plan:?}"
+    );
+    assert_eq!(plan.get("activate.held_out"), Some(&(held.len() as u64)));
+    assert_eq!(
+        counters.get("activate.enrolled"),
+        Some(&(enrolled.len() as u64)),
+        "{counters:?}"
+    );
+
+    // On SmartrMail: the treatment group on the win-back list, with their fields.
+    let (_, _, state) = get_json(&format!("{}/_sandbox/state", sandbox.base_url), &[]).await;
+    let on_list: BTreeSet<&str> = state["smartrmail"]["lists"]["l_winback"]["added"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let treatment_ids: BTreeSet<&str> = enrolled.iter().map(|e| eligible[*e].as_str()).collect();
+    assert_eq!(on_list, treatment_ids);
+    let changed = state["smartrmail"]["changed_subscribers"]
+        .as_array()
+        .expect("changed");
+    let one = changed
+        .iter()
+        .find(|s| s["email"].as_str().is_some_and(|e| enrolled.contains(e)))
+        .expect("an enrolled person's fields");
+    let fields: BTreeSet<&str> = one["custom_fields"]
+        .as_array()
+        .expect("fields")
+        .iter()
+        .filter_map(|f| f["field_name"].as_str())
+        .collect();
+    assert!(
+        fields.contains("days_since_last_order") && fields.contains("order_count"),
+        "{fields:?}"
+    );
+    assert!(
+        changed.iter().all(|s| s["subscribed"] == true),
+        "nobody's subscription changed"
+    );
+    assert_nothing_forbidden(&state);
+
+    // The same day again (a rerun): nobody new, nothing written.
+    let writes = state["platform_writes"].as_array().map_or(0, Vec::len);
+    let again = pipeline
+        .execute(&winback, &run("winback-2", at, false))
+        .await
+        .expect("rerun");
+    assert_eq!(again.get("activate.enrolled"), None, "{again:?}");
+    assert_eq!(
+        again.get("activate.already_enrolled"),
+        Some(&(enrolled.len() as u64))
+    );
+    let (_, _, later) = get_json(&format!("{}/_sandbox/state", sandbox.base_url), &[]).await;
+    assert_eq!(
+        later["platform_writes"].as_array().map_or(0, Vec::len),
+        writes
+    );
+
+    // The ledger is in the warehouse for the results report.
+    let mut config = shipped_config();
+    config.data_dir = dir.path().to_path_buf();
+    let services = services_with(
+        &sandbox.base_url,
+        None,
+        mailroom::http::RetryPolicy::default(),
+    );
+    let queries = mailroom::warehouse::open_for_queries(&config, &services).expect("queries");
+    let counted = queries
+        .run("SELECT COUNT(*) AS n FROM `winback_enrollments` WHERE outcome = 'enrolled' AND arm = 'treatment'")
+        .await
+        .expect("winback_enrollments");
+    let n = arrow::compute::cast(
+        counted.batches[0].column(0),
+        &arrow::datatypes::DataType::Int64,
+    )
+    .expect("count");
+    let n = n
+        .as_any()
+        .downcast_ref::<arrow::array::Int64Array>()
+        .expect("int64")
+        .value(0);
+    assert_eq!(n as usize, enrolled.len());
+}
