@@ -303,3 +303,233 @@ async fn daily_winback_enrolls_exactly_the_mailable_lapsed_minus_the_holdout_onc
         .value(0);
     assert_eq!(n as usize, enrolled.len());
 }
+
+/// How many times each e-mail was sent in a bulk add to the win-back list.
+fn list_adds(state: &Value) -> HashMap<String, usize> {
+    let mut adds = HashMap::new();
+    for write in state["platform_writes"].as_array().expect("writes") {
+        let path = write["path"].as_str().unwrap_or_default();
+        if write["method"] == "POST" && path.ends_with("/lists/l_winback/list_subscribers") {
+            for s in write["body"]["subscribers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                let email = s["email"].as_str().unwrap_or_default().to_string();
+                *adds.entry(email).or_default() += 1;
+            }
+        }
+    }
+    adds
+}
+
+/// A real `mailroom run-job daily-winback` child process `SIGKILL`ed at several points —
+/// after its first write, mid-way through the field updates, just as a bulk add goes out —
+/// and then run to the end: everyone who may be enrolled ends enrolled or held out,
+/// nobody is sent to the list twice, and nobody who may not be mailed is touched.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_enrollment_run_enrolls_nobody_twice_and_finishes_on_the_rerun() {
+    use std::process::Stdio;
+
+    use crate::cli::{KillOnDrop, mailroom, run as run_cli, write_config};
+    let options = SandboxOptions {
+        smile_rate_limit: None,
+        ..SandboxOptions::new(7, 1500)
+    };
+    let sandbox = crate::support::sandbox(options.clone()).await;
+    let base = sandbox.base_url.clone();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = format!(
+        "{}\n[[jobs]]\nname = \"extract-smartrmail\"\nschedule = \"0 5 * * *\"\ntimezone = \"UTC\"\nsteps = [\n  {{ type = \"extract\", source = \"smartrmail\", streams = [\"subscribers\"] }},\n]\n",
+        mailroom::config::DEFAULT_CONFIG
+    );
+    write_config(dir.path(), &config);
+    let path = dir.path().to_path_buf();
+    let cli = move |args: &[&str]| {
+        let mut cmd = mailroom(&path);
+        cmd.args(["--sandbox-url", &base, "--data-dir", "data"])
+            .args(args);
+        cmd
+    };
+    let load = cli.clone();
+    tokio::task::spawn_blocking(move || {
+        for job in ["extract-orders", "extract-loyalty", "extract-smartrmail"] {
+            let (code, _, stderr) = run_cli(&mut load(&["run-job", job]));
+            assert_eq!(code, 0, "{job}: {stderr}");
+        }
+    })
+    .await
+    .expect("extracted");
+
+    let writes = || async {
+        let (_, _, state) = get_json(&format!("{}/_sandbox/state", sandbox.base_url), &[]).await;
+        state["platform_writes"].as_array().map_or(0, Vec::len)
+    };
+    // Kill points, counted in platform writes since the round began: the first field
+    // update, the middle of the first batch, the bulk add that closes it (written before
+    // the sandbox answers it), and later.
+    for kill_after in [1usize, 50, 101, 140] {
+        let start = writes().await;
+        let child = cli(&["run-job", "daily-winback"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let mut child = KillOnDrop(child);
+        loop {
+            if child.0.try_wait().expect("child").is_some() {
+                break;
+            }
+            if writes().await >= start + kill_after {
+                child.0.kill().expect("SIGKILL");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let _ = child.0.wait();
+    }
+    let finish = cli.clone();
+    let (code, stdout, stderr) =
+        tokio::task::spawn_blocking(move || run_cli(&mut finish(&["run-job", "daily-winback"])))
+            .await
+            .expect("rerun");
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+
+    let world = World::new(options.world);
+    let ledger = StateStore::open(&dir.path().join("data/state.db")).expect("state");
+    let rows = ledger.enrollments("smartrmail", "l_winback").expect("read");
+    let in_flight: Vec<&str> = rows
+        .iter()
+        .filter(|r| {
+            !matches!(
+                r.status,
+                EnrollmentStatus::Enrolled | EnrollmentStatus::HeldOut | EnrollmentStatus::Skipped
+            )
+        })
+        .map(|r| r.email.as_str())
+        .collect();
+    assert!(in_flight.is_empty(), "every person settled: {in_flight:?}");
+    let assigned: BTreeSet<&str> = rows
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.status,
+                EnrollmentStatus::Enrolled | EnrollmentStatus::HeldOut
+            )
+        })
+        .map(|r| r.email.as_str())
+        .collect();
+    let (_, _, state) = get_json(&format!("{}/_sandbox/state", sandbox.base_url), &[]).await;
+    // `run-job` stands for the moment it runs: lapsing is judged at about now.
+    let mailable = expected(&world, Utc::now());
+    let wanted: BTreeSet<&str> = mailable.keys().map(String::as_str).collect();
+    assert_eq!(
+        assigned, wanted,
+        "enrolled or held out: exactly the mailable lapsed"
+    );
+    let adds = list_adds(&state);
+    let twice: Vec<(&String, &usize)> = adds.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "sent to the list twice: {twice:?}");
+    let enrolled: BTreeSet<&str> = rows
+        .iter()
+        .filter(|r| r.status == EnrollmentStatus::Enrolled)
+        .map(|r| r.email.as_str())
+        .collect();
+    let added: BTreeSet<&str> = adds.keys().map(String::as_str).collect();
+    assert_eq!(added, enrolled, "the list holds exactly the enrolled");
+    assert!(enrolled.len() > 50, "{}", enrolled.len());
+    assert_nothing_forbidden(&state);
+}
+
+/// Under 429s on the consent reads, 503s on the field updates and a connection reset as a
+/// bulk add is answered, the run still enrolls exactly the mailable lapsed (the client
+/// retries what is safe to repeat; adding a list member again changes nothing).
+#[tokio::test]
+async fn faults_on_smartrmail_change_nobody_s_outcome() {
+    use mailroom_sandbox::faults::{Fault, FaultRule};
+    let rule = |method: &str, path: &str, after: u32, times: u32, fault: Fault| FaultRule {
+        method: Some(method.into()),
+        path: path.into(),
+        after,
+        times,
+        fault,
+        seen: 0,
+    };
+    let options = SandboxOptions {
+        smile_rate_limit: None,
+        faults: vec![
+            rule(
+                "GET",
+                "/smartrmail/api/v1/subscribers/",
+                3,
+                2,
+                Fault::RateLimit {
+                    retry_after_secs: Some(0),
+                },
+            ),
+            rule(
+                "PUT",
+                "/smartrmail/api/v1/subscribers/",
+                5,
+                2,
+                Fault::ServerError { status: 503 },
+            ),
+            rule(
+                "POST",
+                "/smartrmail/api/v1/lists/l_winback/list_subscribers",
+                0,
+                1,
+                Fault::ConnectionReset,
+            ),
+        ],
+        ..SandboxOptions::new(11, 1200)
+    };
+    let sandbox = crate::support::sandbox(options.clone()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let at = anchor(&options);
+    let pipeline = pipeline(&sandbox, dir.path());
+    extract(&pipeline, at).await;
+    let counters = pipeline
+        .execute(&shipped_job("daily-winback"), &run("winback-1", at, false))
+        .await
+        .expect("enrolled despite the faults");
+    let eligible = expected(&World::new(options.world), at);
+    let ledger = StateStore::open(&dir.path().join("state.db")).expect("state");
+    let rows = ledger.enrollments("smartrmail", "l_winback").expect("read");
+    let assigned: BTreeSet<&str> = rows
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.status,
+                EnrollmentStatus::Enrolled | EnrollmentStatus::HeldOut
+            )
+        })
+        .map(|r| r.email.as_str())
+        .collect();
+    let wanted: BTreeSet<&str> = eligible.keys().map(String::as_str).collect();
+    assert_eq!(assigned, wanted, "{counters:?}");
+    let (_, _, state) = get_json(&format!("{}/_sandbox/state", sandbox.base_url), &[]).await;
+    let faults_left: u64 = state["faults"]
+        .as_array()
+        .expect("faults")
+        .iter()
+        .map(|f| {
+            let last = f["after"].as_u64().unwrap_or(0) + f["times"].as_u64().unwrap_or(0);
+            last.saturating_sub(f["seen"].as_u64().unwrap_or(0))
+        })
+        .sum();
+    assert_eq!(faults_left, 0, "every fault was met: {}", state["faults"]);
+    let on_list: BTreeSet<&str> = state["smartrmail"]["lists"]["l_winback"]["added"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let treatment: BTreeSet<&str> = rows
+        .iter()
+        .filter(|r| r.status == EnrollmentStatus::Enrolled)
+        .map(|r| eligible[r.email.as_str()].as_str())
+        .collect();
+    assert_eq!(on_list, treatment);
+    assert_nothing_forbidden(&state);
+}

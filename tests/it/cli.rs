@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use mailroom::state::{DataDirLock, RunStatus, StateStore};
 
 /// `mailroom` in `dir`, with no `MAILROOM_*` or secret variables from the test's environment.
-fn mailroom(dir: &Path) -> Command {
+pub(crate) fn mailroom(dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailroom"));
     cmd.current_dir(dir)
         .env_clear()
@@ -19,7 +19,7 @@ fn mailroom(dir: &Path) -> Command {
 
 /// A child process killed when the test ends, passing or not, so no failure leaves it
 /// running or blocks the suite.
-struct KillOnDrop(std::process::Child);
+pub(crate) struct KillOnDrop(pub(crate) std::process::Child);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
@@ -30,7 +30,7 @@ impl Drop for KillOnDrop {
 
 /// Writes `text` as `dir`'s config.toml, with the shipped SQL files beside it (a config of
 /// one's own reads its SQL files from disk).
-fn write_config(dir: &Path, text: &str) {
+pub(crate) fn write_config(dir: &Path, text: &str) {
     std::fs::write(dir.join("config.toml"), text).expect("config");
     for folder in ["reports", "queries"] {
         let from = Path::new(env!("CARGO_MANIFEST_DIR")).join(folder);
@@ -45,7 +45,7 @@ fn write_config(dir: &Path, text: &str) {
     }
 }
 
-fn run(cmd: &mut Command) -> (i32, String, String) {
+pub(crate) fn run(cmd: &mut Command) -> (i32, String, String) {
     let Output {
         status,
         stdout,
