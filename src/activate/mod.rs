@@ -11,9 +11,10 @@
 //! resubscribes anyone or writes a subscription flag.
 
 pub mod holdout;
+pub mod iterable;
 pub mod smartrmail;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Float64Type};
@@ -72,10 +73,128 @@ impl Classify for ActivateError {
 }
 
 impl ActivateError {
-    /// Whether the platform may have acted on the request: it went out but no whole
-    /// answer came back.
+    /// Whether the platform may have acted on the request: it went out and no whole
+    /// answer came back, or the platform failed while handling it (a 5xx says nothing of
+    /// what was done before the failure).
     pub fn outcome_unknown(&self) -> bool {
-        matches!(self, ActivateError::Http(err) if err.unanswered)
+        matches!(self, ActivateError::Http(err) if err.unanswered || err.status.is_some_and(|s| s >= 500))
+    }
+}
+
+/// What a platform says of a person just before enrolling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// Known and may be sent marketing e-mail.
+    Subscribed,
+    /// The platform does not know them (never created by mailroom).
+    Unknown,
+    /// Unsubscribed (SmartrMail's flag or date; Iterable's marketing channel).
+    Unsubscribed,
+    /// Unsubscribed from the sequence's message type only (Iterable).
+    UnsubscribedMessageType,
+    /// A spam complaint is recorded.
+    Complained,
+}
+
+/// How one person's enrolling call ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sent {
+    /// The platform accepted it.
+    Done,
+    /// It surely did not happen; eligible again on the next run.
+    Failed(String),
+    /// It went out and no answer came: it may have happened.
+    Unknown(String),
+}
+
+impl Sent {
+    fn from_error(err: &ActivateError) -> Sent {
+        match err.outcome_unknown() {
+            true => Sent::Unknown(err.to_string()),
+            false => Sent::Failed(err.to_string()),
+        }
+    }
+}
+
+/// The platform an activate step enrolls on.
+pub enum Platform {
+    /// Lists and custom fields (or custom events).
+    SmartrMail(smartrmail::SmartrMail),
+    /// Journeys triggered by API.
+    Iterable(iterable::Iterable),
+}
+
+/// People per enrolling batch: SmartrMail's bulk add, and how often the ledger is written.
+pub const BATCH: usize = 100;
+
+impl Platform {
+    /// Whether an enrollment can be looked for afterwards (SmartrMail list membership).
+    pub fn can_read_back(&self) -> bool {
+        match self {
+            Platform::SmartrMail(p) => p.can_read_back(),
+            Platform::Iterable(_) => false,
+        }
+    }
+
+    /// The person's standing now.
+    pub async fn standing(&self, email: &str) -> Result<Standing, ActivateError> {
+        match self {
+            Platform::SmartrMail(p) => p.standing(email).await,
+            Platform::Iterable(p) => p.standing(email).await,
+        }
+    }
+
+    /// Who is enrolled in `sequence`, where the platform can tell.
+    pub async fn members(&self, sequence: &str) -> Result<Option<HashSet<String>>, ActivateError> {
+        match self {
+            Platform::SmartrMail(p) if p.can_read_back() => p.members(sequence).await.map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// Enrolls `people` (at most [`BATCH`]), all just read as known and consenting, into
+    /// `sequence`; how each call ended, in order.
+    pub async fn enroll(&self, sequence: &str, people: &[&Candidate]) -> Vec<Sent> {
+        match self {
+            Platform::SmartrMail(p) => {
+                let mut outcomes = Vec::with_capacity(people.len());
+                let mut ready = Vec::new();
+                for person in people {
+                    match p.set_fields(&person.email, &person.fields).await {
+                        Ok(()) => {
+                            outcomes.push(Sent::Done);
+                            ready.push((person.email.as_str(), person.fields.as_slice()));
+                        }
+                        Err(err) => outcomes.push(Sent::Failed(err.to_string())),
+                    }
+                }
+                if !ready.is_empty()
+                    && let Err(err) = p.enroll(sequence, &ready).await
+                {
+                    let outcome = Sent::from_error(&err);
+                    for slot in outcomes.iter_mut().filter(|o| **o == Sent::Done) {
+                        *slot = outcome.clone();
+                    }
+                }
+                outcomes
+            }
+            Platform::Iterable(p) => {
+                let Ok(workflow) = sequence.parse::<u64>() else {
+                    let why = format!("Iterable journey id {sequence:?} is not a number");
+                    return people.iter().map(|_| Sent::Failed(why.clone())).collect();
+                };
+                let mut outcomes = Vec::with_capacity(people.len());
+                for person in people {
+                    outcomes.push(
+                        match p.enroll(workflow, &person.email, &person.fields).await {
+                            Ok(()) => Sent::Done,
+                            Err(err) => Sent::from_error(&err),
+                        },
+                    );
+                }
+                outcomes
+            }
+        }
     }
 }
 

@@ -14,26 +14,10 @@ use std::collections::HashSet;
 use serde_json::{Value, json};
 
 use super::normalize_email;
-use super::{ActivateError, Field};
+use super::{ActivateError, Field, Standing};
 use crate::http::{Auth, Body, Call, Service};
 use crate::services::{Connection, ServiceKind, Services};
 use crate::sources::smartrmail::encode;
-
-/// People per bulk add (the API documents no maximum; smartrmail.md §5.1 suggests ≤ 100).
-pub const BATCH: usize = 100;
-
-/// What SmartrMail says of a person.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Standing {
-    /// Known and subscribed, never complained.
-    Subscribed,
-    /// No such subscriber.
-    Unknown,
-    /// Unsubscribed (`subscribed: false` or `unsubscribed_at` set).
-    Unsubscribed,
-    /// A spam complaint is recorded.
-    Complained,
-}
 
 /// The configured SmartrMail account.
 pub struct SmartrMail {
@@ -121,7 +105,8 @@ impl SmartrMail {
     }
 
     /// Enrolls people just read as known and subscribed: adds them to `list` (at most
-    /// [`BATCH`]), or posts one custom event each with their fields.
+    /// 100 at a time: the API documents no maximum, smartrmail.md §5.1 suggests ≤ 100), or
+    /// posts one custom event each with their fields.
     pub async fn enroll(
         &self,
         list: &str,

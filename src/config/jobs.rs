@@ -574,6 +574,7 @@ fn read_activate(
     }
     let platform = t.choice(d, "platform", &platforms);
     let sequence = t.required_string(d, "sequence");
+    let has_channel = t.contains("channel_id");
     let defaults = ActivatePolicy::default();
     let policy = ActivatePolicy {
         holdout: t
@@ -589,7 +590,39 @@ fn read_activate(
             .number(d, "anomaly_factor", 1.0..=1000.0)
             .map_or(defaults.anomaly_factor, |x| x.value),
         suppress_from: t.string(d, "suppress_from").map(|s| s.value),
+        channel_id: t
+            .integer(d, "channel_id", 1..=i64::MAX)
+            .map(|n| n.value as u64),
+        message_type_id: t
+            .integer(d, "message_type_id", 1..=i64::MAX)
+            .map(|n| n.value as u64),
     };
+    if platform
+        .as_ref()
+        .is_some_and(|p| p.value == SourceKind::Iterable)
+    {
+        if !has_channel {
+            t.missing(
+                d,
+                "channel_id",
+                Some("the Iterable marketing channel whose unsubscribes mean a person may not be mailed".into()),
+            );
+        }
+        if let Some(sequence) = sequence
+            .as_ref()
+            .filter(|s| s.value.parse::<u64>().is_err())
+        {
+            d.report(
+                sequence.span.start,
+                t.key_path("sequence"),
+                format!(
+                    "an Iterable sequence is a journey id (a number), not {:?}",
+                    sequence.value
+                ),
+                None,
+            );
+        }
+    }
     let platform = platform?;
     if !context.sources.services.contains_key(&platform.value) {
         d.report(

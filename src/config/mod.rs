@@ -415,6 +415,10 @@ pub struct ActivatePolicy {
     pub anomaly_factor: f64,
     /// A warehouse table whose `email_normalized` column lists people never to enroll.
     pub suppress_from: Option<String>,
+    /// Iterable: the marketing e-mail channel whose unsubscribes mean no (required there).
+    pub channel_id: Option<u64>,
+    /// Iterable: the journey's message type, whose unsubscribes also mean no.
+    pub message_type_id: Option<u64>,
 }
 
 impl Default for ActivatePolicy {
@@ -425,6 +429,8 @@ impl Default for ActivatePolicy {
             max_per_run: None,
             anomaly_factor: 5.0,
             suppress_from: None,
+            channel_id: None,
+            message_type_id: None,
         }
     }
 }

@@ -21,8 +21,11 @@ use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, Duration, Utc};
 
 use super::{Pipeline, StepAnswer};
-use crate::activate::smartrmail::{BATCH, SmartrMail, Standing};
-use crate::activate::{ActivateError, Candidate, candidates, holdout, mask_email};
+use crate::activate::iterable::Iterable;
+use crate::activate::smartrmail::SmartrMail;
+use crate::activate::{
+    ActivateError, BATCH, Candidate, Platform, Sent, Standing, candidates, holdout, mask_email,
+};
 use crate::config::{ActivatePolicy, JobConfig, SourceKind};
 use crate::error::{Classify, ErrorKind};
 use crate::scheduler::{RunContext, RunError};
@@ -59,6 +62,7 @@ mod reason {
     pub const SUPPRESSED: &str = "suppressed";
     pub const UNKNOWN_ON_PLATFORM: &str = "unknown_on_platform";
     pub const UNSUBSCRIBED: &str = "unsubscribed";
+    pub const UNSUBSCRIBED_MESSAGE_TYPE: &str = "unsubscribed_message_type";
     pub const COMPLAINED: &str = "complained";
 }
 
@@ -92,7 +96,23 @@ impl Pipeline {
         let what = format!("activate {platform_name} {}", step.sequence);
         let failed = |err: ActivateError| RunError::new(err.kind(), format!("{what}: {err}"));
         let platform = match step.platform {
-            SourceKind::SmartrMail => SmartrMail::new(&self.services).map_err(failed)?,
+            SourceKind::SmartrMail => {
+                Platform::SmartrMail(SmartrMail::new(&self.services).map_err(failed)?)
+            }
+            SourceKind::Iterable => {
+                let Some(channel) = step.policy.channel_id else {
+                    return Err(RunError::new(
+                        ErrorKind::Config,
+                        format!(
+                            "{what}: set channel_id, the marketing channel whose unsubscribes mean no"
+                        ),
+                    ));
+                };
+                Platform::Iterable(
+                    Iterable::new(&self.services, channel, step.policy.message_type_id)
+                        .map_err(failed)?,
+                )
+            }
             other => {
                 return Err(RunError::new(
                     ErrorKind::Terminal,
@@ -123,10 +143,7 @@ impl Pipeline {
             .map(|e| e.email.clone())
             .collect();
         if !in_flight.is_empty() {
-            let members = match platform.can_read_back() {
-                true => Some(platform.members(step.sequence).await.map_err(failed)?),
-                false => None,
-            };
+            let members = platform.members(step.sequence).await.map_err(failed)?;
             let mut resolved = Vec::new();
             for email in in_flight {
                 let Some(row) = latest.get_mut(&email) else {
@@ -226,6 +243,9 @@ impl Pipeline {
             let decision = match standing {
                 Standing::Unknown => Decision::Skip(reason::UNKNOWN_ON_PLATFORM),
                 Standing::Unsubscribed => Decision::Skip(reason::UNSUBSCRIBED),
+                Standing::UnsubscribedMessageType => {
+                    Decision::Skip(reason::UNSUBSCRIBED_MESSAGE_TYPE)
+                }
                 Standing::Complained => Decision::Skip(reason::COMPLAINED),
                 Standing::Subscribed => {
                     let arm = arm.unwrap_or_else(|| {
@@ -353,60 +373,35 @@ impl Pipeline {
         self.state.record_enrollments(&rows).map_err(ledger)?;
 
         for batch in to_enroll.chunks(BATCH) {
-            let mut done: Vec<Enrollment> = Vec::new();
-            let mut sendable = Vec::new();
-            for (person, r) in batch {
-                match platform.set_fields(&person.email, &person.fields).await {
-                    Ok(()) => sendable.push((*person, r.clone())),
-                    Err(err) => {
-                        let mut r = r.clone();
-                        r.status = EnrollmentStatus::Failed;
-                        r.reason = Some(err.to_string());
-                        done.push(r);
-                    }
-                }
-            }
-            let people: Vec<(&str, &[crate::activate::Field])> = sendable
-                .iter()
-                .map(|(p, _)| (p.email.as_str(), p.fields.as_slice()))
-                .collect();
-            let outcome = match people.is_empty() {
-                true => Ok(()),
-                false => platform.enroll(step.sequence, &people).await,
+            let people: Vec<&Candidate> = batch.iter().map(|(p, _)| *p).collect();
+            let outcomes = platform.enroll(step.sequence, &people).await;
+            // Calls that ended without an answer are settled by the list, where there is one.
+            let unsure = outcomes.iter().any(|o| matches!(o, Sent::Unknown(_)));
+            let members = match unsure {
+                true => platform.members(step.sequence).await.ok().flatten(),
+                false => None,
             };
-            match outcome {
-                Ok(()) => {
-                    for (_, mut r) in sendable {
+            let mut done: Vec<Enrollment> = Vec::with_capacity(batch.len());
+            for ((_, r), outcome) in batch.iter().zip(outcomes) {
+                let mut r = r.clone();
+                match outcome {
+                    Sent::Done => {
                         r.status = EnrollmentStatus::Enrolled;
                         r.enrolled_at = Some(Utc::now());
-                        done.push(r);
+                    }
+                    Sent::Failed(why) => {
+                        r.status = EnrollmentStatus::Failed;
+                        r.reason = Some(why);
+                    }
+                    Sent::Unknown(why) => {
+                        settle(&mut r, members.as_ref(), platform.can_read_back(), why, now)
                     }
                 }
-                Err(err) if err.outcome_unknown() && platform.can_read_back() => {
-                    // Whether the add happened is on the list.
-                    let members = platform.members(step.sequence).await.ok();
-                    for (_, mut r) in sendable {
-                        resolve_with(&mut r, members.as_ref(), &err, now);
-                        done.push(r);
-                    }
-                }
-                Err(err) => {
-                    let status = match err.outcome_unknown() {
-                        true => EnrollmentStatus::Unknown,
-                        false => EnrollmentStatus::Failed,
-                    };
-                    for (_, mut r) in sendable {
-                        r.status = status;
-                        r.reason = Some(err.to_string());
-                        done.push(r);
-                    }
-                }
-            }
-            for r in &done {
                 bump(counters, &format!("activate.{}", r.status.as_str()), 1);
                 if r.status == EnrollmentStatus::Enrolled {
                     counts.enrolled += 1;
                 }
+                done.push(r);
             }
             self.state.record_enrollments(&done).map_err(ledger)?;
         }
@@ -505,12 +500,14 @@ fn resolve(
     }
 }
 
-/// A row whose enrolling call ended without an answer, settled by the list if it could be
-/// read.
-fn resolve_with(
+/// A row whose enrolling call ended without an answer: settled by the list if it could
+/// be read; left in flight (the next run looks) if it could not; `unknown` where the
+/// platform can never tell.
+fn settle(
     row: &mut Enrollment,
     members: Option<&HashSet<String>>,
-    err: &ActivateError,
+    can_read_back: bool,
+    why: String,
     now: DateTime<Utc>,
 ) {
     match members {
@@ -520,10 +517,15 @@ fn resolve_with(
         }
         Some(_) => {
             row.status = EnrollmentStatus::Failed;
-            row.reason = Some(err.to_string());
+            row.reason = Some(why);
         }
-        // Left in flight: the next run looks again.
-        None => row.reason = Some(err.to_string()),
+        None if can_read_back => row.reason = Some(why),
+        None => {
+            row.status = EnrollmentStatus::Unknown;
+            row.reason = Some(format!(
+                "{why}; the platform cannot be asked whether it happened, so it is not sent again within the cooldown"
+            ));
+        }
     }
 }
 

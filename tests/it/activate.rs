@@ -533,3 +533,156 @@ async fn faults_on_smartrmail_change_nobody_s_outcome() {
     assert_eq!(on_list, treatment);
     assert_nothing_forbidden(&state);
 }
+
+/// Who the shipped lapsed query names, from the world alone: lapsed by their orders,
+/// Shopify consent, and not unsubscribed or complained on SmartrMail (the query's own
+/// rule; people SmartrMail does not know are named too).
+fn lapsed_people(world: &World, at: DateTime<Utc>) -> Vec<mailroom_sandbox::world::Person> {
+    world
+        .people()
+        .filter(|person| {
+            let last = world
+                .orders_of(person)
+                .iter()
+                .filter(|o| o.cancelled_at.is_none())
+                .map(|o| o.created_at)
+                .max();
+            let lapsed = last.is_some_and(|t| t < at - chrono::Duration::days(90));
+            let smartrmail_ok = world
+                .subscriber_of(person)
+                .is_none_or(|s| s.subscribed && !s.complained && s.unsubscribed_at.is_none());
+            lapsed && person.consent == Consent::Subscribed && smartrmail_ok
+        })
+        .collect()
+}
+
+/// Iterable: the journey is triggered once for each lapsed person whose profile exists
+/// and who left neither the marketing channel nor the win-back message type; a trigger
+/// the platform failed on is `unknown` and never re-sent; nothing creates a profile or
+/// touches subscriptions.
+#[tokio::test]
+async fn iterable_win_back_triggers_the_journey_once_for_each_consenting_profile() {
+    use mailroom::config::{ActivatePolicy, SourceKind, Step};
+    use mailroom_sandbox::faults::{Fault, FaultRule};
+    use mailroom_sandbox::world::{ITERABLE_MARKETING_CHANNEL, ITERABLE_WINBACK_MESSAGE_TYPE};
+    let options = SandboxOptions {
+        smile_rate_limit: None,
+        faults: vec![FaultRule {
+            method: Some("POST".into()),
+            path: "/iterable/api/workflows/triggerWorkflow".into(),
+            after: 4,
+            times: 1,
+            fault: Fault::ServerError { status: 500 },
+            seen: 0,
+        }],
+        ..SandboxOptions::new(5, 1500)
+    };
+    let sandbox = crate::support::sandbox(options.clone()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let at = anchor(&options);
+    let pipeline = pipeline(&sandbox, dir.path());
+    extract(&pipeline, at).await;
+    let mut job = shipped_job("daily-winback");
+    job.name = "iterable-winback".into();
+    job.steps[1] = Step::Activate {
+        from: "lapsed".into(),
+        platform: SourceKind::Iterable,
+        sequence: "330012".into(),
+        policy: ActivatePolicy {
+            holdout: 0.1,
+            channel_id: Some(ITERABLE_MARKETING_CHANNEL),
+            message_type_id: Some(ITERABLE_WINBACK_MESSAGE_TYPE),
+            ..ActivatePolicy::default()
+        },
+    };
+    let world = World::new(options.world);
+    let wanted: BTreeSet<String> = lapsed_people(&world, at)
+        .iter()
+        .filter_map(|p| world.iterable_user_of(p))
+        .filter(|u| {
+            !u.unsubscribed_channel_ids
+                .contains(&ITERABLE_MARKETING_CHANNEL)
+                && !u
+                    .unsubscribed_message_type_ids
+                    .contains(&ITERABLE_WINBACK_MESSAGE_TYPE)
+        })
+        .map(|u| u.email)
+        .collect();
+    assert!(wanted.len() > 50, "{}", wanted.len());
+
+    let first = pipeline
+        .execute(&job, &run("iterable-1", at, false))
+        .await
+        .expect("run");
+    let again = pipeline
+        .execute(&job, &run("iterable-2", at, false))
+        .await
+        .expect("rerun");
+    assert_eq!(again.get("activate.enrolled"), None, "{again:?}");
+
+    let ledger = StateStore::open(&dir.path().join("state.db")).expect("state");
+    let rows = ledger.enrollments("iterable", "330012").expect("read");
+    let with = |status: EnrollmentStatus| -> BTreeSet<String> {
+        rows.iter()
+            .filter(|r| r.status == status)
+            .map(|r| r.email.clone())
+            .collect()
+    };
+    let (enrolled, held, unknown) = (
+        with(EnrollmentStatus::Enrolled),
+        with(EnrollmentStatus::HeldOut),
+        with(EnrollmentStatus::Unknown),
+    );
+    assert_eq!(unknown.len(), 1, "the 500'd trigger: {first:?}");
+    let settled: BTreeSet<String> = enrolled
+        .iter()
+        .chain(&held)
+        .chain(&unknown)
+        .cloned()
+        .collect();
+    assert_eq!(
+        settled, wanted,
+        "every consenting profile enrolled, held out or reported"
+    );
+    assert!(
+        rows.iter()
+            .filter(|r| r.status == EnrollmentStatus::Skipped)
+            .all(|r| !wanted.contains(&r.email))
+    );
+
+    let (_, _, state) = get_json(&format!("{}/_sandbox/state", sandbox.base_url), &[]).await;
+    let mut triggered: HashMap<String, usize> = HashMap::new();
+    for t in state["iterable"]["workflow_triggers"]
+        .as_array()
+        .expect("triggers")
+    {
+        assert_eq!(t["workflowId"], 330012);
+        *triggered
+            .entry(t["email"].as_str().unwrap_or_default().to_string())
+            .or_default() += 1;
+    }
+    assert!(
+        triggered.values().all(|n| *n == 1),
+        "triggered twice: {triggered:?}"
+    );
+    let triggered: BTreeSet<String> = triggered.into_keys().collect();
+    assert_eq!(
+        triggered, enrolled,
+        "the journey holds exactly the enrolled"
+    );
+    let trigger = state["iterable"]["workflow_triggers"][0]["dataFields"].clone();
+    assert!(trigger.get("days_since_last_order").is_some(), "{trigger}");
+    assert_eq!(
+        state["iterable"]["list_subscriptions"],
+        serde_json::json!([])
+    );
+    assert_eq!(
+        state["iterable"]["subscription_updates"],
+        serde_json::json!([])
+    );
+    assert_eq!(
+        state["iterable"]["users"],
+        serde_json::json!({}),
+        "no profile written"
+    );
+}

@@ -257,7 +257,7 @@ steps = [
   { type = "sql", file = "reports/weekly.sql", params = { days = 7, label = "wk" } },
   { type = "deliver", from = "weekyl", to = "slack", channel = "#marketing" },
   { type = "deliver", from = "weekly", to = "sheets", sheet = "Weekly" },
-  { type = "activate", from = "weekly", platform = "iterable", sequence = "123" },
+  { type = "activate", from = "weekly", platform = "iterable", sequence = "123", channel_id = 31 },
   { type = "extract", source = "smartrmail", streams = ["campaigns"] },
   { type = "sql", file = "reports/weekly.sql", name = "bad_into", into = "Weekly Report" },
 ]

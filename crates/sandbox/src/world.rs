@@ -51,6 +51,7 @@ enum Stream {
     SmartrMail = 4,
     Points = 5,
     Campaigns = 6,
+    Iterable = 7,
 }
 
 const FIRST_NAMES: [&str; 24] = [
@@ -318,6 +319,30 @@ pub struct Subscriber {
     pub clicked_count: u64,
     /// When they joined.
     pub joined_at: DateTime<Utc>,
+}
+
+/// The Iterable project's marketing e-mail channel.
+pub const ITERABLE_MARKETING_CHANNEL: u64 = 31;
+/// The message type of the Iterable win-back journey's e-mails.
+pub const ITERABLE_WINBACK_MESSAGE_TYPE: u64 = 48;
+/// The Iterable project's static lists a user may belong to.
+pub const ITERABLE_NEWSLETTER_LIST: u64 = 104233;
+
+/// A person's Iterable profile: its subscription arrays (`api-reference/iterable.md` §14).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IterableUser {
+    /// The person.
+    pub person: u32,
+    /// E-mail (the project is e-mail based).
+    pub email: String,
+    /// When the profile was made.
+    pub signup_date: DateTime<Utc>,
+    /// Static lists they belong to.
+    pub email_list_ids: Vec<u64>,
+    /// Channels they unsubscribed from.
+    pub unsubscribed_channel_ids: Vec<u64>,
+    /// Message types they unsubscribed from.
+    pub unsubscribed_message_type_ids: Vec<u64>,
 }
 
 /// An e-mail platform with campaigns in the world.
@@ -633,6 +658,54 @@ impl World {
             clicked_count,
             joined_at,
         })
+    }
+
+    /// The seeded Iterable profile of a person, if they have one: about four in five do,
+    /// drawn apart from SmartrMail so the platforms disagree — about one in twelve left
+    /// the marketing channel, one in twenty only the win-back message type.
+    pub fn iterable_user_of(&self, person: &Person) -> Option<IterableUser> {
+        let mut rng = self.rng(Stream::Iterable, u64::from(person.index));
+        if rng.u32(0..100) >= 80 {
+            return None;
+        }
+        let roll = rng.u32(0..100);
+        let unsubscribed_channel_ids = if roll < 8 {
+            vec![ITERABLE_MARKETING_CHANNEL]
+        } else {
+            Vec::new()
+        };
+        let unsubscribed_message_type_ids = if (8..13).contains(&roll) {
+            vec![ITERABLE_WINBACK_MESSAGE_TYPE]
+        } else {
+            Vec::new()
+        };
+        Some(IterableUser {
+            person: person.index,
+            email: person.email.clone(),
+            signup_date: person.created_at,
+            email_list_ids: if rng.bool() {
+                vec![ITERABLE_NEWSLETTER_LIST]
+            } else {
+                Vec::new()
+            },
+            unsubscribed_channel_ids,
+            unsubscribed_message_type_ids,
+        })
+    }
+
+    /// The person an e-mail names, if it is one of the world's (any case).
+    pub fn person_by_email(&self, email: &str) -> Option<Person> {
+        let local = email.split('@').next()?;
+        let digits = local.trim_start_matches(|c: char| !c.is_ascii_digit());
+        let index: u32 = digits.parse().ok()?;
+        if index == 0 || index > self.params.customers {
+            return None;
+        }
+        let person = self.person(index);
+        person
+            .email
+            .eq_ignore_ascii_case(email.trim())
+            .then_some(person)
     }
 
     /// A seeded subscriber's opaque id: a check value, then the person's index, in hex.

@@ -287,7 +287,143 @@ async fn list_subscribe_answers_200_with_per_item_failures() {
     let (_, _, state) = get_json(&format!("{}/_sandbox/state", sandbox.base_url), &[]).await;
     assert_eq!(
         state["iterable"]["list_subscriptions"],
-        json!([{ "listId": 104234, "email": "new.person@example.com" }])
+        json!([{ "listId": 104234, "email": "new.person@example.com", "created": true }])
+    );
+    // In this e-mail-based project the unknown e-mail is now a profile (iterable.md §14).
+    let (_, _, made) = get_json(
+        &format!(
+            "{}/iterable/api/users/getByEmail?email=new.person%40example.com",
+            sandbox.base_url
+        ),
+        &[KEY],
+    )
+    .await;
+    assert_eq!(made["user"]["dataFields"]["emailListIds"], json!([104234]));
+}
+
+/// The world's people with and without an Iterable profile, and one who left the
+/// marketing channel.
+fn iterable_people() -> (String, String, String) {
+    use mailroom_sandbox::world::ITERABLE_MARKETING_CHANNEL;
+    let world = small_world();
+    let mut known = None;
+    let mut unknown = None;
+    let mut left = None;
+    for person in world.people() {
+        match world.iterable_user_of(&person) {
+            None => {
+                unknown.get_or_insert(person.email.clone());
+            }
+            Some(user)
+                if user
+                    .unsubscribed_channel_ids
+                    .contains(&ITERABLE_MARKETING_CHANNEL) =>
+            {
+                left.get_or_insert(person.email.clone());
+            }
+            Some(user) if user.unsubscribed_message_type_ids.is_empty() => {
+                known.get_or_insert(person.email.clone());
+            }
+            Some(_) => {}
+        }
+    }
+    (
+        known.expect("a subscribed profile"),
+        unknown.expect("someone without a profile"),
+        left.expect("someone who left the channel"),
+    )
+}
+
+#[tokio::test]
+async fn get_by_email_answers_the_profile_with_its_subscription_arrays_or_an_empty_object() {
+    let sandbox = small_sandbox().await;
+    let (known, unknown, left) = iterable_people();
+    let get = |email: String| {
+        let url = format!(
+            "{}/iterable/api/users/getByEmail?email={}",
+            sandbox.base_url,
+            email.replace('@', "%40")
+        );
+        async move { get_json(&url, &[KEY]).await }
+    };
+    let (status, _, body) = get(known.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["user"]["email"], known.as_str());
+    assert_eq!(
+        body["user"]["dataFields"]["unsubscribedChannelIds"],
+        json!([])
+    );
+    assert!(body["user"]["signupDate"].as_i64().is_some_and(|t| t > 0));
+    let (status, _, body) = get(unknown).await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({})),
+        "unknown is {{}}, not a 404"
+    );
+    let (_, _, body) = get(left.clone()).await;
+    assert_eq!(
+        body["user"]["dataFields"]["unsubscribedChannelIds"],
+        json!([31])
+    );
+    // The same profile by path.
+    let (_, _, by_path) = get_json(
+        &format!(
+            "{}/iterable/api/users/{}",
+            sandbox.base_url,
+            left.replace('@', "%40")
+        ),
+        &[KEY],
+    )
+    .await;
+    assert_eq!(by_path["user"]["email"], left.as_str());
+    let (status, _, body) = get_json(
+        &format!(
+            "{}/iterable/api/users/getByEmail?email=nope",
+            sandbox.base_url
+        ),
+        &[KEY],
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("InvalidEmailAddressError"))
+    );
+}
+
+#[tokio::test]
+async fn update_subscriptions_overwrites_the_arrays_it_is_sent() {
+    let sandbox = small_sandbox().await;
+    let (_, _, left) = iterable_people();
+    let url = format!(
+        "{}/iterable/api/users/updateSubscriptions",
+        sandbox.base_url
+    );
+    // A "partial" request that means to add a list: it resubscribes the person to the
+    // channel (the empty array overwrites theirs) — the hazard of §14.
+    let (status, _) = post(
+        &url,
+        json!({ "email": left, "emailListIds": [104234], "unsubscribedChannelIds": [] }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, _, body) = get_json(
+        &format!(
+            "{}/iterable/api/users/getByEmail?email={}",
+            sandbox.base_url,
+            left.replace('@', "%40")
+        ),
+        &[KEY],
+    )
+    .await;
+    assert_eq!(
+        body["user"]["dataFields"]["unsubscribedChannelIds"],
+        json!([])
+    );
+    assert_eq!(body["user"]["dataFields"]["emailListIds"], json!([104234]));
+    let (_, _, state) = get_json(&format!("{}/_sandbox/state", sandbox.base_url), &[]).await;
+    assert_eq!(
+        state["iterable"]["subscription_updates"][0]["email"],
+        left.as_str()
     );
 }
 

@@ -21,9 +21,11 @@ use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
-use super::ratelimit::Windows;
-use super::world::{Campaign, Platform};
-use super::{CREDENTIAL, Shared, json_response, lock};
+use crate::ratelimit::Windows;
+use crate::world::{Campaign, Platform};
+use crate::{CREDENTIAL, Shared, json_response, lock};
+
+mod users;
 
 /// Iterable's static lists in the sandbox project.
 const LISTS: [(u64, &str); 2] = [(104233, "Newsletter"), (104234, "Win-back")];
@@ -36,6 +38,7 @@ struct Limits {
     metrics: Windows,
     campaigns: Windows,
     users: Windows,
+    profiles: Windows,
     lists: Windows,
 }
 
@@ -47,6 +50,7 @@ pub struct IterableState {
     field_types: BTreeMap<String, &'static str>,
     subscriptions: Vec<Value>,
     triggers: Vec<Value>,
+    subscription_updates: Vec<Value>,
 }
 
 impl Default for IterableState {
@@ -56,12 +60,14 @@ impl Default for IterableState {
                 metrics: Windows::per(Some(10), Duration::from_secs(60)),
                 campaigns: Windows::new(Some(100)),
                 users: Windows::new(Some(500)),
+                profiles: Windows::new(Some(100)),
                 lists: Windows::new(Some(10)),
             },
             users: BTreeMap::new(),
             field_types: BTreeMap::new(),
             subscriptions: Vec::new(),
             triggers: Vec::new(),
+            subscription_updates: Vec::new(),
         }
     }
 }
@@ -75,6 +81,12 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/api/lists", get(lists))
         .route("/api/lists/subscribe", post(subscribe))
         .route("/api/users/update", post(update_user))
+        .route("/api/users/getByEmail", get(users::get_by_email))
+        .route(
+            "/api/users/updateSubscriptions",
+            post(users::update_subscriptions),
+        )
+        .route("/api/users/{email}", get(users::get_user))
         .route("/api/workflows/triggerWorkflow", post(trigger_workflow))
         .fallback(|| async { envelope(StatusCode::NOT_FOUND, "NotFound", "Not found") })
 }
@@ -587,8 +599,7 @@ async fn subscribe(
             continue;
         }
         let user = email.to_lowercase();
-        let known =
-            state.users.contains_key(&user) || shared.world.subscriber_person(&user).is_some();
+        let known = users::exists(&shared.world, &state, &user);
         if existing_only && !known {
             not_found.push(email.to_string());
             continue;
@@ -602,9 +613,22 @@ async fn subscribe(
             invalid_data.push(email.to_string());
             continue;
         }
+        // An unknown e-mail becomes a profile in this e-mail-based project (§14).
+        let lists = users::profile(&shared.world, &state, &user)
+            .and_then(|p| p["dataFields"]["emailListIds"].as_array().cloned())
+            .unwrap_or_default();
+        let mut lists: Vec<Value> = lists;
+        if !lists.contains(&Value::from(list_id)) {
+            lists.push(Value::from(list_id));
+        }
+        state
+            .users
+            .entry(user.clone())
+            .or_default()
+            .insert("emailListIds".into(), Value::Array(lists));
         state
             .subscriptions
-            .push(json!({ "listId": list_id, "email": user }));
+            .push(json!({ "listId": list_id, "email": user, "created": !known }));
         success += 1;
     }
     let fail = invalid.len() + not_found.len() + invalid_data.len();
@@ -667,6 +691,7 @@ pub fn summary(shared: &Shared) -> Value {
     json!({
         "workflow_triggers": state.triggers,
         "list_subscriptions": state.subscriptions,
+        "subscription_updates": state.subscription_updates,
         "users": state.users,
     })
 }
