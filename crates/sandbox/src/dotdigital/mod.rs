@@ -6,10 +6,11 @@
 //! contacts upserted by e-mail with key/value data fields that must exist and match their
 //! type (a write never changes a contact's subscription status); data fields; address
 //! books; program enrolments that start `Processing`, finish after a poll, report contacts
-//! they could not enrol, and are limited to 20 per rolling hour.
+//! they could not enrol, are listed by status, and are limited to 20 per rolling hour; the
+//! suppression list read incrementally, and `resubscribe-with-no-challenge` (recorded).
 //!
 //! This module holds the state, routes, auth and paging; [`campaigns`], [`contacts`] (with
-//! data fields and address books) and [`programs`] hold the handlers.
+//! data fields and address books), [`programs`] and [`suppressions`] hold the handlers.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -76,6 +77,9 @@ pub struct DotdigitalState {
     enrolment_calls: VecDeque<Instant>,
     next_contact: u64,
     next_book: u64,
+    /// Contacts resubscribed without their confirmation (never by a well-behaved client).
+    resubscribed: BTreeSet<u64>,
+    resubscribes: Vec<Value>,
 }
 
 impl Default for DotdigitalState {
@@ -101,6 +105,8 @@ impl Default for DotdigitalState {
             enrolment_calls: VecDeque::new(),
             next_contact: 9_000_001,
             next_book: 2001,
+            resubscribed: BTreeSet::new(),
+            resubscribes: Vec::new(),
         }
     }
 }
@@ -119,6 +125,18 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route(
             "/v2/contacts",
             axum::routing::post(contacts::upsert_contact),
+        )
+        .route(
+            "/v2/contacts/suppressed-since/{date}",
+            get(suppressions::suppressed_since),
+        )
+        .route(
+            "/v2/contacts/unsubscribed-since/{date}",
+            get(suppressions::unsubscribed_since),
+        )
+        .route(
+            "/v2/contacts/resubscribe-with-no-challenge",
+            axum::routing::post(suppressions::resubscribe),
         )
         .route(
             "/v2/contacts/{ident}",
@@ -253,6 +271,7 @@ macro_rules! try_response {
 mod campaigns;
 mod contacts;
 mod programs;
+mod suppressions;
 
 /// Enrolments, address-book changes and changed contacts, for inspection.
 pub fn summary_state(shared: &Shared) -> Value {
@@ -277,5 +296,10 @@ pub fn summary_state(shared: &Shared) -> Value {
         .values()
         .map(contacts::contact_json)
         .collect();
-    json!({ "enrolments": enrolments, "address_books": books, "changed_contacts": contacts })
+    json!({
+        "enrolments": enrolments,
+        "address_books": books,
+        "changed_contacts": contacts,
+        "resubscribes": state.resubscribes,
+    })
 }

@@ -136,9 +136,20 @@ pub(super) async fn get_enrolment(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    Query(query): Q,
 ) -> Response<Body> {
     authorize!(headers);
     let mut state = lock(&shared.dotdigital);
+    // `GET /v2/programs/enrolments/{status}` lists the enrolments in that status.
+    if id == "Processing" || id == "Finished" {
+        let listed: Vec<Value> = state
+            .enrolments
+            .iter()
+            .map(enrolment_json)
+            .filter(|e| e["status"] == id.as_str())
+            .collect();
+        return page(listed, &query);
+    }
     let Some(enrolment) = state.enrolments.iter_mut().find(|e| e.id == id) else {
         return fail(StatusCode::NOT_FOUND, "Error:", "ERROR_ENROLMENT_NOT_FOUND");
     };

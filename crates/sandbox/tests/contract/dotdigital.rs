@@ -431,3 +431,110 @@ async fn enrolments_process_then_finish_report_faults_and_stop_at_20_an_hour() {
         Some(15)
     );
 }
+
+#[tokio::test]
+async fn the_suppression_list_reads_incrementally_and_catches_complainers_still_subscribed() {
+    let sandbox = small_sandbox().await;
+    let base = format!("{}/dotdigital/v2/contacts", sandbox.base_url);
+    let (status, _, all) = get_json(&format!("{base}/suppressed-since/2000-01-01"), &[AUTH]).await;
+    assert_eq!(status, StatusCode::OK);
+    let all = all.as_array().expect("entries").clone();
+    let world = small_world();
+    let expected = world
+        .people()
+        .filter_map(|p| world.subscriber_of(&p))
+        .filter(|s| !s.subscribed || s.complained)
+        .count();
+    assert_eq!(all.len(), expected);
+    let dates: Vec<&str> = all
+        .iter()
+        .filter_map(|e| e["dateRemoved"].as_str())
+        .collect();
+    assert!(dates.windows(2).all(|w| w[0] <= w[1]), "oldest first");
+    // A complainer whose contact still says Subscribed is on the list all the same.
+    let still = all
+        .iter()
+        .find(|e| {
+            e["reason"] == "IspComplained" && e["suppressedContact"]["status"] == "Subscribed"
+        })
+        .expect("a complainer still subscribed");
+    let email = still["suppressedContact"]["email"].as_str().expect("email");
+    let (_, _, contact) = get_json(&format!("{base}/{email}"), &[AUTH]).await;
+    assert_eq!(contact["status"], "Subscribed");
+    // Since a date: only what was removed from then on; unsubscribes alone by their own call.
+    let middle = dates[dates.len() / 2];
+    let (_, _, later) = get_json(&format!("{base}/suppressed-since/{middle}"), &[AUTH]).await;
+    let later = later.as_array().expect("entries");
+    assert!(
+        later.len() < all.len()
+            && later
+                .iter()
+                .all(|e| e["dateRemoved"].as_str() >= Some(middle))
+    );
+    let (_, _, unsubscribed) =
+        get_json(&format!("{base}/unsubscribed-since/2000-01-01"), &[AUTH]).await;
+    assert!(
+        unsubscribed
+            .as_array()
+            .expect("entries")
+            .iter()
+            .all(|e| e["reason"] == "Unsubscribed")
+    );
+    let (_, _, page) = get_json(
+        &format!("{base}/suppressed-since/2000-01-01?select=2&skip=1"),
+        &[AUTH],
+    )
+    .await;
+    assert_eq!(page.as_array().map(Vec::len), Some(2));
+    assert_eq!(page[0], all[1]);
+    let (status, _, _) = get_json(&format!("{base}/suppressed-since/yesterday"), &[AUTH]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn resubscribe_with_no_challenge_is_recorded_and_lifts_the_suppression() {
+    let sandbox = small_sandbox().await;
+    let base = format!("{}/dotdigital/v2/contacts", sandbox.base_url);
+    let (_, _, all) = get_json(&format!("{base}/unsubscribed-since/2000-01-01"), &[AUTH]).await;
+    let email = all[0]["suppressedContact"]["email"]
+        .as_str()
+        .expect("email")
+        .to_string();
+    let (status, body) = send(
+        reqwest::Method::POST,
+        &format!("{base}/resubscribe-with-no-challenge"),
+        json!({ "unsubscribedContact": { "email": email } }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, _, contact) = get_json(&format!("{base}/{email}"), &[AUTH]).await;
+    assert_eq!(contact["status"], "Subscribed");
+    let (_, _, after) = get_json(&format!("{base}/unsubscribed-since/2000-01-01"), &[AUTH]).await;
+    assert_eq!(
+        after.as_array().map(Vec::len),
+        all.as_array().map(|a| a.len() - 1)
+    );
+    let (_, _, state) = get_json(&format!("{}/_sandbox/state", sandbox.base_url), &[]).await;
+    assert_eq!(
+        state["dotdigital"]["resubscribes"][0]["email"],
+        email.as_str()
+    );
+}
+
+#[tokio::test]
+async fn enrolments_are_listed_by_status() {
+    let sandbox = small_sandbox().await;
+    let url = format!("{}/dotdigital/v2/programs/enrolments", sandbox.base_url);
+    let (status, created) = send(
+        reqwest::Method::POST,
+        &url,
+        json!({ "programId": 77012, "contacts": [4400001] }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let (_, _, processing) = get_json(&format!("{url}/Processing"), &[AUTH]).await;
+    assert_eq!(processing[0]["id"], created["id"]);
+    assert_eq!(processing[0]["contacts"], json!([4400001]));
+    let (_, _, finished) = get_json(&format!("{url}/Finished"), &[AUTH]).await;
+    assert_eq!(finished, json!([]));
+}
