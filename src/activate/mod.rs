@@ -10,6 +10,7 @@
 //! through the platform's module ([`smartrmail`]). Nothing here creates a contact,
 //! resubscribes anyone or writes a subscription flag.
 
+pub mod dotdigital;
 pub mod holdout;
 pub mod iterable;
 pub mod smartrmail;
@@ -122,9 +123,11 @@ pub enum Platform {
     SmartrMail(smartrmail::SmartrMail),
     /// Journeys triggered by API.
     Iterable(iterable::Iterable),
+    /// Programs enrolled by contact id.
+    Dotdigital(dotdigital::Dotdigital),
 }
 
-/// People per enrolling batch: SmartrMail's bulk add, and how often the ledger is written.
+/// People per enrolling batch (SmartrMail's bulk add), and how often the ledger is written.
 pub const BATCH: usize = 100;
 
 impl Platform {
@@ -133,6 +136,15 @@ impl Platform {
         match self {
             Platform::SmartrMail(p) => p.can_read_back(),
             Platform::Iterable(_) => false,
+            Platform::Dotdigital(_) => true,
+        }
+    }
+
+    /// People enrolled per batch: one Dotdigital enrolment call takes many contacts.
+    pub fn batch_size(&self) -> usize {
+        match self {
+            Platform::Dotdigital(_) => dotdigital::CONTACTS_PER_ENROLMENT,
+            _ => BATCH,
         }
     }
 
@@ -141,19 +153,28 @@ impl Platform {
         match self {
             Platform::SmartrMail(p) => p.standing(email).await,
             Platform::Iterable(p) => p.standing(email).await,
+            Platform::Dotdigital(p) => p.standing(email).await,
         }
     }
 
-    /// Who is enrolled in `sequence`, where the platform can tell.
-    pub async fn members(&self, sequence: &str) -> Result<Option<HashSet<String>>, ActivateError> {
+    /// Which of `emails` are enrolled in `sequence`, where the platform can tell.
+    pub async fn members(
+        &self,
+        sequence: &str,
+        emails: &[&str],
+    ) -> Result<Option<HashSet<String>>, ActivateError> {
         match self {
             Platform::SmartrMail(p) if p.can_read_back() => p.members(sequence).await.map(Some),
+            Platform::Dotdigital(p) => match sequence.parse::<u64>() {
+                Ok(program) => p.enrolled(program, emails).await.map(Some),
+                Err(_) => Ok(None),
+            },
             _ => Ok(None),
         }
     }
 
-    /// Enrolls `people` (at most [`BATCH`]), all just read as known and consenting, into
-    /// `sequence`; how each call ended, in order.
+    /// Enrolls `people` (at most [`Platform::batch_size`]), all just read as known and
+    /// consenting, into `sequence`; how each call ended, in order.
     pub async fn enroll(&self, sequence: &str, people: &[&Candidate]) -> Vec<Sent> {
         match self {
             Platform::SmartrMail(p) => {
@@ -193,6 +214,18 @@ impl Platform {
                     );
                 }
                 outcomes
+            }
+            Platform::Dotdigital(p) => {
+                let Ok(program) = sequence.parse::<u64>() else {
+                    let why = format!("Dotdigital program id {sequence:?} is not a number");
+                    return people.iter().map(|_| Sent::Failed(why.clone())).collect();
+                };
+                let emails: Vec<&str> = people.iter().map(|p| p.email.as_str()).collect();
+                let outcome = match p.enroll(program, &emails).await {
+                    Ok(()) => Sent::Done,
+                    Err(err) => Sent::from_error(&err),
+                };
+                people.iter().map(|_| outcome.clone()).collect()
             }
         }
     }

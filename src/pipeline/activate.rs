@@ -21,10 +21,11 @@ use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, Duration, Utc};
 
 use super::{Pipeline, StepAnswer};
+use crate::activate::dotdigital::{Dotdigital, ENROLMENTS_PER_HOUR};
 use crate::activate::iterable::Iterable;
 use crate::activate::smartrmail::SmartrMail;
 use crate::activate::{
-    ActivateError, BATCH, Candidate, Platform, Sent, Standing, candidates, holdout, mask_email,
+    ActivateError, Candidate, Platform, Sent, Standing, candidates, holdout, mask_email,
 };
 use crate::config::{ActivatePolicy, JobConfig, SourceKind};
 use crate::error::{Classify, ErrorKind};
@@ -60,6 +61,7 @@ fn ledger(err: StateError) -> RunError {
 mod reason {
     pub const NO_SHOPIFY_CONSENT: &str = "no_shopify_consent";
     pub const SUPPRESSED: &str = "suppressed";
+    pub const SUPPRESSED_ON_PLATFORM: &str = "suppressed_on_platform";
     pub const UNKNOWN_ON_PLATFORM: &str = "unknown_on_platform";
     pub const UNSUBSCRIBED: &str = "unsubscribed";
     pub const UNSUBSCRIBED_MESSAGE_TYPE: &str = "unsubscribed_message_type";
@@ -113,13 +115,13 @@ impl Pipeline {
                         .map_err(failed)?,
                 )
             }
+            SourceKind::Dotdigital => {
+                Platform::Dotdigital(Dotdigital::new(&self.services).map_err(failed)?)
+            }
             other => {
                 return Err(RunError::new(
-                    ErrorKind::Terminal,
-                    format!(
-                        "{what}: enrolling on {} is not part of this build yet; nothing was sent",
-                        other.name()
-                    ),
+                    ErrorKind::Config,
+                    format!("{what}: {} is not an e-mail platform", other.name()),
                 ));
             }
         };
@@ -143,7 +145,11 @@ impl Pipeline {
             .map(|e| e.email.clone())
             .collect();
         if !in_flight.is_empty() {
-            let members = platform.members(step.sequence).await.map_err(failed)?;
+            let emails: Vec<&str> = in_flight.iter().map(String::as_str).collect();
+            let members = platform
+                .members(step.sequence, &emails)
+                .await
+                .map_err(failed)?;
             let mut resolved = Vec::new();
             for email in in_flight {
                 let Some(row) = latest.get_mut(&email) else {
@@ -196,6 +202,13 @@ impl Pipeline {
             Some(table) => self.suppressed(table, &emails).await?,
             None => HashSet::new(),
         };
+        let suppressed_on_platform = match &platform {
+            Platform::Dotdigital(dotdigital) => {
+                self.dotdigital_suppressed(dotdigital, run, &emails, counters)
+                    .await?
+            }
+            _ => HashSet::new(),
+        };
         let mut decisions: Vec<(&Candidate, u32, Option<Arm>, Decision)> = Vec::new();
         let mut checked = Vec::new();
         for (person, cycle, arm) in open {
@@ -208,6 +221,13 @@ impl Pipeline {
                 ));
             } else if suppressed.contains(&person.email) {
                 decisions.push((person, cycle, arm, Decision::Skip(reason::SUPPRESSED)));
+            } else if suppressed_on_platform.contains(&person.email) {
+                decisions.push((
+                    person,
+                    cycle,
+                    arm,
+                    Decision::Skip(reason::SUPPRESSED_ON_PLATFORM),
+                ));
             } else {
                 checked.push((person, cycle, arm));
             }
@@ -235,6 +255,24 @@ impl Pipeline {
             ));
         }
 
+        // Dotdigital allows 20 enrolment calls an hour: what the calls left can take now;
+        // the rest waits for a later run.
+        let allowance = match &platform {
+            Platform::Dotdigital(_) => {
+                let used = self
+                    .state
+                    .platform_calls_since(platform_name, "enrolment", now - Duration::hours(1))
+                    .map_err(ledger)?;
+                let left = ENROLMENTS_PER_HOUR.saturating_sub(used);
+                Some(left * platform.batch_size() as u64)
+            }
+            _ => None,
+        };
+        let cap = match (step.policy.max_per_run, allowance) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+
         // The platform's own word, just before enrolling.
         let salt = format!("{platform_name}/{}", step.sequence);
         let mut treatment = 0u64;
@@ -253,9 +291,7 @@ impl Pipeline {
                     });
                     match arm {
                         Arm::Holdout => Decision::Hold,
-                        Arm::Treatment
-                            if step.policy.max_per_run.is_some_and(|cap| treatment >= cap) =>
-                        {
+                        Arm::Treatment if cap.is_some_and(|cap| treatment >= cap) => {
                             Decision::Defer
                         }
                         Arm::Treatment => {
@@ -307,14 +343,30 @@ impl Pipeline {
         }
         bump(counters, "activate.eligible", eligible_now);
         bump(counters, "activate.held_out", counts.held_out);
+        let deferred = decisions
+            .iter()
+            .filter(|(.., d)| matches!(d, Decision::Defer))
+            .count() as u64;
+        if deferred > 0 {
+            let message = match allowance {
+                Some(_) => {
+                    let per_hour = ENROLMENTS_PER_HOUR * platform.batch_size() as u64;
+                    format!(
+                        "more people than the hour's enrolment allowance takes: the rest wait for later runs (about {} hour(s) at this allowance)",
+                        deferred.div_ceil(per_hour.max(1))
+                    )
+                }
+                None => "more people than max_per_run: the rest wait for the next run".into(),
+            };
+            tracing::warn!(run_id = %run.run_id, sequence = step.sequence, deferred, "{message}");
+        }
         if run.dry_run {
             bump(counters, "activate.would_enroll", treatment);
-            let deferred = decisions
-                .iter()
-                .filter(|(.., d)| matches!(d, Decision::Defer))
-                .count();
-            bump(counters, "activate.would_defer", deferred as u64);
+            bump(counters, "activate.would_defer", deferred);
             return Ok(());
+        }
+        if deferred > 0 {
+            bump(counters, "activate.deferred", deferred);
         }
 
         // The ledger first: skipped and held out are final for this run; treatment rows go
@@ -372,13 +424,26 @@ impl Pipeline {
         }
         self.state.record_enrollments(&rows).map_err(ledger)?;
 
-        for batch in to_enroll.chunks(BATCH) {
+        for batch in to_enroll.chunks(platform.batch_size()) {
             let people: Vec<&Candidate> = batch.iter().map(|(p, _)| *p).collect();
+            if matches!(platform, Platform::Dotdigital(_)) {
+                // Counted before it is sent: a call that fails still uses the allowance.
+                self.state
+                    .record_platform_call(platform_name, "enrolment", Utc::now())
+                    .map_err(ledger)?;
+            }
             let outcomes = platform.enroll(step.sequence, &people).await;
             // Calls that ended without an answer are settled by the list, where there is one.
             let unsure = outcomes.iter().any(|o| matches!(o, Sent::Unknown(_)));
             let members = match unsure {
-                true => platform.members(step.sequence).await.ok().flatten(),
+                true => {
+                    let emails: Vec<&str> = people.iter().map(|p| p.email.as_str()).collect();
+                    platform
+                        .members(step.sequence, &emails)
+                        .await
+                        .ok()
+                        .flatten()
+                }
                 false => None,
             };
             let mut done: Vec<Enrollment> = Vec::with_capacity(batch.len());
@@ -428,6 +493,49 @@ impl Pipeline {
             )
         };
         self.emails_in("shopify_customers", sql, emails).await
+    }
+
+    /// The normalized e-mails among `emails` on Dotdigital's suppression list: the
+    /// warehouse's `dotdigital_suppressions`, refreshed first (in real runs); read whole
+    /// from Dotdigital when a dry run finds no table yet.
+    async fn dotdigital_suppressed(
+        &self,
+        dotdigital: &Dotdigital,
+        run: &RunContext,
+        emails: &[&str],
+        counters: &mut Counters,
+    ) -> Result<HashSet<String>, RunError> {
+        let table = "dotdigital_suppressions";
+        if !run.dry_run {
+            let streams = ["suppressions".to_string()];
+            let plan = super::ExtractPlan {
+                kind: SourceKind::Dotdigital,
+                streams: &streams,
+                stamp: super::stamp(run.run_id.clone(), run.scheduled_for),
+                mode: crate::extract::Mode::Incremental,
+                dry_run: false,
+            };
+            self.extract(plan, counters, &|_, _| {}, &|_| {}).await?;
+        }
+        let sql = |qualified: &str| {
+            format!(
+                "SELECT DISTINCT email_normalized FROM {qualified} WHERE email_normalized IS NOT NULL"
+            )
+        };
+        match self.emails_in(table, sql, emails).await {
+            Ok(found) => Ok(found),
+            Err(_) if run.dry_run => {
+                let wanted: HashSet<&str> = emails.iter().copied().collect();
+                let all = dotdigital.suppressed().await.map_err(|err| {
+                    RunError::new(err.kind(), format!("Dotdigital's suppression list: {err}"))
+                })?;
+                Ok(all
+                    .into_iter()
+                    .filter(|e| wanted.contains(e.as_str()))
+                    .collect())
+            }
+            Err(err) => Err(err),
+        }
     }
 
     /// The normalized e-mails among `emails` that `table` lists.

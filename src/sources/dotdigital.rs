@@ -1,10 +1,17 @@
-//! Dotdigital: sent campaigns and their summaries → `email_campaign_metrics`.
+//! Dotdigital: sent campaigns and their summaries → `email_campaign_metrics`; the
+//! account's suppression list → `dotdigital_suppressions`.
 //!
 //! Campaigns come in skip/select pages (at most 1000 a page, until a short page). There is
 //! no bulk summary: each sent campaign costs one `GET /v2/campaigns/{id}/summary`, so after
 //! the first load only campaigns with activity since the last run are read
 //! (`/v2/campaigns/with-activity-since/{date}`). Summaries count in HTML/text/total
 //! triples; mailroom uses the `numTotal*` totals, and bounces are hard plus soft.
+//!
+//! The suppression list (`api-reference/dotdigital.md` §14) is read from
+//! `/v2/contacts/suppressed-since/{date}` (unsubscribes, bounces and complaints alike) from
+//! the table's latest `date_removed` on, one row per address: a person once suppressed stays
+//! in the table, which is what win-back needs (a contact's status alone can still say
+//! `Subscribed` after a complaint).
 
 use chrono::SecondsFormat;
 use serde_json::Value;
@@ -15,6 +22,7 @@ use crate::http::Call;
 use crate::http::fetch::{Pages, fetch_object};
 use crate::http::page::{Page, RecordsAt};
 use crate::http::paginate::SkipSelect;
+use crate::normalize::schema::{Column, ColumnType as T, ValueFrom};
 use crate::normalize::{Convert, TableSchema};
 
 /// Campaigns per page (Dotdigital's maximum).
@@ -60,6 +68,29 @@ impl Dotdigital {
                 })?
                 .with_rejected(rejected);
             if pages.send(composed).await.is_err() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends each page of the suppression list since the window's start (all of it at
+    /// first).
+    async fn fetch_suppressions(
+        &self,
+        window: Window,
+        pages: &PageSender,
+    ) -> Result<(), SourceError> {
+        let since = window.since.map_or_else(
+            || "2000-01-01T00:00:00".to_string(),
+            |t| t.format("%Y-%m-%dT%H:%M:%S").to_string(),
+        );
+        let call = Call::get(format!("/v2/contacts/suppressed-since/{since}"));
+        let mut paginator = SkipSelect::new(PAGE_SIZE);
+        let (client, service) = (&self.api.client, &self.api.service);
+        let mut listed = Pages::new(client, service, call, RecordsAt::Root, &mut paginator);
+        while let Some(page) = listed.next().await? {
+            if pages.send(page).await.is_err() {
                 break;
             }
         }
@@ -131,17 +162,45 @@ pub fn campaigns_table() -> TableSchema {
     campaign_metrics::table(FIELDS).ignoring(&["campaign.*", "summary.*"])
 }
 
+/// `dotdigital_suppressions`: every suppressed address with why and since when, merged by
+/// address, read from the latest `date_removed` on.
+pub fn suppressions_table() -> TableSchema {
+    TableSchema::new(
+        "dotdigital_suppressions",
+        vec![
+            Column::field("contact_id", T::Int64, "suppressedContact.id"),
+            Column::field("email", T::Text, "suppressedContact.email").required(),
+            Column::derived("email_normalized", T::Text, ValueFrom::Lowercase("email")).required(),
+            Column::field("reason", T::Text, "reason"),
+            Column::field("date_removed", T::Timestamp, "dateRemoved").required(),
+        ],
+    )
+    .merge_on(&["email_normalized"])
+    .cursor("date_removed")
+    .ignoring(&["suppressedContact.*"])
+}
+
 impl Source for Dotdigital {
     fn name(&self) -> &'static str {
         "dotdigital"
     }
 
     fn streams(&self) -> Vec<Stream> {
-        vec![Stream {
-            name: "campaigns",
-            table: campaigns_table(),
-            incremental: Incremental::SinceLastRun,
-        }]
+        vec![
+            Stream {
+                name: "campaigns",
+                table: campaigns_table(),
+                incremental: Incremental::SinceLastRun,
+            },
+            Stream {
+                name: "suppressions",
+                table: suppressions_table(),
+                // Removals are dated to the second; a minute's overlap re-reads the edge.
+                incremental: Incremental::Since {
+                    overlap: std::time::Duration::from_secs(60),
+                },
+            },
+        ]
     }
 
     async fn fetch(
@@ -152,6 +211,7 @@ impl Source for Dotdigital {
     ) -> Result<(), SourceError> {
         match stream {
             "campaigns" => self.fetch_campaigns(window, &pages).await,
+            "suppressions" => self.fetch_suppressions(window, &pages).await,
             other => Err(SourceError::Config(format!(
                 "dotdigital has no stream {other}"
             ))),
@@ -166,5 +226,6 @@ mod tests {
     #[test]
     fn the_table_is_well_declared() {
         campaigns_table().validate().unwrap();
+        suppressions_table().validate().unwrap();
     }
 }

@@ -349,6 +349,37 @@ impl StateStore {
     }
 }
 
+impl StateStore {
+    /// Records one call of `kind` to `platform` that counts against an allowance.
+    pub fn record_platform_call(
+        &self,
+        platform: &str,
+        kind: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StateError> {
+        self.conn().execute(
+            "INSERT INTO platform_calls (platform, kind, at) VALUES (?1, ?2, ?3)",
+            params![platform, kind, format_ts(at)],
+        )?;
+        Ok(())
+    }
+
+    /// Calls of `kind` to `platform` made at or after `since`.
+    pub fn platform_calls_since(
+        &self,
+        platform: &str,
+        kind: &str,
+        since: DateTime<Utc>,
+    ) -> Result<u64, StateError> {
+        let n: i64 = self.conn().query_row(
+            "SELECT COUNT(*) FROM platform_calls WHERE platform = ?1 AND kind = ?2 AND at >= ?3",
+            params![platform, kind, format_ts(since)],
+            |row| row.get(0),
+        )?;
+        Ok(n.max(0) as u64)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -128,6 +128,19 @@ const MIGRATIONS: &[(&str, &str)] = &[
     );
     "#,
     ),
+    (
+        "platform calls with an allowance",
+        r#"
+    -- Calls a platform allows only so many of (Dotdigital: 20 enrolments an hour), written
+    -- before each is sent so the allowance left is known across runs and restarts.
+    CREATE TABLE platform_calls (
+        platform TEXT NOT NULL,
+        kind     TEXT NOT NULL,
+        at       TEXT NOT NULL
+    );
+    CREATE INDEX platform_calls_by_kind ON platform_calls (platform, kind, at);
+    "#,
+    ),
 ];
 
 /// The schema version this build writes.

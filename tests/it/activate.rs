@@ -686,3 +686,157 @@ async fn iterable_win_back_triggers_the_journey_once_for_each_consenting_profile
         "no profile written"
     );
 }
+
+/// Dotdigital: the program gets exactly the lapsed, consenting people whose contact is
+/// `Subscribed` and who are not on the account's suppression list — complainers whose
+/// contact still says `Subscribed` included — in as few enrolment calls as the hour's
+/// allowance permits; with the allowance used up, everyone waits and nothing is sent.
+#[tokio::test]
+async fn dotdigital_win_back_enrolls_subscribed_unsuppressed_contacts_within_the_allowance() {
+    use mailroom::config::{ActivatePolicy, SourceKind, Step};
+    let options = SandboxOptions {
+        smile_rate_limit: None,
+        ..SandboxOptions::new(3, 1500)
+    };
+    let sandbox = crate::support::sandbox(options.clone()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let at = anchor(&options);
+    let pipeline = pipeline(&sandbox, dir.path());
+    extract(&pipeline, at).await;
+    // A query that trusts no e-mail platform: lapsed Shopify customers with consent.
+    let sql = dir.path().join("lapsed_any.sql");
+    std::fs::write(
+        &sql,
+        "-- title = \"Lapsed, any platform\"\n\
+         SELECT o.email_normalized AS email, COUNT(*) AS order_count\n\
+         FROM {{ ref('shopify_orders') }} AS o\n\
+         JOIN {{ ref('shopify_customers') }} AS c ON c.email_normalized = o.email_normalized\n\
+         WHERE o.cancelled_at IS NULL AND c.marketing_state = 'SUBSCRIBED'\n\
+         GROUP BY o.email_normalized\n\
+         HAVING MAX(o.created_at) < TIMESTAMP_SUB({{ now }}, INTERVAL 90 DAY)\n",
+    )
+    .expect("sql");
+    let mut job = shipped_job("daily-winback");
+    job.name = "dotdigital-winback".into();
+    job.steps = vec![
+        Step::Sql {
+            name: "lapsed".into(),
+            file: sql,
+            params: Default::default(),
+            into: None,
+            header_deliveries: false,
+        },
+        Step::Activate {
+            from: "lapsed".into(),
+            platform: SourceKind::Dotdigital,
+            sequence: "77012".into(),
+            policy: ActivatePolicy {
+                holdout: 0.1,
+                ..ActivatePolicy::default()
+            },
+        },
+    ];
+    let world = World::new(options.world);
+    let mut complainers_still_subscribed = 0;
+    let wanted: BTreeSet<String> = world
+        .people()
+        .filter(|person| {
+            let last = world
+                .orders_of(person)
+                .iter()
+                .filter(|o| o.cancelled_at.is_none())
+                .map(|o| o.created_at)
+                .max();
+            last.is_some_and(|t| t < at - chrono::Duration::days(90))
+                && person.consent == Consent::Subscribed
+        })
+        .filter_map(|person| world.subscriber_of(&person))
+        .filter(|s| {
+            if s.subscribed && s.complained {
+                complainers_still_subscribed += 1;
+            }
+            s.subscribed && !s.complained
+        })
+        .map(|s| s.email)
+        .collect();
+    assert!(
+        wanted.len() > 50 && complainers_still_subscribed > 0,
+        "{} {complainers_still_subscribed}",
+        wanted.len()
+    );
+
+    // The hour's allowance already used: everyone eligible waits, nothing is sent.
+    let ledger = StateStore::open(&dir.path().join("state.db")).expect("state");
+    for _ in 0..20 {
+        ledger
+            .record_platform_call("dotdigital", "enrolment", Utc::now())
+            .expect("call");
+    }
+    let waiting = pipeline
+        .execute(&job, &run("dotdigital-0", at, false))
+        .await
+        .expect("deferred");
+    assert!(
+        waiting.get("activate.deferred").is_some_and(|n| *n > 0),
+        "{waiting:?}"
+    );
+    assert_eq!(waiting.get("activate.enrolled"), None);
+    let (_, _, state) = get_json(&format!("{}/_sandbox/state", sandbox.base_url), &[]).await;
+    assert_eq!(state["dotdigital"]["enrolments"], serde_json::json!([]));
+    rusqlite::Connection::open(dir.path().join("state.db"))
+        .and_then(|c| c.execute("DELETE FROM platform_calls", []))
+        .expect("an hour later");
+
+    pipeline
+        .execute(&job, &run("dotdigital-1", at, false))
+        .await
+        .expect("enrolled");
+    let again = pipeline
+        .execute(&job, &run("dotdigital-2", at, false))
+        .await
+        .expect("rerun");
+    assert_eq!(again.get("activate.enrolled"), None, "{again:?}");
+    let rows = ledger.enrollments("dotdigital", "77012").expect("read");
+    let with = |status: EnrollmentStatus| -> BTreeSet<String> {
+        rows.iter()
+            .filter(|r| r.status == status)
+            .map(|r| r.email.clone())
+            .collect()
+    };
+    let (enrolled, held) = (
+        with(EnrollmentStatus::Enrolled),
+        with(EnrollmentStatus::HeldOut),
+    );
+    let assigned: BTreeSet<String> = enrolled.union(&held).cloned().collect();
+    assert_eq!(assigned, wanted);
+    assert!(
+        rows.iter()
+            .any(|r| r.reason.as_deref() == Some("suppressed_on_platform"))
+    );
+
+    let (_, _, state) = get_json(&format!("{}/_sandbox/state", sandbox.base_url), &[]).await;
+    let enrolments = state["dotdigital"]["enrolments"]
+        .as_array()
+        .expect("enrolments");
+    assert_eq!(enrolments.len(), 1, "one call for everyone: {enrolments:?}");
+    let ids: Vec<u64> = enrolments[0]["contacts"]
+        .as_array()
+        .expect("contacts")
+        .iter()
+        .filter_map(Value::as_u64)
+        .collect();
+    let expected_ids: BTreeSet<u64> = enrolled
+        .iter()
+        .filter_map(|e| world.person_by_email(e))
+        .map(|p| 4_400_000 + u64::from(p.index))
+        .collect();
+    assert_eq!(ids.iter().copied().collect::<BTreeSet<u64>>(), expected_ids);
+    assert_eq!(ids.len(), expected_ids.len(), "nobody twice");
+    assert_eq!(state["dotdigital"]["resubscribes"], serde_json::json!([]));
+    assert_eq!(
+        state["dotdigital"]["changed_contacts"],
+        serde_json::json!([]),
+        "no contact written"
+    );
+    assert_nothing_forbidden(&state);
+}
