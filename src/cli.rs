@@ -47,6 +47,10 @@ pub enum Command {
         /// Show what would be loaded, sent and enrolled; change nothing
         #[arg(long)]
         dry_run: bool,
+        /// Enroll even when far more people are eligible than in recent runs (the anomaly
+        /// guard of activate steps)
+        #[arg(long)]
+        force: bool,
     },
     /// Re-extract a job's streams for a time window without moving their cursors
     Backfill {

@@ -59,7 +59,11 @@ pub async fn execute(cli: Cli) -> Result<ExitCode, Failure> {
     let config = load_config(&cli)?;
     match cli.command {
         Command::Run => run::run(config).await,
-        Command::RunJob { name, dry_run } => run::run_job(config, &name, dry_run).await,
+        Command::RunJob {
+            name,
+            dry_run,
+            force,
+        } => run::run_job(config, &name, dry_run, force).await,
         Command::Backfill {
             name,
             from,

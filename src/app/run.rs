@@ -53,12 +53,19 @@ pub async fn run(config: Config) -> Result<ExitCode, Failure> {
 }
 
 /// `mailroom run-job NAME`: one run now, recorded like a scheduled one (unless dry).
-pub async fn run_job(config: Config, name: &str, dry_run: bool) -> Result<ExitCode, Failure> {
+pub async fn run_job(
+    config: Config,
+    name: &str,
+    dry_run: bool,
+    force: bool,
+) -> Result<ExitCode, Failure> {
     let job = Arc::new(find_job(&config, name)?.clone());
     let (_lock, state) = open_state(&config)?;
     let wiring = Wiring::build(config).await?;
     let config = wiring.config.clone();
-    let runtime = Arc::new(runtime(&wiring, state));
+    let mut runtime = runtime(&wiring, state);
+    runtime.executor.force_activation(force);
+    let runtime = Arc::new(runtime);
     scheduler::recover_abandoned(&runtime);
     let now = runtime.clock.now();
     let run = NewRun::new(name, Trigger::Manual, now.with_nanosecond(0).unwrap_or(now));

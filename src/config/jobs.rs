@@ -596,6 +596,7 @@ fn read_activate(
         message_type_id: t
             .integer(d, "message_type_id", 1..=i64::MAX)
             .map(|n| n.value as u64),
+        summary_channel: t.string(d, "summary_channel").map(|s| s.value),
     };
     if platform
         .as_ref()

@@ -419,6 +419,8 @@ pub struct ActivatePolicy {
     pub channel_id: Option<u64>,
     /// Iterable: the journey's message type, whose unsubscribes also mean no.
     pub message_type_id: Option<u64>,
+    /// A Slack channel told each run's outcome counts (once per period).
+    pub summary_channel: Option<String>,
 }
 
 impl Default for ActivatePolicy {
@@ -431,6 +433,7 @@ impl Default for ActivatePolicy {
             suppress_from: None,
             channel_id: None,
             message_type_id: None,
+            summary_channel: None,
         }
     }
 }

@@ -241,16 +241,19 @@ impl Pipeline {
             .map_err(ledger)?;
         let usual = median(&recent);
         let eligible_now = checked.len() as u64;
-        if recent.len() >= 3
+        let anomalous = recent.len() >= 3
             && usual > 0
-            && eligible_now as f64 > step.policy.anomaly_factor * usual as f64
-        {
+            && eligible_now as f64 > step.policy.anomaly_factor * usual as f64;
+        if anomalous && self.force_activation {
+            tracing::warn!(run_id = %run.run_id, eligible = eligible_now, usual, "far more people than usual are eligible; going on as --force asks");
+        } else if anomalous {
             return Err(RunError::new(
                 ErrorKind::Terminal,
                 format!(
-                    "{what}: {eligible_now} people are eligible, more than {} times the median of the last {} runs ({usual}); nothing was sent. Check the upstream data; raise anomaly_factor if this is expected",
+                    "{what}: {eligible_now} people are eligible, more than {} times the median of the last {} runs ({usual}); nothing was sent. Check the upstream data; if the number is right, run it once with `mailroom run-job {} --force`",
                     step.policy.anomaly_factor,
-                    recent.len()
+                    recent.len(),
+                    step.job.name
                 ),
             ));
         }
@@ -363,7 +366,7 @@ impl Pipeline {
         if run.dry_run {
             bump(counters, "activate.would_enroll", treatment);
             bump(counters, "activate.would_defer", deferred);
-            return Ok(());
+            return self.post_summary(&step, &what, counters).await;
         }
         if deferred > 0 {
             bump(counters, "activate.deferred", deferred);
@@ -482,7 +485,88 @@ impl Pipeline {
             .map_err(ledger)?;
         self.export_enrollments(run).await?;
         tracing::info!(run_id = %run.run_id, sequence = step.sequence, enrolled = counts.enrolled, held_out = counts.held_out, skipped = counts.skipped, "activation done");
-        Ok(())
+        self.post_summary(&step, &what, counters).await
+    }
+
+    /// Tells the step's `summary_channel`, once per period, how many people were enrolled,
+    /// held out, deferred, skipped (by reason), failed and unknown this run.
+    async fn post_summary(
+        &self,
+        step: &ActivateStep<'_>,
+        what: &str,
+        counters: &mut Counters,
+    ) -> Result<(), RunError> {
+        let Some(channel) = &step.policy.summary_channel else {
+            return Ok(());
+        };
+        let mut rows: Vec<(String, String, i64)> = Vec::new();
+        for (key, n) in counters.iter() {
+            let Some(rest) = key.strip_prefix("activate.") else {
+                continue;
+            };
+            let (outcome, reason) = match rest.split_once('.') {
+                Some(("skipped", why)) => ("skipped", why),
+                _ => (rest, ""),
+            };
+            let shown = [
+                "enrolled",
+                "held_out",
+                "deferred",
+                "skipped",
+                "failed",
+                "unknown",
+                "would_enroll",
+                "would_defer",
+            ];
+            if shown.contains(&outcome) {
+                rows.push((outcome.to_string(), reason.to_string(), *n as i64));
+            }
+        }
+        let schema = Arc::new(Schema::new(vec![
+            ArrowField::new("outcome", DataType::Utf8, false),
+            ArrowField::new("reason", DataType::Utf8, false),
+            ArrowField::new("people", DataType::Int64, false),
+        ]));
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(
+                rows.iter()
+                    .map(|r| Some(r.0.as_str()))
+                    .collect::<StringArray>(),
+            ),
+            Arc::new(
+                rows.iter()
+                    .map(|r| Some(r.1.as_str()))
+                    .collect::<StringArray>(),
+            ),
+            Arc::new(arrow::array::Int64Array::from(
+                rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+            )),
+        ];
+        let batch = RecordBatch::try_new(schema.clone(), columns)
+            .map_err(|err| RunError::new(ErrorKind::Terminal, format!("{what}: summary: {err}")))?;
+        let answer = StepAnswer {
+            header: crate::sql::SqlHeader {
+                title: format!("Win-back: {what}"),
+                description: None,
+                params: BTreeMap::new(),
+                deliveries: Vec::new(),
+                key_figures: Vec::new(),
+                summary_row: BTreeMap::new(),
+                chart: None,
+            },
+            result: QueryResult {
+                schema,
+                batches: vec![batch],
+            },
+        };
+        let report = format!("activate_{}_{}", step.platform.name(), step.sequence);
+        let deliver = super::deliver::DeliverStep {
+            job: step.job,
+            run: step.run,
+            report: &report,
+            target: channel,
+        };
+        self.deliver_to_slack(deliver, &answer, counters).await
     }
 
     /// The normalized e-mails among `emails` with Shopify e-mail marketing consent.

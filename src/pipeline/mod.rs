@@ -65,6 +65,8 @@ pub struct Pipeline {
     sheets: tokio::sync::OnceCell<Sheets>,
     /// The configured Slack workspace, reached on the first Slack delivery.
     slack: tokio::sync::OnceCell<Slack>,
+    /// Enroll past the anomaly guard (`run-job --force`).
+    force_activation: bool,
 }
 
 impl Pipeline {
@@ -79,7 +81,14 @@ impl Pipeline {
             queries: tokio::sync::OnceCell::new(),
             sheets: tokio::sync::OnceCell::new(),
             slack: tokio::sync::OnceCell::new(),
+            force_activation: false,
         }
+    }
+
+    /// Lets activate steps enroll even when far more people are eligible than in recent
+    /// runs (`run-job --force`, after a person has checked the numbers).
+    pub fn force_activation(&mut self, force: bool) {
+        self.force_activation = force;
     }
 
     /// The configured source `kind`, built on first use.

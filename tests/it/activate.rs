@@ -260,6 +260,28 @@ async fn daily_winback_enrolls_exactly_the_mailable_lapsed_minus_the_holdout_onc
         "nobody's subscription changed"
     );
     assert_nothing_forbidden(&state);
+    let summaries = |state: &Value| -> Vec<Value> {
+        state["slack"]["messages"]
+            .as_array()
+            .expect("messages")
+            .iter()
+            .filter(|m| {
+                m["blocks"][0]["text"]["text"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("Win-back"))
+            })
+            .cloned()
+            .collect()
+    };
+    let posted = summaries(&state);
+    assert_eq!(posted.len(), 1, "one summary in #marketing");
+    let table = posted[0].to_string();
+    assert!(
+        table.contains("enrolled")
+            && table.contains("held_out")
+            && table.contains("unknown_on_platform"),
+        "{table}"
+    );
 
     // The same day again (a rerun): nobody new, nothing written.
     let writes = state["platform_writes"].as_array().map_or(0, Vec::len);
@@ -839,4 +861,66 @@ async fn dotdigital_win_back_enrolls_subscribed_unsuppressed_contacts_within_the
         "no contact written"
     );
     assert_nothing_forbidden(&state);
+}
+
+/// Far more eligible people than recent runs had (a broken upstream load, usually) stops
+/// the step before anything is sent, saying how to go on; `--force` goes on.
+#[tokio::test]
+async fn the_anomaly_guard_stops_a_run_far_above_the_usual_until_forced() {
+    use mailroom::state::ActivationCounts;
+    let options = SandboxOptions {
+        smile_rate_limit: None,
+        ..SandboxOptions::new(13, 800)
+    };
+    let sandbox = crate::support::sandbox(options.clone()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let at = anchor(&options);
+    let mut pipeline = pipeline(&sandbox, dir.path());
+    extract(&pipeline, at).await;
+    let ledger = StateStore::open(&dir.path().join("state.db")).expect("state");
+    for day in 1..=3 {
+        let counts = ActivationCounts {
+            eligible: 2,
+            ..ActivationCounts::default()
+        };
+        ledger
+            .record_activation_run(
+                &format!("earlier-{day}"),
+                "daily-winback",
+                "smartrmail",
+                "l_winback",
+                counts,
+                at - chrono::Duration::days(day),
+            )
+            .expect("history");
+    }
+    let winback = shipped_job("daily-winback");
+    let err = pipeline
+        .execute(&winback, &run("spike", at, false))
+        .await
+        .expect_err("stopped");
+    assert_eq!(err.kind, mailroom::error::ErrorKind::Terminal);
+    assert!(
+        err.message.contains("median of the last 3 runs (2)")
+            && err
+                .message
+                .contains("mailroom run-job daily-winback --force"),
+        "{}",
+        err.message
+    );
+    let (_, _, state) = get_json(&format!("{}/_sandbox/state", sandbox.base_url), &[]).await;
+    assert_eq!(
+        state["platform_writes"],
+        serde_json::json!([]),
+        "nothing sent"
+    );
+    pipeline.force_activation(true);
+    let forced = pipeline
+        .execute(&winback, &run("forced", at, false))
+        .await
+        .expect("forced");
+    assert!(
+        forced.get("activate.enrolled").is_some_and(|n| *n > 0),
+        "{forced:?}"
+    );
 }
