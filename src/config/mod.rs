@@ -164,7 +164,7 @@ impl SourceKind {
             SourceKind::Shopify => &["orders", "customers"],
             SourceKind::SmartrMail => &["lists", "subscribers", "engagement_daily", "campaigns"],
             SourceKind::Iterable => &["campaigns"],
-            SourceKind::Dotdigital => &["campaigns"],
+            SourceKind::Dotdigital => &["campaigns", "suppressions"],
         }
     }
 
