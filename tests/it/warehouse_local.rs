@@ -329,7 +329,7 @@ async fn loading_the_whole_world_twice_leaves_one_row_per_key_in_every_merge_tab
     let mut warehouse = LocalWarehouse::open(dir.path()).unwrap();
     let merged = load_world_twice(&mut warehouse, &sandbox.base_url).await;
     let names: Vec<&str> = merged.iter().map(|t| t.name).collect();
-    assert_eq!(names.len(), 8, "{names:?}");
+    assert_eq!(names.len(), 9, "{names:?}");
     let engine = mailroom::warehouse::QueryEngine::Local(LocalWarehouse::reader(warehouse.root()));
     for table in &merged {
         let (rows, duplicated) = duplicate_keys(&engine, table).await;
