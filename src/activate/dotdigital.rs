@@ -108,6 +108,72 @@ impl Dotdigital {
         Ok(found)
     }
 
+    /// Creates the data fields of `wanted` (name, type) the account does not have yet.
+    pub async fn ensure_data_fields(&self, wanted: &[(&str, &str)]) -> Result<u64, ActivateError> {
+        let call = Call::get("/v2/data-fields");
+        let response = self
+            .connection
+            .client
+            .send(&self.connection.service, &call)
+            .await?;
+        let existing: Vec<Value> = response
+            .json()
+            .await
+            .map_err(|e| answer_error("Dotdigital GET /v2/data-fields", e))?;
+        let have: HashSet<String> = existing
+            .iter()
+            .filter_map(|f| f["name"].as_str().map(str::to_uppercase))
+            .collect();
+        let mut created = 0;
+        for (name, kind) in wanted {
+            if have.contains(*name) {
+                continue;
+            }
+            let body = json!({ "name": name, "type": kind, "visibility": "Private", "defaultValue": null });
+            let call = Call::post("/v2/data-fields", Body::Json(body));
+            match self
+                .connection
+                .client
+                .send(&self.connection.service, &call)
+                .await
+            {
+                Ok(_) => created += 1,
+                // Made by another process meanwhile: what was wanted.
+                Err(err) if err.message.contains("ERROR_NON_UNIQUE_DATAFIELD") => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Ok(created)
+    }
+
+    /// Writes `fields` (data field name, value) to the contact if Dotdigital knows them (a
+    /// `PUT` to a contact never creates one, nor changes its status); false when it does
+    /// not.
+    pub async fn update_fields(
+        &self,
+        email: &str,
+        fields: &[(String, Value)],
+    ) -> Result<bool, ActivateError> {
+        let data: Vec<Value> = fields
+            .iter()
+            .map(|(key, value)| json!({ "key": key, "value": value }))
+            .collect();
+        let call = Call::put(
+            format!("/v2/contacts/{}", encode(email)),
+            Body::Json(json!({ "dataFields": data })),
+        );
+        match self
+            .connection
+            .client
+            .send(&self.connection.service, &call)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(err) if err.status == Some(404) => Ok(false),
+            Err(err) => Err(err.into()),
+        }
+    }
+
     /// Enrolls contacts just read as subscribed into `program`, in one call.
     pub async fn enroll(&self, program: u64, emails: &[&str]) -> Result<(), ActivateError> {
         let ids: Vec<u64> = {

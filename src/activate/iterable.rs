@@ -34,7 +34,7 @@ fn ids(value: &Value) -> impl Iterator<Item = u64> + '_ {
 
 impl Iterable {
     /// The project `[sources.iterable]` configures; `channel_id` and `message_type_id`
-    /// come from the activate step.
+    /// come from the activate step (a loyalty sync judges no consent and passes none).
     pub fn new(
         services: &Services,
         channel_id: u64,
@@ -73,6 +73,38 @@ impl Iterable {
             return Ok(Standing::UnsubscribedMessageType);
         }
         Ok(Standing::Subscribed)
+    }
+
+    /// Whether the project has a profile for `email` (`getByEmail` answers `{}` when not).
+    pub async fn exists(&self, email: &str) -> Result<bool, ActivateError> {
+        let call = Call::get("/api/users/getByEmail").query("email", email);
+        let response = self
+            .connection
+            .client
+            .send(&self.connection.service, &call)
+            .await?;
+        let answer: Value = response.json().await.map_err(|e| ActivateError::Answer {
+            what: "Iterable GET /api/users/getByEmail".into(),
+            message: e.to_string(),
+        })?;
+        Ok(answer.get("user").is_some_and(Value::is_object))
+    }
+
+    /// Writes `fields` to an existing profile (`users/update` merges the data fields it is
+    /// sent; it would create an unknown e-mail, so callers check [`Iterable::exists`]).
+    pub async fn update_fields(
+        &self,
+        email: &str,
+        fields: Map<String, Value>,
+    ) -> Result<(), ActivateError> {
+        let body = json!({ "email": email, "dataFields": fields });
+        // An upsert: sending it again leaves the same profile (iterable.md §12).
+        let call = Call::post("/api/users/update", Body::Json(body)).idempotent();
+        self.connection
+            .client
+            .send(&self.connection.service, &call)
+            .await?;
+        Ok(())
     }
 
     /// Enrolls one person just read as existing into journey `workflow`, with `fields`.

@@ -13,6 +13,7 @@
 pub mod dotdigital;
 pub mod holdout;
 pub mod iterable;
+pub mod loyalty;
 pub mod smartrmail;
 
 use std::collections::{BTreeMap, HashSet};

@@ -89,6 +89,24 @@ impl SmartrMail {
         if fields.is_empty() {
             return Ok(());
         }
+        self.put_fields(email, fields).await
+    }
+
+    /// Sets `fields` on the person if SmartrMail knows them (a `PUT` never creates);
+    /// false when it does not.
+    pub async fn update_fields(
+        &self,
+        email: &str,
+        fields: &[Field],
+    ) -> Result<bool, ActivateError> {
+        match self.put_fields(email, fields).await {
+            Ok(()) => Ok(true),
+            Err(ActivateError::Http(err)) if err.status == Some(404) => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
+    async fn put_fields(&self, email: &str, fields: &[Field]) -> Result<(), ActivateError> {
         let custom_fields: Vec<Value> = fields
             .iter()
             .map(|f| json!({ "field_name": f.name, "value": f.value, "value_type": f.kind.smartrmail() }))

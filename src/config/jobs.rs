@@ -240,6 +240,7 @@ enum StepKind {
     Sql,
     Deliver,
     Activate,
+    LoyaltySync,
     Compact,
 }
 
@@ -253,7 +254,10 @@ fn read_step(
         t.missing(
             d,
             "type",
-            Some("valid choices: `extract`, `sql`, `deliver`, `activate`, `compact`".into()),
+            Some(
+                "valid choices: `extract`, `sql`, `deliver`, `activate`, `loyalty_sync`, `compact`"
+                    .into(),
+            ),
         );
     }
     let kind = t.choice(
@@ -264,6 +268,7 @@ fn read_step(
             ("sql", StepKind::Sql),
             ("deliver", StepKind::Deliver),
             ("activate", StepKind::Activate),
+            ("loyalty_sync", StepKind::LoyaltySync),
             ("compact", StepKind::Compact),
         ],
     )?;
@@ -272,6 +277,7 @@ fn read_step(
         StepKind::Sql => read_sql(t, context, sql_names, d),
         StepKind::Deliver => read_deliver(t, context, sql_names, d),
         StepKind::Activate => read_activate(t, context, sql_names, d),
+        StepKind::LoyaltySync => read_loyalty_sync(t, context, d),
         StepKind::Compact => {
             let keep_days = t
                 .integer(d, "keep_days", 1..=3650)
@@ -551,6 +557,43 @@ fn read_deliver(
         to: to.value,
         target: target.value,
         mode,
+    })
+}
+
+fn read_loyalty_sync(
+    t: &mut TableReader<'_>,
+    context: &JobContext<'_>,
+    d: &mut Diagnostics<'_>,
+) -> Option<Step> {
+    let platforms: Vec<(&'static str, SourceKind)> = source_choices()
+        .into_iter()
+        .filter(|(_, k)| k.is_email_platform())
+        .collect();
+    if !t.contains("platform") {
+        t.missing(
+            d,
+            "platform",
+            Some("valid choices: `smartrmail`, `iterable`, `dotdigital`".into()),
+        );
+    }
+    let platform = t.choice(d, "platform", &platforms);
+    let clear_nulls = t.boolean(d, "clear_nulls").unwrap_or(false);
+    let platform = platform?;
+    if !context.sources.services.contains_key(&platform.value) {
+        d.report(
+            platform.span.start,
+            t.key_path("platform"),
+            format!("platform \"{}\" is not configured", platform.value.name()),
+            Some(format!(
+                "add a [sources.{}] section with its credentials",
+                platform.value.name()
+            )),
+        );
+        return None;
+    }
+    Some(Step::LoyaltySync {
+        platform: platform.value,
+        clear_nulls,
     })
 }
 

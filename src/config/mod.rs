@@ -336,6 +336,13 @@ pub enum Step {
         /// Days of older versions whose files are kept (time travel).
         keep_days: u32,
     },
+    /// Keep Smile's loyalty fields current on an e-mail platform's existing people.
+    LoyaltySync {
+        /// The e-mail platform.
+        platform: SourceKind,
+        /// Whether a value Smile no longer has clears the platform's (otherwise it stays).
+        clear_nulls: bool,
+    },
     /// Enroll an earlier SQL step's customers into an email platform's win-back sequence.
     Activate {
         /// The SQL step whose rows are enrolled.
@@ -357,6 +364,7 @@ impl Step {
             Step::Sql { .. } => "sql",
             Step::Deliver { .. } => "deliver",
             Step::Activate { .. } => "activate",
+            Step::LoyaltySync { .. } => "loyalty_sync",
             Step::Compact { .. } => "compact",
         }
     }
@@ -394,6 +402,9 @@ impl Step {
                 platform.name(),
                 policy.holdout * 100.0
             ),
+            Step::LoyaltySync { platform, .. } => {
+                format!("sync Smile loyalty fields to {}", platform.name())
+            }
             Step::Compact { keep_days } => {
                 format!("compact the warehouse (keep {keep_days} days of versions)")
             }

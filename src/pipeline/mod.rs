@@ -13,6 +13,7 @@
 
 mod activate;
 mod deliver;
+mod loyalty;
 mod store;
 
 use std::collections::{BTreeMap, HashMap};
@@ -180,6 +181,13 @@ impl Pipeline {
                     target,
                 };
                 self.deliver(step, *to, *mode, answer(results, from)?, counters)
+                    .await
+            }
+            Step::LoyaltySync {
+                platform,
+                clear_nulls,
+            } => {
+                self.loyalty_sync(*platform, *clear_nulls, run, counters)
                     .await
             }
             Step::Activate {

@@ -141,6 +141,22 @@ const MIGRATIONS: &[(&str, &str)] = &[
     CREATE INDEX platform_calls_by_kind ON platform_calls (platform, kind, at);
     "#,
     ),
+    (
+        "loyalty fields as last written to each platform",
+        r#"
+    -- The value of each loyalty field last written for a person on a platform (JSON), so a
+    -- sync sends only what changed; field '' with value 'absent' marks someone the platform
+    -- does not know (looked for again after a week).
+    CREATE TABLE loyalty_synced (
+        platform         TEXT NOT NULL,
+        email_normalized TEXT NOT NULL,
+        field            TEXT NOT NULL,
+        value            TEXT NOT NULL,
+        synced_at        TEXT NOT NULL,
+        PRIMARY KEY (platform, email_normalized, field)
+    );
+    "#,
+    ),
 ];
 
 /// The schema version this build writes.

@@ -10,6 +10,7 @@ mod deliveries;
 mod enrollments;
 mod loads;
 mod lock;
+mod loyalty;
 pub mod migrations;
 mod runs;
 
@@ -25,6 +26,7 @@ pub use deliveries::{Delivery, DeliveryRecord, DeliveryStatus};
 pub use enrollments::{ActivationCounts, Arm, Enrollment, EnrollmentStatus};
 pub use loads::PendingLoad;
 pub use lock::DataDirLock;
+pub use loyalty::SyncedFields;
 pub use runs::{Counters, JobSummary, NewRun, RunRecord, RunStatus, Trigger};
 
 /// A state operation failed.

@@ -66,7 +66,7 @@ fn check_passes_on_the_built_in_config_with_no_environment() {
     assert!(stdout.starts_with("config ok"), "{stdout}");
     assert!(
         stdout.contains(
-            "jobs:         7 (extract-orders, extract-loyalty, extract-email, compact-warehouse, weekly-email-report, loyalty-report, daily-winback)"
+            "jobs:         8 (extract-orders, extract-loyalty, extract-email, compact-warehouse, weekly-email-report, loyalty-report, daily-winback, loyalty-sync)"
         ),
         "{stdout}"
     );

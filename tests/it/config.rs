@@ -50,7 +50,8 @@ fn the_shipped_config_runs_every_job_against_the_sandbox_with_no_environment() {
             "compact-warehouse",
             "weekly-email-report",
             "loyalty-report",
-            "daily-winback"
+            "daily-winback",
+            "loyalty-sync"
         ]
     );
     let compact = config.job("compact-warehouse").expect("compact job");

@@ -46,6 +46,7 @@ mod extract_faults;
 mod extract_shopify;
 mod extract_smile;
 mod http;
+mod loyalty_sync;
 mod retry;
 mod scheduler;
 mod sql_golden;
