@@ -324,6 +324,37 @@ async fn daily_winback_enrolls_exactly_the_mailable_lapsed_minus_the_holdout_onc
         .expect("int64")
         .value(0);
     assert_eq!(n as usize, enrolled.len());
+
+    // The results report runs on what the shipped jobs made: every assigned person counted
+    // in their arm (nobody has ordered since: the world's orders end at its anchor).
+    let report = mailroom::sql::SqlFile::read(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("reports/winback_results.sql"),
+    )
+    .expect("report");
+    let sql = report
+        .render(
+            Utc::now() + chrono::Duration::hours(1),
+            &Default::default(),
+            &queries.table_names(),
+        )
+        .expect("render");
+    let results = queries.run(&sql).await.expect("winback_results runs");
+    let batch = arrow::compute::concat_batches(&results.schema, &results.batches).expect("batch");
+    let total = |name: &str| -> i64 {
+        let column = arrow::compute::cast(
+            batch.column_by_name(name).expect(name),
+            &arrow::datatypes::DataType::Int64,
+        )
+        .expect("int");
+        let values = column
+            .as_any()
+            .downcast_ref::<arrow::array::Int64Array>()
+            .expect("int64");
+        values.iter().flatten().sum()
+    };
+    assert_eq!(total("treated") as usize, enrolled.len());
+    assert_eq!(total("held_out") as usize, held.len());
+    assert_eq!(total("treated_buyers"), 0);
 }
 
 /// How many times each e-mail was sent in a bulk add to the win-back list.

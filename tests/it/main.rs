@@ -54,3 +54,4 @@ mod sql_steps;
 mod support;
 mod warehouse_bigquery;
 mod warehouse_local;
+mod winback_results;

@@ -68,14 +68,19 @@ fn project_dir() -> PathBuf {
 }
 
 /// The enrollment ledger's table as the activation step will export it.
-fn winback_enrollments_table() -> TableSchema {
+pub fn winback_enrollments_table() -> TableSchema {
     TableSchema::new(
         "winback_enrollments",
         vec![
             Column::named("email_normalized", ColumnType::Text).required(),
             Column::named("platform", ColumnType::Text),
             Column::named("sequence", ColumnType::Text),
-            Column::named("enrolled_at", ColumnType::Timestamp).required(),
+            Column::named("arm", ColumnType::Text),
+            Column::named("outcome", ColumnType::Text),
+            Column::named("reason", ColumnType::Text),
+            Column::named("assigned_at", ColumnType::Timestamp),
+            Column::named("enrolled_at", ColumnType::Timestamp),
+            Column::named("run_id", ColumnType::Text),
         ],
     )
 }
@@ -99,6 +104,12 @@ pub fn fixture_batch(table: &TableSchema) -> RecordBatch {
         .join("tests/golden/fixtures")
         .join(format!("{}.jsonl", table.name));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    jsonl_batch(table, &text)
+}
+
+/// JSON lines as one batch of the table's schema, with the run columns filled.
+pub fn jsonl_batch(table: &TableSchema, text: &str) -> RecordBatch {
+    let path = table.name;
     let schema = table.arrow_schema();
     let data_fields: Vec<_> = schema
         .fields()
@@ -108,11 +119,11 @@ pub fn fixture_batch(table: &TableSchema) -> RecordBatch {
         .collect();
     let data_schema = Arc::new(arrow::datatypes::Schema::new(data_fields));
     let reader = arrow::json::ReaderBuilder::new(data_schema)
-        .build(Cursor::new(text))
+        .build(Cursor::new(text.to_string()))
         .expect("reader");
     let batches: Vec<RecordBatch> = reader
         .collect::<Result<_, _>>()
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
     let data = arrow::compute::concat_batches(&batches[0].schema(), &batches).expect("concat");
     let rows = data.num_rows();
     let extracted_at = utc(NOW).timestamp_micros();
