@@ -198,7 +198,7 @@ async fn every_figure_matches_an_independent_computation() {
         let mut values: Vec<f64> = people
             .iter()
             .filter(|p| p.sequence == sequence)
-            .flat_map(|p| in_window(p))
+            .flat_map(&in_window)
             .collect();
         values.sort_by(f64::total_cmp);
         let n = values.len();
