@@ -129,6 +129,34 @@ pub fn status(config: &Config, job: Option<&str>, limit: u32) -> Result<ExitCode
             }
         }
     }
+    let mut tallies = Vec::new();
+    for job_config in config
+        .jobs
+        .iter()
+        .filter(|j| job.is_none_or(|name| j.name == name))
+    {
+        for tally in state.enrollment_tallies(&job_config.name)? {
+            tallies.push((job_config.name.clone(), tally));
+        }
+    }
+    if !tallies.is_empty() {
+        println!("\nENROLLMENTS (each person's latest cycle)");
+        println!("{:<24} {:<28} {:<54} LAST RUN", "JOB", "SEQUENCE", "PEOPLE");
+        for (job, tally) in &tallies {
+            let people: Vec<String> = tally
+                .by_status
+                .iter()
+                .map(|(status, n)| format!("{n} {}", status.as_str()))
+                .collect();
+            println!(
+                "{:<24} {:<28} {:<54} {}",
+                job,
+                format!("{} {}", tally.platform, tally.sequence),
+                people.join(", "),
+                tally.last_run
+            );
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -349,7 +349,63 @@ impl StateStore {
     }
 }
 
+/// How many people of a job's sequence stand where, for `mailroom status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnrollmentTally {
+    /// `smartrmail`, `iterable` or `dotdigital`.
+    pub platform: String,
+    /// The list, workflow or program.
+    pub sequence: String,
+    /// People per status of their latest cycle.
+    pub by_status: Vec<(EnrollmentStatus, u64)>,
+    /// When the ledger last changed for it.
+    pub last_run: String,
+}
+
 impl StateStore {
+    /// Each sequence `job` enrolls into, with how many people stand where (latest cycle).
+    pub fn enrollment_tallies(&self, job: &str) -> Result<Vec<EnrollmentTally>, StateError> {
+        let conn = self.conn();
+        let mut statement = conn.prepare(
+            "SELECT platform, sequence, status, COUNT(*), MAX(run_id) FROM enrollments e
+             WHERE job = ?1 AND cycle = (SELECT MAX(cycle) FROM enrollments l
+                 WHERE l.platform = e.platform AND l.sequence = e.sequence
+                 AND l.email_normalized = e.email_normalized)
+             GROUP BY platform, sequence, status ORDER BY platform, sequence, status",
+        )?;
+        let rows = statement
+            .query_map(params![job], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, i64>(3)?,
+                    row.get::<_, String>(4)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut tallies: Vec<EnrollmentTally> = Vec::new();
+        for (platform, sequence, status, n, run) in rows {
+            let status = EnrollmentStatus::parse(status)?;
+            match tallies
+                .last_mut()
+                .filter(|t| t.platform == platform && t.sequence == sequence)
+            {
+                Some(tally) => {
+                    tally.by_status.push((status, n.max(0) as u64));
+                    tally.last_run = tally.last_run.clone().max(run);
+                }
+                None => tallies.push(EnrollmentTally {
+                    platform,
+                    sequence,
+                    by_status: vec![(status, n.max(0) as u64)],
+                    last_run: run,
+                }),
+            }
+        }
+        Ok(tallies)
+    }
+
     /// Records one call of `kind` to `platform` that counts against an allowance.
     pub fn record_platform_call(
         &self,

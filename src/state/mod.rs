@@ -23,7 +23,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::error::{Classify, ErrorKind};
 pub use deliveries::{Delivery, DeliveryRecord, DeliveryStatus};
-pub use enrollments::{ActivationCounts, Arm, Enrollment, EnrollmentStatus};
+pub use enrollments::{ActivationCounts, Arm, Enrollment, EnrollmentStatus, EnrollmentTally};
 pub use loads::PendingLoad;
 pub use lock::DataDirLock;
 pub use loyalty::SyncedFields;

@@ -492,6 +492,25 @@ async fn a_killed_enrollment_run_enrolls_nobody_twice_and_finishes_on_the_rerun(
     assert_eq!(added, enrolled, "the list holds exactly the enrolled");
     assert!(enrolled.len() > 50, "{}", enrolled.len());
     assert_nothing_forbidden(&state);
+
+    // `mailroom status` tells where the sequence's people stand.
+    let status = cli.clone();
+    let (code, stdout, stderr) = tokio::task::spawn_blocking(move || {
+        run_cli(&mut status(&["status", "--job", "daily-winback"]))
+    })
+    .await
+    .expect("status");
+    assert_eq!(code, 0, "{stderr}");
+    let line = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("ENROLLMENTS"))
+        .find(|l| l.starts_with("daily-winback"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        line.contains("smartrmail l_winback")
+            && line.contains(&format!("{} enrolled", enrolled.len())),
+        "{line}"
+    );
 }
 
 /// Under 429s on the consent reads, 503s on the field updates and a connection reset as a
