@@ -141,6 +141,18 @@ impl Platform {
         }
     }
 
+    /// The calls enrolling `people` takes: SmartrMail a field update each and a bulk add
+    /// per hundred (or an event each); Iterable a trigger each; Dotdigital an enrolment per
+    /// thousand.
+    pub fn calls_for(&self, people: u64) -> u64 {
+        match self {
+            Platform::SmartrMail(p) if p.can_read_back() => people + people.div_ceil(BATCH as u64),
+            Platform::SmartrMail(_) => 2 * people,
+            Platform::Iterable(_) => people,
+            Platform::Dotdigital(_) => people.div_ceil(dotdigital::CONTACTS_PER_ENROLMENT as u64),
+        }
+    }
+
     /// People enrolled per batch: one Dotdigital enrolment call takes many contacts.
     pub fn batch_size(&self) -> usize {
         match self {

@@ -364,6 +364,11 @@ impl Pipeline {
             tracing::warn!(run_id = %run.run_id, sequence = step.sequence, deferred, "{message}");
         }
         if run.dry_run {
+            bump(
+                counters,
+                "activate.would_make_calls",
+                platform.calls_for(treatment),
+            );
             bump(counters, "activate.would_enroll", treatment);
             bump(counters, "activate.would_defer", deferred);
             return self.post_summary(&step, &what, counters).await;

@@ -974,3 +974,105 @@ async fn the_anomaly_guard_stops_a_run_far_above_the_usual_until_forced() {
         "{forced:?}"
     );
 }
+
+/// The secret environment of a SmartrMail account with a custom-event webhook.
+struct EventHookEnv(String);
+
+impl mailroom::secret::Environment for EventHookEnv {
+    fn get(&self, var: &str) -> Option<String> {
+        (var == "SMARTRMAIL_EVENT_HOOK").then(|| self.0.clone())
+    }
+}
+
+/// With `custom_event_webhook` set, SmartrMail win-back posts one custom event per enrolled
+/// person with their fields, and leaves the list alone; a rerun posts nothing.
+#[tokio::test]
+async fn smartrmail_custom_events_enroll_once_each_without_touching_the_list() {
+    use mailroom::services::{Overrides, ServiceKind, Services};
+    let options = SandboxOptions {
+        smile_rate_limit: None,
+        ..SandboxOptions::new(17, 800)
+    };
+    let sandbox = crate::support::sandbox(options.clone()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let at = anchor(&options);
+    let mut config = shipped_config();
+    config.base_dir = Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf();
+    config.data_dir = dir.path().to_path_buf();
+    let endpoints = mailroom_sandbox::services(&sandbox.base_url);
+    let overrides = Overrides::from_endpoints(
+        endpoints.iter().map(|e| (e.key, e.base_url.as_str())),
+        mailroom_sandbox::CREDENTIAL,
+    )
+    .expect("sandbox URLs");
+    let mut sections = config.service_sections();
+    sections
+        .get_mut(&ServiceKind::SmartrMail)
+        .expect("[sources.smartrmail]")
+        .secrets
+        .insert(
+            "custom_event_webhook",
+            mailroom::secret::SecretRef {
+                var: "SMARTRMAIL_EVENT_HOOK".into(),
+                key: "sources.smartrmail.custom_event_webhook".into(),
+                file: "config.toml".into(),
+                line: 1,
+                column: 1,
+            },
+        );
+    let hook = format!(
+        "{}/smartrmail/hooks/custom-events/sandbox",
+        sandbox.base_url
+    );
+    let services = Services::new(
+        sections,
+        overrides,
+        Box::new(EventHookEnv(hook)),
+        mailroom::http::HttpClient::new(mailroom::http::Timeouts::default()).expect("client"),
+        mailroom::http::RetryPolicy {
+            base: Duration::from_millis(10),
+            ..mailroom::http::RetryPolicy::default()
+        },
+    );
+    let state = StateStore::open(&dir.path().join("state.db")).expect("state");
+    let pipeline = Pipeline::new(Arc::new(config), Arc::new(services), Arc::new(state));
+    extract(&pipeline, at).await;
+    let winback = shipped_job("daily-winback");
+    pipeline
+        .execute(&winback, &run("events-1", at, false))
+        .await
+        .expect("enrolled");
+    pipeline
+        .execute(&winback, &run("events-2", at, false))
+        .await
+        .expect("rerun");
+    let ledger = StateStore::open(&dir.path().join("state.db")).expect("state");
+    let enrolled: BTreeSet<String> = ledger
+        .enrollments("smartrmail", "l_winback")
+        .expect("read")
+        .into_iter()
+        .filter(|r| r.status == EnrollmentStatus::Enrolled)
+        .map(|r| r.email)
+        .collect();
+    let (_, _, state) = get_json(&format!("{}/_sandbox/state", sandbox.base_url), &[]).await;
+    let events = state["smartrmail"]["custom_events"]
+        .as_array()
+        .expect("events");
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for event in events {
+        *seen
+            .entry(event["email"].as_str().unwrap_or_default().to_string())
+            .or_default() += 1;
+        assert_eq!(event["event"], "l_winback");
+        assert!(event.get("days_since_last_order").is_some(), "{event}");
+    }
+    assert!(seen.values().all(|n| *n == 1), "an event twice: {seen:?}");
+    assert_eq!(seen.keys().cloned().collect::<BTreeSet<_>>(), enrolled);
+    assert!(!enrolled.is_empty());
+    assert_eq!(
+        state["smartrmail"]["lists"]["l_winback"]["added"],
+        serde_json::json!([]),
+        "the list is left alone"
+    );
+    assert_nothing_forbidden(&state);
+}

@@ -259,3 +259,40 @@ async fn campaigns_follow_the_project_defined_contract() {
     .await;
     assert_eq!(&one, first);
 }
+
+#[tokio::test]
+async fn custom_events_are_taken_by_their_webhook_and_recorded() {
+    let sandbox = small_sandbox().await;
+    let hook = format!(
+        "{}/smartrmail/hooks/custom-events/sandbox",
+        sandbox.base_url
+    );
+    let client = reqwest::Client::new();
+    let event = json!({ "email": "ana@example.com", "event": "l_winback", "points_balance": 120 });
+    let response = client.post(&hook).json(&event).send().await.expect("sent");
+    assert_eq!(response.status(), StatusCode::OK);
+    // The URL's token is the credential; an event needs an e-mail.
+    let wrong = client
+        .post(format!(
+            "{}/smartrmail/hooks/custom-events/guess",
+            sandbox.base_url
+        ))
+        .json(&event)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(wrong.status(), StatusCode::NOT_FOUND);
+    let blank = client
+        .post(&hook)
+        .json(&json!({ "event": "x" }))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(blank.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let (_, _, state) = get_json(&format!("{}/_sandbox/state", sandbox.base_url), &[]).await;
+    assert_eq!(state["smartrmail"]["custom_events"], json!([event]));
+    assert_eq!(
+        state["platform_writes"][0]["path"],
+        "/smartrmail/hooks/custom-events/sandbox"
+    );
+}
