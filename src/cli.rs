@@ -52,6 +52,8 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Run every job of the configuration once against the sandbox and show what happened
+    Demo,
     /// Re-extract a job's streams for a time window without moving their cursors
     Backfill {
         /// The job's name

@@ -15,7 +15,12 @@ use crate::cli::Cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init(cli.log_format);
+    // The demo draws progress bars and a summary; its logs are only warnings and errors.
+    let level = match cli.command {
+        cli::Command::Demo => "warn",
+        _ => "info",
+    };
+    telemetry::init(cli.log_format, level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

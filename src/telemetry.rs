@@ -1,7 +1,8 @@
 //! Logging: plain text on a terminal, JSON lines otherwise (under systemd or a container),
-//! filtered by `MAILROOM_LOG` (then `RUST_LOG`), `info` by default (Delta's internals at
-//! `warn`). Logs go to stderr so
-//! command output on stdout stays clean for pipes.
+//! filtered by `MAILROOM_LOG` (then `RUST_LOG`), `info` by default (`warn` for the demo,
+//! whose progress lines and summary are the output), Delta's kernel at `warn` and
+//! deltalake at `error` (its merge-metric warnings say nothing a user can act on). Logs go
+//! to stderr so command output on stdout stays clean for pipes.
 
 use std::io::IsTerminal;
 
@@ -18,18 +19,22 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber. Call once, first thing.
+/// Installs the global subscriber at `level` (unless `MAILROOM_LOG` or `RUST_LOG` say
+/// otherwise). Call once, first thing.
 #[allow(
     clippy::disallowed_methods,
     reason = "the log filter is read from the environment"
 )]
-pub fn init(format: LogFormat) {
+pub fn init(format: LogFormat, level: &str) {
     let filter = std::env::var("MAILROOM_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .ok()
         .and_then(|spec| EnvFilter::try_new(spec).ok())
-        // Delta's kernel narrates every snapshot at info; its failures reach us as errors.
-        .unwrap_or_else(|| EnvFilter::new("info,buoyant_kernel=warn,deltalake_core=warn"));
+        // Delta's kernel narrates every snapshot at info, deltalake warns of merge metrics it
+        // derives; their failures reach us as errors.
+        .unwrap_or_else(|| {
+            EnvFilter::new(format!("{level},buoyant_kernel=warn,deltalake_core=error"))
+        });
     let json = match format {
         LogFormat::Auto => !std::io::stderr().is_terminal(),
         LogFormat::Text => false,

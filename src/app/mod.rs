@@ -6,6 +6,7 @@
 //! [`ErrorKind`] that decides the exit code.
 
 mod check;
+mod demo;
 mod print;
 mod run;
 mod sandbox;
@@ -59,6 +60,7 @@ pub async fn execute(cli: Cli) -> Result<ExitCode, Failure> {
     let config = load_config(&cli)?;
     match cli.command {
         Command::Run => run::run(config).await,
+        Command::Demo => demo::demo(config, cli.data_dir.is_some()).await,
         Command::RunJob {
             name,
             dry_run,
@@ -145,7 +147,7 @@ pub(crate) struct Wiring {
     pub config: Arc<Config>,
     /// Every service, one connection per credential.
     pub services: Arc<Services>,
-    _sandbox: Option<sandbox::Simulated>,
+    sandbox: Option<sandbox::Simulated>,
 }
 
 impl Wiring {
@@ -178,7 +180,12 @@ impl Wiring {
         Wiring {
             config: Arc::new(config),
             services: Arc::new(services),
-            _sandbox: simulated,
+            sandbox: simulated,
         }
+    }
+
+    /// The sandbox's address, when the services are simulated.
+    pub fn sandbox_url(&self) -> Option<&str> {
+        self.sandbox.as_ref().map(|s| s.base_url.as_str())
     }
 }

@@ -2,12 +2,14 @@
 //! plans, load summaries, the backfill progress bar and the sandbox's services. Kept in one
 //! place so every command (and, next, the demo) shows things alike.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
 use mailroom::config::{self, Config, JobConfig, WarehouseConfig};
 use mailroom::pipeline::BackfillProgress;
-use mailroom::state::{Counters, RunRecord, StateStore};
+use mailroom::scheduler::RunOutcome;
+use mailroom::state::{Counters, RunRecord, RunStatus, StateStore};
 
 use super::{Failure, find_job};
 
@@ -311,5 +313,81 @@ impl BackfillProgress for BackfillBar {
 
     fn records(&self, records: u64) {
         self.bar.set_position(records);
+    }
+}
+
+/// One job's line in the demo: a spinner while it runs (on a terminal), then what it did.
+pub struct JobBar {
+    bar: Option<indicatif::ProgressBar>,
+    started: std::time::Instant,
+}
+
+impl JobBar {
+    pub fn start(job: &JobConfig) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            );
+            let steps: Vec<String> = job.steps.iter().map(|s| s.describe()).collect();
+            bar.set_message(format!("{}: {}", job.name, steps.join("; ")));
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            bar
+        });
+        JobBar {
+            bar,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    pub fn finish(&self, job: &JobConfig, outcome: &RunOutcome) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+        let seconds = self.started.elapsed().as_secs_f64();
+        let c = &outcome.counters;
+        let sum = |prefix: &str| -> u64 {
+            c.iter()
+                .filter(|(k, _)| k.starts_with(prefix))
+                .map(|(_, n)| *n)
+                .sum()
+        };
+        let mut did = Vec::new();
+        let rows = c
+            .iter()
+            .filter(|(k, _)| k.starts_with("rows.") && !k.contains(' '))
+            .map(|(_, n)| *n)
+            .sum::<u64>();
+        if rows > 0 {
+            did.push(format!("{rows} rows loaded"));
+        }
+        for (key, label) in [
+            ("deliveries_sent", "deliveries sent"),
+            ("activate.enrolled", "enrolled"),
+            ("activate.held_out", "held out"),
+            ("loyalty.written_fields", "loyalty fields written"),
+            ("files_rewritten", "files compacted"),
+        ] {
+            let n = sum(key);
+            if n > 0 {
+                did.push(format!("{n} {label}"));
+            }
+        }
+        match outcome.status {
+            RunStatus::Succeeded => println!(
+                "  ok    {:<22} {seconds:>6.1} s  {}",
+                job.name,
+                did.join(", ")
+            ),
+            status => println!(
+                "  {status:<5} {:<22} {seconds:>6.1} s  {}",
+                job.name,
+                outcome
+                    .error
+                    .as_ref()
+                    .map_or("no error recorded", |e| e.message.as_str())
+            ),
+        }
     }
 }

@@ -21,6 +21,8 @@ use super::{Failure, print};
 pub struct Simulated {
     /// What replaces the config's services.
     pub overrides: Overrides,
+    /// Where it answers, `/_sandbox/state` included.
+    pub base_url: String,
     _running: Option<RunningSandbox>,
 }
 
@@ -55,6 +57,7 @@ pub async fn connect(config: &Config, client: &HttpClient) -> Result<Option<Simu
             };
             Simulated {
                 overrides: overrides(&base_url, key)?,
+                base_url,
                 _running: None,
             }
         }
@@ -64,6 +67,7 @@ pub async fn connect(config: &Config, client: &HttpClient) -> Result<Option<Simu
             let key = needs_google.then(|| running.service_account_key().to_string());
             Simulated {
                 overrides: overrides(&running.base_url, key)?,
+                base_url: running.base_url.clone(),
                 _running: Some(running),
             }
         }

@@ -833,3 +833,80 @@ fn the_shipped_weekly_report_has_rows_on_any_date() {
         "{status}"
     );
 }
+
+/// `mailroom demo` runs every shipped job against the sandbox and prints a summary: the
+/// tables, the weekly totals, the Slack messages with their files saved, win-back and
+/// loyalty-sync counts, and commands that work as printed.
+#[test]
+fn demo_runs_every_job_and_prints_a_summary_whose_commands_work() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = mailroom::config::DEFAULT_CONFIG.replace("customers = 2000", "customers = 400");
+    write_config(dir.path(), &config);
+    let (code, stdout, stderr) = run(mailroom(dir.path()).args(["--data-dir", "data", "demo"]));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    for heading in [
+        "TABLES LOADED",
+        "WEEKLY EMAIL PERFORMANCE",
+        "SLACK",
+        "WIN-BACK (daily-winback)",
+        "LOYALTY SYNC (loyalty-sync)",
+        "NEXT",
+    ] {
+        assert!(stdout.contains(heading), "{heading}: {stdout}");
+    }
+    for job in [
+        "extract-orders",
+        "weekly-email-report",
+        "daily-winback",
+        "loyalty-sync",
+    ] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.trim_start().starts_with("ok") && l.contains(job)),
+            "{job}: {stdout}"
+        );
+    }
+    let png = std::fs::read_dir(dir.path().join("data/demo-files"))
+        .expect("files saved")
+        .filter_map(Result::ok)
+        .find(|e| e.path().extension().is_some_and(|x| x == "png"))
+        .expect("the chart");
+    let bytes = std::fs::read(png.path()).expect("png");
+    assert!(bytes.starts_with(b"\x89PNG"), "a PNG");
+    // The printed commands work as printed (from the config's folder).
+    let query = stdout
+        .lines()
+        .find(|l| l.contains("FROM winback_enrollments"))
+        .expect("a query line");
+    let args: Vec<String> = shell_words(query.trim());
+    assert_eq!(args[0], "mailroom", "{query}");
+    let (code, out, err) = run(mailroom(dir.path()).args(&args[1..]));
+    assert_eq!(code, 0, "{query}: {err}");
+    assert!(
+        out.contains("treatment") && out.contains("enrolled"),
+        "{out}"
+    );
+}
+
+/// Splits a printed command line into words, honouring double quotes.
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quoted = false;
+    for c in line.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            ' ' if !quoted => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            c => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    words
+}
