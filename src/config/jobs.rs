@@ -639,7 +639,21 @@ fn read_activate(
         message_type_id: t
             .integer(d, "message_type_id", 1..=i64::MAX)
             .map(|n| n.value as u64),
-        summary_channel: t.string(d, "summary_channel").map(|s| s.value),
+        summary_channel: t.string(d, "summary_channel").map(|channel| {
+            if !context
+                .destinations
+                .services
+                .contains_key(&DestinationKind::Slack)
+            {
+                d.report(
+                    channel.span.start,
+                    t.key_path("summary_channel"),
+                    "win-back summaries go to Slack, which is not configured".to_string(),
+                    Some("add a [destinations.slack] section".into()),
+                );
+            }
+            channel.value
+        }),
     };
     if platform
         .as_ref()
