@@ -17,6 +17,7 @@ pub mod error;
 pub mod extract;
 pub mod http;
 pub mod normalize;
+pub mod ops;
 pub mod pipeline;
 pub mod schedule;
 pub mod scheduler;

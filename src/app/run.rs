@@ -7,6 +7,7 @@ use std::sync::Arc;
 use chrono::Timelike;
 use mailroom::config::{self, Config};
 use mailroom::error::{EXIT_INTERRUPTED, ErrorKind};
+use mailroom::ops::{Health, Ops};
 use mailroom::pipeline::{Backfill, Pipeline};
 use mailroom::scheduler::clock::SystemClock;
 use mailroom::scheduler::{self, InFlight, Runtime, Scheduler};
@@ -32,9 +33,41 @@ fn runtime(wiring: &Wiring, state: Arc<StateStore>) -> Runtime<Pipeline> {
 /// `mailroom run`: the scheduler, until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> Result<ExitCode, Failure> {
     let (_lock, state) = open_state(&config)?;
+    let token = config
+        .server
+        .token
+        .as_ref()
+        .map(|t| t.resolve(&mailroom::config::ProcessEnvironment))
+        .transpose()
+        .map_err(|e| Failure {
+            kind: ErrorKind::Config,
+            message: e.to_string(),
+        })?;
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .map_err(|e| Failure {
+            kind: ErrorKind::Config,
+            message: format!(
+                "[server] listen {}: cannot listen there: {e}",
+                config.server.listen
+            ),
+        })?;
     let wiring = Wiring::build(config).await?;
     let config = wiring.config.clone();
     tracing::info!(config_dir = %config.base_dir.display(), data_dir = %config.data_dir.display(), jobs = config.jobs.len(), "mailroom starting");
+    let health = Arc::new(Health::default());
+    let ops = Arc::new(Ops {
+        config: config.clone(),
+        state: state.clone(),
+        health: health.clone(),
+        token,
+    });
+    let server_stop = CancellationToken::new();
+    let address = listener
+        .local_addr()
+        .map_or_else(|_| config.server.listen.to_string(), |a| a.to_string());
+    tracing::info!(url = %format!("http://{address}/"), "status page, /metrics, /healthz and /readyz");
+    let server = tokio::spawn(mailroom::ops::serve(listener, ops, server_stop.clone()));
     let scheduler = Scheduler::new(
         runtime(&wiring, state),
         config.jobs.clone(),
@@ -48,7 +81,13 @@ pub async fn run(config: Config) -> Result<ExitCode, Failure> {
         tracing::info!(signal, "shutting down: no new runs will start");
         signal_token.cancel();
     });
+    health.up();
     scheduler.run(shutdown).await;
+    health.down("mailroom is shutting down");
+    server_stop.cancel();
+    if let Ok(Err(err)) = server.await {
+        tracing::warn!(error = %err, "the status server stopped with an error");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

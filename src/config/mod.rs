@@ -49,6 +49,8 @@ pub struct Config {
     pub sandbox: SandboxConfig,
     /// Scheduler-wide settings.
     pub scheduler: SchedulerConfig,
+    /// `[server]`: the status server `mailroom run` starts.
+    pub server: ServerConfig,
     /// The services data is extracted from.
     pub sources: SourcesConfig,
     /// Where report results are sent.
@@ -125,6 +127,25 @@ pub struct SchedulerConfig {
     /// How long in-flight runs may finish after SIGINT or SIGTERM before they are stopped
     /// and recorded as interrupted.
     pub shutdown_grace: Duration,
+}
+
+/// `[server]`: where the status server listens, and the token it asks for when it is
+/// reachable from other machines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// The address; loopback by default.
+    pub listen: std::net::SocketAddr,
+    /// A bearer token every request must carry; required unless `listen` is loopback.
+    pub token: Option<SecretRef>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8710)),
+            token: None,
+        }
+    }
 }
 
 /// The sources mailroom knows how to extract, and the streams each offers.
@@ -538,14 +559,17 @@ impl Config {
     /// Every secret reference the config needs resolved: none when the sandbox supplies
     /// the credentials.
     pub fn secret_refs(&self) -> Vec<&SecretRef> {
+        // The status server's token is needed whatever the services are.
+        let server = self.server.token.iter();
         if self.sandbox.enabled {
-            return Vec::new();
+            return server.collect();
         }
         let sources = self.sources.services.values();
         let destinations = self.destinations.services.values();
         sources
             .chain(destinations)
             .flat_map(|service| service.secrets.values())
+            .chain(server)
             .collect()
     }
 

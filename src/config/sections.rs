@@ -14,7 +14,7 @@ use super::reader::TableReader;
 use super::secret::SecretRef;
 use super::{
     Config, DestinationKind, DestinationsConfig, OptionValue, SandboxAnchor, SandboxConfig,
-    SchedulerConfig, ServiceConfig, SourceKind, SourcesConfig, WarehouseConfig,
+    SchedulerConfig, ServerConfig, ServiceConfig, SourceKind, SourcesConfig, WarehouseConfig,
 };
 use crate::normalize::SchemaPolicy;
 use crate::services::{OptionSpec, ServiceSpec};
@@ -34,6 +34,7 @@ pub(super) fn validate(
     let sandbox = read_sandbox(top.table(d, "sandbox"), base_dir, d);
     let warehouse = read_warehouse(top.table(d, "warehouse"), base_dir, &sandbox, d);
     let scheduler = read_scheduler(top.table(d, "scheduler"), d);
+    let server = read_server(top.table(d, "server"), d);
     let sources = read_sources(top.table(d, "sources"), &sandbox, d);
     let destinations = read_destinations(top.table(d, "destinations"), &sandbox, d);
     let context = JobContext {
@@ -50,6 +51,7 @@ pub(super) fn validate(
         warehouse,
         sandbox,
         scheduler,
+        server,
         sources,
         destinations,
         jobs,
@@ -239,6 +241,39 @@ fn read_scheduler(table: Option<TableReader<'_>>, d: &mut Diagnostics<'_>) -> Sc
         t.finish(d);
     }
     scheduler
+}
+
+fn read_server(table: Option<TableReader<'_>>, d: &mut Diagnostics<'_>) -> ServerConfig {
+    let mut server = ServerConfig::default();
+    let Some(mut t) = table else {
+        return server;
+    };
+    if let Some(listen) = t.string(d, "listen") {
+        match listen.value.parse::<std::net::SocketAddr>() {
+            Ok(addr) => server.listen = addr,
+            Err(_) => d.report(
+                listen.span.start,
+                t.key_path("listen"),
+                format!("{:?} is not an address and port", listen.value),
+                Some("e.g. \"127.0.0.1:8710\", or \"0.0.0.0:8710\" with a token".into()),
+            ),
+        }
+    }
+    if let Some(token) = t.string(d, "token") {
+        server.token = SecretRef::parse(&token, t.key_path("token"), d);
+    }
+    if !server.listen.ip().is_loopback() && server.token.is_none() && !t.contains("token") {
+        t.missing(
+            d,
+            "token",
+            Some(format!(
+                "the status server listens on {}, beyond this machine: set token = \"${{MAILROOM_SERVER_TOKEN}}\"",
+                server.listen
+            )),
+        );
+    }
+    t.finish(d);
+    server
 }
 
 fn read_sources(

@@ -16,6 +16,7 @@ pub mod page;
 pub mod paginate;
 pub mod redact;
 pub mod retry;
+pub mod stats;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -273,10 +274,14 @@ impl HttpClient {
             if let Some(budget) = &service.budget {
                 budget.wait().await;
             }
+            stats::request(service.name);
             let (failure, retry_after, response) =
                 match self.request(service, call, &url).send().await {
                     Ok(response) if response.status().is_success() => return Ok(response),
                     Ok(response) => {
+                        if response.status() == reqwest::StatusCode::TOO_MANY_REQUESTS {
+                            stats::throttled(service.name);
+                        }
                         let retry_after = response
                             .headers()
                             .get(reqwest::header::RETRY_AFTER)
@@ -297,6 +302,7 @@ impl HttpClient {
                     .delay(failure, attempts, call.idempotent, retry_after, &mut rng)
             {
                 let status = response.as_ref().map(|r| r.status().as_u16());
+                stats::retry(service.name);
                 tracing::warn!(service = service.name, endpoint = %endpoint, status, attempt = attempts, wait_ms = wait.as_millis() as u64, "call failed; retrying");
                 tokio::time::sleep(wait).await;
                 continue;

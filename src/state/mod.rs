@@ -13,6 +13,7 @@ mod lock;
 mod loyalty;
 pub mod migrations;
 mod runs;
+mod totals;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -28,6 +29,7 @@ pub use loads::PendingLoad;
 pub use lock::DataDirLock;
 pub use loyalty::SyncedFields;
 pub use runs::{Counters, JobSummary, NewRun, RunRecord, RunStatus, Trigger};
+pub use totals::LedgerTotals;
 
 /// A state operation failed.
 #[derive(Debug, thiserror::Error)]

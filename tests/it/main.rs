@@ -47,6 +47,7 @@ mod extract_shopify;
 mod extract_smile;
 mod http;
 mod loyalty_sync;
+mod ops;
 mod retry;
 mod scheduler;
 mod sql_golden;
