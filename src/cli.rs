@@ -53,7 +53,11 @@ pub enum Command {
         force: bool,
     },
     /// Run every job of the configuration once against the sandbox and show what happened
-    Demo,
+    Demo {
+        /// Then keep the scheduler and its status page running until Ctrl-C
+        #[arg(long)]
+        keep_running: bool,
+    },
     /// Re-extract a job's streams for a time window without moving their cursors
     Backfill {
         /// The job's name

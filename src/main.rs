@@ -17,7 +17,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo draws progress bars and a summary; its logs are only warnings and errors.
     let level = match cli.command {
-        cli::Command::Demo => "warn",
+        cli::Command::Demo { .. } => "warn",
         _ => "info",
     };
     telemetry::init(cli.log_format, level);

@@ -71,7 +71,11 @@ fn fresh_data_dir() -> Result<PathBuf, Failure> {
 }
 
 /// `mailroom demo`.
-pub async fn demo(mut config: Config, data_dir_given: bool) -> Result<ExitCode, Failure> {
+pub async fn demo(
+    mut config: Config,
+    data_dir_given: bool,
+    keep_running: bool,
+) -> Result<ExitCode, Failure> {
     if !config.sandbox.enabled {
         return Err(Failure {
             kind: ErrorKind::Config,
@@ -88,6 +92,11 @@ pub async fn demo(mut config: Config, data_dir_given: bool) -> Result<ExitCode, 
     );
     println!("data directory: {}\n", data_dir.display());
     let (_lock, state) = open_state(&config)?;
+    // Bound first, so a busy port is said before anything runs.
+    let server = match keep_running {
+        true => Some(super::run::server_listener(&config).await?),
+        false => None,
+    };
     let wiring = Wiring::build(config).await?;
     let runtime = Runtime {
         executor: Pipeline::new(
@@ -95,7 +104,7 @@ pub async fn demo(mut config: Config, data_dir_given: bool) -> Result<ExitCode, 
             wiring.services.clone(),
             state.clone(),
         ),
-        state,
+        state: state.clone(),
         clock: Arc::new(SystemClock),
     };
     let shutdown = CancellationToken::new();
@@ -126,6 +135,14 @@ pub async fn demo(mut config: Config, data_dir_given: bool) -> Result<ExitCode, 
     print_activation(&outcomes);
     print_next(&data_dir);
 
+    if let Some((listener, token)) = server {
+        return super::run::schedule_and_serve(&wiring, state, listener, token, |url| {
+            println!(
+                "\nthe scheduler keeps running: the status page is at {url} (Ctrl-C stops it)"
+            );
+        })
+        .await;
+    }
     let failed: Vec<&(JobConfig, RunOutcome)> = outcomes
         .iter()
         .filter(|(_, o)| o.status != RunStatus::Succeeded)

@@ -60,7 +60,9 @@ pub async fn execute(cli: Cli) -> Result<ExitCode, Failure> {
     let config = load_config(&cli)?;
     match cli.command {
         Command::Run => run::run(config).await,
-        Command::Demo => demo::demo(config, cli.data_dir.is_some()).await,
+        Command::Demo { keep_running } => {
+            demo::demo(config, cli.data_dir.is_some(), keep_running).await
+        }
         Command::RunJob {
             name,
             dry_run,

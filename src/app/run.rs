@@ -30,9 +30,10 @@ fn runtime(wiring: &Wiring, state: Arc<StateStore>) -> Runtime<Pipeline> {
     }
 }
 
-/// `mailroom run`: the scheduler, until SIGINT or SIGTERM.
-pub async fn run(config: Config) -> Result<ExitCode, Failure> {
-    let (_lock, state) = open_state(&config)?;
+/// The status server's listener and token, as `[server]` says.
+pub(super) async fn server_listener(
+    config: &Config,
+) -> Result<(tokio::net::TcpListener, Option<mailroom::secret::Secret>), Failure> {
     let token = config
         .server
         .token
@@ -52,9 +53,31 @@ pub async fn run(config: Config) -> Result<ExitCode, Failure> {
                 config.server.listen
             ),
         })?;
+    Ok((listener, token))
+}
+
+/// `mailroom run`: the scheduler, until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> Result<ExitCode, Failure> {
+    let (_lock, state) = open_state(&config)?;
+    let (listener, token) = server_listener(&config).await?;
     let wiring = Wiring::build(config).await?;
+    tracing::info!(config_dir = %wiring.config.base_dir.display(), data_dir = %wiring.config.data_dir.display(), jobs = wiring.config.jobs.len(), "mailroom starting");
+    schedule_and_serve(&wiring, state, listener, token, |url| {
+        tracing::info!(url = %url, "status page, /metrics, /healthz and /readyz");
+    })
+    .await
+}
+
+/// The scheduler over `wiring`'s jobs with the status server on `listener`, until SIGINT
+/// or SIGTERM; `announce` is told the status page's address.
+pub(super) async fn schedule_and_serve(
+    wiring: &Wiring,
+    state: Arc<StateStore>,
+    listener: tokio::net::TcpListener,
+    token: Option<mailroom::secret::Secret>,
+    announce: impl FnOnce(&str),
+) -> Result<ExitCode, Failure> {
     let config = wiring.config.clone();
-    tracing::info!(config_dir = %config.base_dir.display(), data_dir = %config.data_dir.display(), jobs = config.jobs.len(), "mailroom starting");
     let health = Arc::new(Health::default());
     let ops = Arc::new(Ops {
         config: config.clone(),
@@ -66,10 +89,10 @@ pub async fn run(config: Config) -> Result<ExitCode, Failure> {
     let address = listener
         .local_addr()
         .map_or_else(|_| config.server.listen.to_string(), |a| a.to_string());
-    tracing::info!(url = %format!("http://{address}/"), "status page, /metrics, /healthz and /readyz");
+    announce(&format!("http://{address}/"));
     let server = tokio::spawn(mailroom::ops::serve(listener, ops, server_stop.clone()));
     let scheduler = Scheduler::new(
-        runtime(&wiring, state),
+        runtime(wiring, state),
         config.jobs.clone(),
         config.scheduler.shutdown_grace,
     );
