@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
+use tracing::Instrument;
 
 use crate::config::{
     Config, DeliveryMode, DestinationKind, JobConfig, ParamValue, SourceKind, Step,
@@ -444,8 +445,12 @@ impl Executor for Pipeline {
         let mut counters = Counters::new();
         let mut results = StepResults::new();
         for (index, step) in job.steps.iter().enumerate() {
-            tracing::info!(job = %job.name, run_id = %run.run_id, step = index + 1, what = %step.describe(), "step started");
+            // Every line a step logs carries its number and kind (inside the run's span,
+            // which carries the job and run id).
+            let span = tracing::info_span!("step", step = index + 1, kind = step.kind());
+            tracing::info!(parent: &span, what = %step.describe(), "step started");
             self.run_step(job, step, run, &mut counters, &mut results)
+                .instrument(span)
                 .await
                 .map_err(|err| {
                     RunError::new(
