@@ -47,7 +47,7 @@ impl ErrorKind {
         self == ErrorKind::Transient
     }
 
-    /// The process exit code for a command that failed this way (see README, "Exit codes").
+    /// The process exit code for a command that failed this way (see docs/reference.md, "Exit codes").
     pub fn exit_code(self) -> ExitCode {
         ExitCode::from(self.exit_status())
     }

@@ -1,6 +1,6 @@
 //! The `mailroom` binary: parses the command line ([`cli`]), sets up logging and hands
 //! over to the command layer ([`app`]), which wires the library together. Exit codes are
-//! documented in README ("Exit codes").
+//! documented in docs/reference.md ("Exit codes").
 
 mod app;
 mod cli;

@@ -15,7 +15,7 @@
 //!   running every 15 minutes through the repeated hour).
 //!
 //! When day-of-month and day-of-week are both restricted, both must match (Vixie cron runs
-//! when either matches); README says so.
+//! when either matches); docs/reference.md says so.
 
 use std::str::FromStr;
 

@@ -48,6 +48,7 @@ mod extract_smile;
 mod http;
 mod loyalty_sync;
 mod ops;
+mod reference;
 mod retry;
 mod scheduler;
 mod sql_golden;
