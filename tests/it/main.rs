@@ -41,6 +41,7 @@ mod cli;
 mod config;
 mod deliver_sheets;
 mod deliver_slack;
+mod deploy;
 mod extract_email;
 mod extract_faults;
 mod extract_shopify;
