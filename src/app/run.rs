@@ -84,6 +84,7 @@ pub(super) async fn schedule_and_serve(
         state: state.clone(),
         health: health.clone(),
         token,
+        services: wiring.services.clone(),
     });
     let server_stop = CancellationToken::new();
     let address = listener

@@ -20,7 +20,7 @@ const DURATION_BUCKETS: [f64; 10] = [
 
 /// Every metric: name (without the `mailroom_` prefix or `_total` suffix) and help (the
 /// encoder ends it with a period).
-pub const METRICS: [(&str, &str); 11] = [
+pub const METRICS: [(&str, &str); 12] = [
     ("runs", "Runs by job and final status"),
     (
         "run_duration_seconds",
@@ -52,6 +52,10 @@ pub const METRICS: [(&str, &str); 11] = [
         "last_success_timestamp_seconds",
         "When each job last succeeded (Unix seconds)",
     ),
+    (
+        "cursor_lag_seconds",
+        "How far each stream's cursor is behind now",
+    ),
     ("up", "1 while the scheduler loop runs"),
 ];
 
@@ -71,11 +75,13 @@ fn labels(pairs: &[(&str, &str)]) -> Labels {
         .collect()
 }
 
-/// The exposition text for `totals`, the client's counts and whether the scheduler is up.
+/// The exposition text for `totals`, the streams' cursors, the client's counts and whether
+/// the scheduler is up.
 pub fn render(
     totals: &LedgerTotals,
+    cursors: &[(String, String, DateTime<Utc>)],
     scheduler_up: bool,
-    _now: DateTime<Utc>,
+    now: DateTime<Utc>,
 ) -> Result<String, std::fmt::Error> {
     let mut registry = Registry::with_prefix("mailroom");
     let counter = |registry: &mut Registry, name: &str| {
@@ -154,6 +160,11 @@ pub fn render(
         last_success
             .get_or_create(&labels(&[("job", job)]))
             .set(at.timestamp() as f64);
+    }
+    let lag = gauge(&mut registry, "cursor_lag_seconds");
+    for (source, stream, at) in cursors {
+        lag.get_or_create(&labels(&[("source", source), ("stream", stream)]))
+            .set((now - *at).num_milliseconds() as f64 / 1000.0);
     }
     let up = Gauge::<i64>::default();
     registry.register("up", help("up"), up.clone());

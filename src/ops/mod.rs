@@ -16,11 +16,14 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Response, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::routing::get;
-use chrono::Utc;
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, SourceKind, Step};
 use crate::secret::Secret;
+use crate::services::Services;
 use crate::state::StateStore;
 
 /// Whether the scheduler loop is alive, and why not when it is not.
@@ -64,6 +67,57 @@ pub struct Ops {
     pub health: Arc<Health>,
     /// The bearer token requests must carry, if any.
     pub token: Option<Secret>,
+    /// The services, to name each stream's table (for cursor lag).
+    pub services: Arc<Services>,
+}
+
+impl Ops {
+    /// Each extracted stream's cursor, where it has one: in the local warehouse's tables,
+    /// or in the state database for BigQuery.
+    async fn cursors(&self) -> Vec<(String, String, DateTime<Utc>)> {
+        use crate::sources::Source;
+        use crate::warehouse::Warehouse;
+        let mut wanted: BTreeSet<(SourceKind, String)> = BTreeSet::new();
+        for step in self.config.jobs.iter().flat_map(|j| &j.steps) {
+            if let Step::Extract { source, streams } = step {
+                let names: Vec<String> = match streams.is_empty() {
+                    true => source.streams().iter().map(|s| (*s).to_string()).collect(),
+                    false => streams.clone(),
+                };
+                wanted.extend(names.into_iter().map(|n| (*source, n)));
+            }
+        }
+        let local = self
+            .config
+            .local_warehouse_dir()
+            .map(|dir| crate::warehouse::local::LocalWarehouse::reader(&dir));
+        let mut found = Vec::new();
+        for (kind, stream) in wanted {
+            let Ok(source) = crate::sources::build(kind, &self.services) else {
+                continue;
+            };
+            let Some(table) = source
+                .streams()
+                .into_iter()
+                .find(|s| s.name == stream)
+                .map(|s| s.table.name)
+            else {
+                continue;
+            };
+            let cursor = match &local {
+                Some(warehouse) => warehouse
+                    .cursor(table, kind.name(), &stream)
+                    .await
+                    .ok()
+                    .flatten(),
+                None => self.state.cursor(kind.name(), &stream).ok().flatten(),
+            };
+            if let Some(at) = cursor {
+                found.push((kind.name().to_string(), stream, at));
+            }
+        }
+        found
+    }
 }
 
 fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
@@ -103,12 +157,14 @@ async fn readyz(State(ops): State<Arc<Ops>>) -> Response<Body> {
 
 async fn metrics_text(State(ops): State<Arc<Ops>>) -> Response<Body> {
     let now = Utc::now();
+    let cursors = ops.cursors().await;
     let rendered = ops
         .state
         .ledger_totals(now)
         .map_err(|e| e.to_string())
         .and_then(|totals| {
-            metrics::render(&totals, ops.health.state().is_ok(), now).map_err(|e| e.to_string())
+            metrics::render(&totals, &cursors, ops.health.state().is_ok(), now)
+                .map_err(|e| e.to_string())
         });
     match rendered {
         Ok(body) => text(

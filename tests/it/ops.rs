@@ -156,6 +156,12 @@ async fn the_status_server_serves_health_metrics_and_a_page_a_browser_shows() {
     assert_eq!(samples.get("mailroom_up"), Some(&1.0), "{text}");
     assert!(
         samples
+            .get(r#"mailroom_cursor_lag_seconds{source="smile",stream="customers"}"#)
+            .is_some_and(|lag| *lag >= 0.0),
+        "{text}"
+    );
+    assert!(
+        samples
             .keys()
             .any(|k| k.starts_with("mailroom_run_duration_seconds_bucket")),
         "{text}"
