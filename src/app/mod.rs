@@ -1,6 +1,6 @@
 //! The command layer: what each command does, wiring config, state, scheduler, pipeline
-//! and warehouse together. One module per command family — [`check`], [`run`] (`run`,
-//! `run-job`, `backfill`), [`warehouse`] (`query`, `export`, `compact`), [`sandbox`]
+//! and warehouse together. One module per command family — [`check`], [`demo`], [`run`]
+//! (`run` with the status server, `run-job`, `backfill`), [`warehouse`] (`query`, `export`, `compact`), [`sandbox`]
 //! (`mailroom sandbox`, and turning a sandbox into plain service overrides, the only place
 //! that does) — with everything printed for people in [`print`]. Errors here carry the
 //! [`ErrorKind`] that decides the exit code.
