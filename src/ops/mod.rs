@@ -46,14 +46,18 @@ impl Health {
     }
 
     fn state(&self) -> Result<(), String> {
-        match self.alive.load(Ordering::SeqCst) {
-            true => Ok(()),
-            false => Err(self
-                .reason
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone()),
+        if self.alive.load(Ordering::SeqCst) {
+            return Ok(());
         }
+        let reason = self
+            .reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        Err(match reason.is_empty() {
+            true => "it has not started yet".into(),
+            false => reason,
+        })
     }
 }
 
