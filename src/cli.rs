@@ -91,8 +91,9 @@ pub enum Command {
     Compact {
         /// Only this table (every table when left out)
         table: Option<String>,
-        /// Keep files older versions need for this many days (time travel)
-        #[arg(long, default_value_t = 7)]
+        /// Keep files older versions need for this many days (time travel; at least 7:
+        /// Delta Lake refuses to delete files a version of the last 168 hours may need)
+        #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(7..=3650))]
         keep_days: u32,
     },
     /// Write a local warehouse table as one plain Parquet file, for tools that do not read Delta

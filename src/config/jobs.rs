@@ -279,13 +279,25 @@ fn read_step(
         StepKind::Activate => read_activate(t, context, sql_names, d),
         StepKind::LoyaltySync => read_loyalty_sync(t, context, d),
         StepKind::Compact => {
-            let keep_days = t
-                .integer(d, "keep_days", 1..=3650)
-                .map_or(7, |k| k.value as u32);
+            let keep_days = t.integer(d, "keep_days", 0..=3650);
+            if let Some(days) = keep_days.as_ref().filter(|k| k.value < MIN_KEEP_DAYS) {
+                d.report(
+                    days.span.start,
+                    t.key_path("keep_days"),
+                    format!("{} days is too short a retention", days.value),
+                    Some(format!(
+                        "use {MIN_KEEP_DAYS} or more: Delta Lake refuses to delete files a version of the last 168 hours may need"
+                    )),
+                );
+            }
+            let keep_days = keep_days.map_or(7, |k| k.value.max(MIN_KEEP_DAYS) as u32);
             Some(Step::Compact { keep_days })
         }
     }
 }
+
+/// The shortest retention `compact` may keep: Delta Lake's vacuum refuses less than 168 hours.
+pub const MIN_KEEP_DAYS: i64 = 7;
 
 fn source_choices() -> Vec<(&'static str, SourceKind)> {
     SourceKind::ALL.iter().map(|k| (k.name(), *k)).collect()

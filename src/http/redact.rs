@@ -7,7 +7,7 @@ use url::Url;
 use super::{Auth, Service};
 
 /// Query parameters that carry credentials in the APIs mailroom calls.
-const SECRET_PARAMS: [&str; 9] = [
+const SECRET_PARAMS: [&str; 12] = [
     "token",
     "api_key",
     "apikey",
@@ -17,6 +17,10 @@ const SECRET_PARAMS: [&str; 9] = [
     "signature",
     "sig",
     "assertion",
+    // Google Cloud Storage's V4 signed URLs (Shopify's bulk-result links carry them).
+    "x-goog-signature",
+    "x-goog-credential",
+    "x-amz-signature",
 ];
 
 /// How a call's URL is shown in errors and logs: path and query, redacted; nothing of a
@@ -60,6 +64,15 @@ mod tests {
         assert_eq!(
             path_and_query(&url),
             "/api/v1/lists?token=***&page=2&Api_Key=***"
+        );
+        // A signed storage link (Shopify's bulk results) would hand out a shop's orders.
+        let signed = Url::parse(
+            "https://storage.googleapis.com/b/r.jsonl?X-Goog-Algorithm=GOOG4-RSA-SHA256&X-Goog-Credential=svc%40p%2F20261201&X-Goog-Signature=abc123",
+        )
+        .expect("url");
+        assert_eq!(
+            path_and_query(&signed),
+            "/b/r.jsonl?X-Goog-Algorithm=GOOG4-RSA-SHA256&X-Goog-Credential=***&X-Goog-Signature=***"
         );
         let plain = Url::parse("https://api.smile.io/v1/customers").expect("url");
         assert_eq!(path_and_query(&plain), "/v1/customers");

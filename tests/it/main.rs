@@ -46,6 +46,7 @@ mod extract_email;
 mod extract_faults;
 mod extract_shopify;
 mod extract_smile;
+mod hardening;
 mod http;
 mod loyalty_sync;
 mod ops;

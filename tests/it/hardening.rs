@@ -1,0 +1,38 @@
+//! Regression tests for what an adversarial run found (bad values a careless user types,
+//! secrets in logged URLs): each named after what it proves.
+
+use crate::cli::{mailroom, run, write_config};
+
+/// A nightly `compact` with less than Delta's 7-day minimum retention would fail every
+/// night: the config and the command line refuse it up front, saying why and where.
+#[test]
+fn compact_retention_below_seven_days_is_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = mailroom::config::DEFAULT_CONFIG.replace(
+        "{ type = \"compact\", keep_days = 7 }",
+        "{ type = \"compact\", keep_days = 1 }",
+    );
+    assert_ne!(
+        config,
+        mailroom::config::DEFAULT_CONFIG,
+        "the shipped compact step moved"
+    );
+    write_config(dir.path(), &config);
+    let (code, stdout, stderr) = run(mailroom(dir.path()).arg("check"));
+    assert_eq!(code, 78, "{stdout}{stderr}");
+    let line = config
+        .lines()
+        .position(|l| l.contains("keep_days = 1"))
+        .expect("the line")
+        + 1;
+    let text = format!("{stdout}{stderr}");
+    assert!(
+        text.contains(&format!("config.toml:{line}:"))
+            && text.contains("keep_days")
+            && text.contains("168 hours"),
+        "{text}"
+    );
+    let (code, _, stderr) = run(mailroom(dir.path()).args(["compact", "--keep-days", "2"]));
+    assert_eq!(code, 2, "a usage error: {stderr}");
+    assert!(stderr.contains("--keep-days"), "{stderr}");
+}
