@@ -53,6 +53,6 @@ pub fn check(cli: &Cli) -> ExitCode {
         eprintln!("{}", ConfigErrors(problems));
         return ErrorKind::Config.exit_code();
     }
-    print!("{}", print::config_summary(&config, sql_files.len()));
+    show!("{}", print::config_summary(&config, sql_files.len()));
     ExitCode::SUCCESS
 }

@@ -86,11 +86,12 @@ pub async fn demo(
         config.data_dir = fresh_data_dir()?;
     }
     let data_dir = config.data_dir.clone();
-    println!(
+    say!(
         "mailroom demo: every job of the configuration, once, against the in-process sandbox ({} customers, seed {})",
-        config.sandbox.customers, config.sandbox.seed
+        config.sandbox.customers,
+        config.sandbox.seed
     );
-    println!("data directory: {}\n", data_dir.display());
+    say!("data directory: {}\n", data_dir.display());
     let (_lock, state) = open_state(&config)?;
     // Bound first, so a busy port is said before anything runs.
     let server = match keep_running {
@@ -125,7 +126,7 @@ pub async fn demo(
         outcomes.push((job, outcome));
     }
     let seconds = (Utc::now() - started).num_milliseconds() as f64 / 1000.0;
-    println!("\nall {} jobs ran in {seconds:.1} s\n", outcomes.len());
+    say!("\nall {} jobs ran in {seconds:.1} s\n", outcomes.len());
 
     print_tables(&outcomes);
     print_weekly(&wiring, now).await;
@@ -137,9 +138,7 @@ pub async fn demo(
 
     if let Some((listener, token)) = server {
         return super::run::schedule_and_serve(&wiring, state, listener, token, |url| {
-            println!(
-                "\nthe scheduler keeps running: the status page is at {url} (Ctrl-C stops it)"
-            );
+            say!("\nthe scheduler keeps running: the status page is at {url} (Ctrl-C stops it)");
         })
         .await;
     }
@@ -178,11 +177,11 @@ fn print_tables(outcomes: &[(JobConfig, RunOutcome)]) {
             }
         }
     }
-    println!("TABLES LOADED");
+    say!("TABLES LOADED");
     for (table, rows) in &tables {
-        println!("  {table:<34} {rows:>9} rows");
+        say!("  {table:<34} {rows:>9} rows");
     }
-    println!();
+    say!();
 }
 
 /// The weekly report's total rows, as the job's run saw them.
@@ -200,15 +199,15 @@ async fn print_weekly(wiring: &Wiring, now: chrono::DateTime<Utc>) {
     };
     match answer.await {
         Ok(totals) => {
-            println!(
+            say!(
                 "WEEKLY EMAIL PERFORMANCE (totals of the last 7 days; the report has a row per campaign too)"
             );
             let mut table = Vec::new();
             if output::write(&totals, OutputFormat::Table, &mut table).is_ok() {
-                println!("{}", String::from_utf8_lossy(&table));
+                say!("{}", String::from_utf8_lossy(&table));
             }
         }
-        Err(err) => println!("WEEKLY EMAIL PERFORMANCE: could not be read back ({err})\n"),
+        Err(err) => say!("WEEKLY EMAIL PERFORMANCE: could not be read back ({err})\n"),
     }
 }
 
@@ -255,17 +254,17 @@ async fn print_slack(wiring: &Wiring, sandbox_url: &str, dir: &Path) {
     {
         Ok(response) => response.json().await.unwrap_or(Value::Null),
         Err(err) => {
-            println!("SLACK: the sandbox's state could not be read ({err})\n");
+            say!("SLACK: the sandbox's state could not be read ({err})\n");
             return;
         }
     };
     let slack = &state["slack"];
-    println!("SLACK");
+    say!("SLACK");
     for message in slack["messages"].as_array().into_iter().flatten() {
         if message["via"] != "chat.postMessage" {
             continue;
         }
-        println!("  in {}:", message["channel"].as_str().unwrap_or("?"));
+        say!("  in {}:", message["channel"].as_str().unwrap_or("?"));
         for block in message["blocks"].as_array().into_iter().flatten() {
             let text = block["text"]["text"]
                 .as_str()
@@ -283,16 +282,16 @@ async fn print_slack(wiring: &Wiring, sandbox_url: &str, dir: &Path) {
             match (block["type"].as_str(), text) {
                 (Some("table"), _) => {
                     let rows = block["rows"].as_array().map_or(0, Vec::len);
-                    println!("    [table: {} rows]", rows.saturating_sub(1));
+                    say!("    [table: {} rows]", rows.saturating_sub(1));
                 }
-                (_, Some(text)) => println!("    {}", text.replace('\n', "\n    ")),
+                (_, Some(text)) => say!("    {}", text.replace('\n', "\n    ")),
                 _ => {}
             }
         }
     }
     let files = slack["files"].as_array().cloned().unwrap_or_default();
     if !files.is_empty() && std::fs::create_dir_all(dir).is_ok() {
-        println!("  files shared, saved here:");
+        say!("  files shared, saved here:");
         for file in files {
             let name = file["filename"].as_str().unwrap_or("file");
             let bytes = match (file["content"].as_str(), file["content_base64"].as_str()) {
@@ -304,7 +303,7 @@ async fn print_slack(wiring: &Wiring, sandbox_url: &str, dir: &Path) {
             };
             let path = dir.join(name);
             if std::fs::write(&path, bytes).is_ok() {
-                println!("    {}", path.display());
+                say!("    {}", path.display());
             }
         }
     }
@@ -313,16 +312,16 @@ async fn print_slack(wiring: &Wiring, sandbox_url: &str, dir: &Path) {
         .cloned()
         .unwrap_or_default();
     if !tabs.is_empty() {
-        println!("GOOGLE SHEETS");
+        say!("GOOGLE SHEETS");
         for (tab, rows) in tabs {
             let rows = rows.as_array().map_or(0, Vec::len);
-            println!(
+            say!(
                 "  tab \"{tab}\": {} data rows under its header",
                 rows.saturating_sub(1)
             );
         }
     }
-    println!();
+    say!();
 }
 
 fn counter(counters: &Counters, key: &str) -> u64 {
@@ -334,8 +333,8 @@ fn print_activation(outcomes: &[(JobConfig, RunOutcome)]) {
     for (job, outcome) in outcomes {
         let c = &outcome.counters;
         if job.steps.iter().any(|s| matches!(s, Step::Activate { .. })) {
-            println!("WIN-BACK ({})", job.name);
-            println!(
+            say!("WIN-BACK ({})", job.name);
+            say!(
                 "  {} enrolled, {} held out as the control group, {} deferred",
                 counter(c, "activate.enrolled"),
                 counter(c, "activate.held_out"),
@@ -349,17 +348,17 @@ fn print_activation(outcomes: &[(JobConfig, RunOutcome)]) {
                 })
                 .collect();
             if !skipped.is_empty() {
-                println!("  skipped: {}", skipped.join(", "));
+                say!("  skipped: {}", skipped.join(", "));
             }
-            println!();
+            say!();
         }
         if job
             .steps
             .iter()
             .any(|s| matches!(s, Step::LoyaltySync { .. }))
         {
-            println!("LOYALTY SYNC ({})", job.name);
-            println!(
+            say!("LOYALTY SYNC ({})", job.name);
+            say!(
                 "  {} people updated ({} fields), {} unchanged, {} not on the platform, {} data fields created",
                 counter(c, "loyalty.updated_people"),
                 counter(c, "loyalty.written_fields"),
@@ -367,7 +366,7 @@ fn print_activation(outcomes: &[(JobConfig, RunOutcome)]) {
                 counter(c, "loyalty.not_on_platform"),
                 counter(c, "loyalty.data_fields_created")
             );
-            println!();
+            say!();
         }
     }
 }
@@ -385,11 +384,11 @@ fn print_next(data_dir: &Path) {
         "mailroom".to_string()
     };
     let dir = data_dir.display();
-    println!("NEXT");
-    println!("  {command} --data-dir {dir} status");
-    println!("  {command} --data-dir {dir} query {WEEKLY_REPORT}");
-    println!(
+    say!("NEXT");
+    say!("  {command} --data-dir {dir} status");
+    say!("  {command} --data-dir {dir} query {WEEKLY_REPORT}");
+    say!(
         "  {command} --data-dir {dir} query \"SELECT arm, outcome, COUNT(*) AS people FROM winback_enrollments GROUP BY arm, outcome ORDER BY arm, outcome\""
     );
-    println!("  {command} --data-dir {dir} query reports/winback_results.sql");
+    say!("  {command} --data-dir {dir} query reports/winback_results.sql");
 }

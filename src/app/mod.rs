@@ -5,6 +5,24 @@
 //! that does) — with everything printed for people in [`print`]. Errors here carry the
 //! [`ErrorKind`] that decides the exit code.
 
+/// `println!` for the command layer: a reader that went away (`mailroom status | head -1`)
+/// ends the command quietly instead of a panic.
+macro_rules! say {
+    () => {
+        $crate::app::write_out(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::app::write_out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` for the command layer, with the same care as [`say!`].
+macro_rules! show {
+    ($($arg:tt)*) => {
+        $crate::app::write_out(format_args!($($arg)*))
+    };
+}
+
 mod check;
 mod demo;
 mod print;
@@ -27,6 +45,18 @@ use mailroom::services::Services;
 use mailroom::state::{DataDirLock, StateStore};
 
 use crate::cli::{Cli, Command};
+
+/// Writes command output to stdout; when the reader has gone (a closed pipe) there is no one
+/// left to tell, so the process ends quietly with success, as `head`'s writers do.
+pub(crate) fn write_out(args: fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(err) = out.write_fmt(args).and_then(|()| out.flush())
+        && err.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        std::process::exit(0);
+    }
+}
 
 /// A command failed; `kind` decides the exit code.
 #[derive(Debug)]
@@ -75,7 +105,7 @@ pub async fn execute(cli: Cli) -> Result<ExitCode, Failure> {
             dry_run,
         } => run::backfill(config, &name, Backfill { from, to }, dry_run).await,
         Command::Jobs { next } => {
-            print!("{}", print::jobs_table(&config, SystemClock.now(), next));
+            show!("{}", print::jobs_table(&config, SystemClock.now(), next));
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { job, limit } => print::status(&config, job.as_deref(), limit),

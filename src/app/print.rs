@@ -55,12 +55,15 @@ pub fn status(config: &Config, job: Option<&str>, limit: u32) -> Result<ExitCode
         find_job(config, name)?;
     }
     let Some(state) = StateStore::open_read_only(&config.state_path())? else {
-        println!("No runs recorded yet in {}.", config.data_dir.display());
+        say!("No runs recorded yet in {}.", config.data_dir.display());
         return Ok(ExitCode::SUCCESS);
     };
-    println!(
+    say!(
         "{:<24} {:<12} {:<22} {:<22} FAILURES SINCE",
-        "JOB", "LAST STATUS", "LAST RUN (UTC)", "LAST SUCCESS (UTC)"
+        "JOB",
+        "LAST STATUS",
+        "LAST RUN (UTC)",
+        "LAST SUCCESS (UTC)"
     );
     for job_config in config
         .jobs
@@ -75,7 +78,7 @@ pub fn status(config: &Config, job: Option<&str>, limit: u32) -> Result<ExitCode
             ),
             None => ("never run", "-".to_string()),
         };
-        println!(
+        say!(
             "{:<24} {:<12} {:<22} {:<22} {}",
             summary.job,
             last_status,
@@ -85,20 +88,26 @@ pub fn status(config: &Config, job: Option<&str>, limit: u32) -> Result<ExitCode
         );
     }
     let runs = state.recent_runs(job, limit)?;
-    println!("\nRECENT RUNS (newest first)");
-    println!(
+    say!("\nRECENT RUNS (newest first)");
+    say!(
         "{:<22} {:<24} {:<9} {:<22} {:<12} {:>8} {:>9}",
-        "STARTED (UTC)", "JOB", "TRIGGER", "SCHEDULED FOR (UTC)", "STATUS", "ATTEMPTS", "DURATION"
+        "STARTED (UTC)",
+        "JOB",
+        "TRIGGER",
+        "SCHEDULED FOR (UTC)",
+        "STATUS",
+        "ATTEMPTS",
+        "DURATION"
     );
     for run in &runs {
-        println!("{}", run_line(run));
+        say!("{}", run_line(run));
         if let Some(error) = &run.error {
             let kind = run.error_kind.map_or(String::new(), |k| format!("{k}: "));
-            println!("    {kind}{error}");
+            say!("    {kind}{error}");
         }
     }
     if runs.is_empty() {
-        println!("(none)");
+        say!("(none)");
     }
     let mut deliveries = Vec::new();
     for job_config in config
@@ -109,14 +118,19 @@ pub fn status(config: &Config, job: Option<&str>, limit: u32) -> Result<ExitCode
         deliveries.extend(state.recent_deliveries(&job_config.name, 5)?);
     }
     if !deliveries.is_empty() {
-        println!("\nRECENT DELIVERIES (newest first per job)");
-        println!(
+        say!("\nRECENT DELIVERIES (newest first per job)");
+        say!(
             "{:<24} {:<20} {:<26} {:<28} {:<10} {:>6}  WHERE",
-            "JOB", "REPORT", "PERIOD", "TO", "STATUS", "ROWS"
+            "JOB",
+            "REPORT",
+            "PERIOD",
+            "TO",
+            "STATUS",
+            "ROWS"
         );
         for record in &deliveries {
             let d = &record.delivery;
-            println!(
+            say!(
                 "{:<24} {:<20} {:<26} {:<28} {:<10} {:>6}  {}",
                 d.job,
                 d.report,
@@ -127,7 +141,7 @@ pub fn status(config: &Config, job: Option<&str>, limit: u32) -> Result<ExitCode
                 record.remote_ref.as_deref().unwrap_or("-")
             );
             if let Some(error) = &record.last_error {
-                println!("    {error}");
+                say!("    {error}");
             }
         }
     }
@@ -142,15 +156,15 @@ pub fn status(config: &Config, job: Option<&str>, limit: u32) -> Result<ExitCode
         }
     }
     if !tallies.is_empty() {
-        println!("\nENROLLMENTS (each person's latest cycle)");
-        println!("{:<24} {:<28} {:<54} LAST RUN", "JOB", "SEQUENCE", "PEOPLE");
+        say!("\nENROLLMENTS (each person's latest cycle)");
+        say!("{:<24} {:<28} {:<54} LAST RUN", "JOB", "SEQUENCE", "PEOPLE");
         for (job, tally) in &tallies {
             let people: Vec<String> = tally
                 .by_status
                 .iter()
                 .map(|(status, n)| format!("{n} {}", status.as_str()))
                 .collect();
-            println!(
+            say!(
                 "{:<24} {:<28} {:<54} {}",
                 job,
                 format!("{} {}", tally.platform, tally.sequence),
@@ -375,12 +389,12 @@ impl JobBar {
             }
         }
         match outcome.status {
-            RunStatus::Succeeded => println!(
+            RunStatus::Succeeded => say!(
                 "  ok    {:<22} {seconds:>6.1} s  {}",
                 job.name,
                 did.join(", ")
             ),
-            status => println!(
+            status => say!(
                 "  {status:<5} {:<22} {seconds:>6.1} s  {}",
                 job.name,
                 outcome

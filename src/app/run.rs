@@ -133,7 +133,7 @@ pub async fn run_job(
     let now = runtime.clock.now();
     let run = NewRun::new(name, Trigger::Manual, now.with_nanosecond(0).unwrap_or(now));
     if dry_run {
-        print!("{}", print::dry_run_plan(&job));
+        show!("{}", print::dry_run_plan(&job));
     }
     let mut signals = ShutdownSignals::install()?;
     let shutdown = CancellationToken::new();
@@ -151,12 +151,13 @@ pub async fn run_job(
     let verb = if dry_run { "dry run" } else { "run" };
     match outcome.status {
         RunStatus::Succeeded => {
-            println!(
+            say!(
                 "{name}: {verb} {} succeeded after {} attempt(s)",
-                outcome.run_id, outcome.attempts
+                outcome.run_id,
+                outcome.attempts
             );
             let heading = if dry_run { "Would do" } else { "Done" };
-            print!("{}", print::load_summary(heading, &outcome.counters));
+            show!("{}", print::load_summary(heading, &outcome.counters));
             Ok(ExitCode::SUCCESS)
         }
         RunStatus::Interrupted => Ok(ExitCode::from(EXIT_INTERRUPTED)),
@@ -214,7 +215,7 @@ pub async fn backfill(
         kind: err.kind,
         message: format!("{name}: backfill failed: {}", err.message),
     })?;
-    println!(
+    say!(
         "{name}: backfill of {} to {} done{}",
         window.from.to_rfc3339(),
         window.to.to_rfc3339(),
@@ -225,6 +226,6 @@ pub async fn backfill(
         }
     );
     let heading = if dry_run { "Would load" } else { "Loaded" };
-    print!("{}", print::load_summary(heading, &counters));
+    show!("{}", print::load_summary(heading, &counters));
     Ok(ExitCode::SUCCESS)
 }

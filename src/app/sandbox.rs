@@ -213,7 +213,7 @@ pub async fn serve(
         .into_iter()
         .map(|s| (s.name, s.base_url, s.credentials))
         .collect();
-    print!(
+    show!(
         "{}",
         print::sandbox_listing(&sandbox.base_url, world.seed, world.customers, &services)
     );
@@ -223,7 +223,7 @@ pub async fn serve(
         .map_or(Ok(()), std::fs::create_dir_all)
         .and_then(|()| std::fs::write(key_file, key));
     match written {
-        Ok(()) => println!("  Google service-account key file: {}", key_file.display()),
+        Ok(()) => say!("  Google service-account key file: {}", key_file.display()),
         Err(err) => {
             tracing::warn!(path = %key_file.display(), error = %err, "could not write the service-account key file; it is also served at /_sandbox/service-account.json")
         }

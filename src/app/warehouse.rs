@@ -84,9 +84,11 @@ pub async fn compact(
     let keep = chrono::Duration::days(i64::from(keep_days));
     for name in &tables {
         match warehouse.compact(name, keep).await? {
-            Some(done) => println!(
+            Some(done) => say!(
                 "{name}: {} small files rewritten as {}; {} old files deleted",
-                done.files_removed, done.files_added, done.files_deleted
+                done.files_removed,
+                done.files_added,
+                done.files_deleted
             ),
             None => {
                 return Err(Failure {
@@ -97,7 +99,7 @@ pub async fn compact(
         }
     }
     if tables.is_empty() {
-        println!("No tables yet.");
+        say!("No tables yet.");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -112,7 +114,7 @@ pub async fn export(
     let warehouse = local_warehouse(config, "export")?;
     match warehouse.export(table, parquet).await? {
         Some(rows) => {
-            println!("{table}: {rows} rows written to {}", parquet.display());
+            say!("{table}: {rows} rows written to {}", parquet.display());
             Ok(ExitCode::SUCCESS)
         }
         None => Err(Failure {

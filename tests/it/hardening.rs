@@ -36,3 +36,29 @@ fn compact_retention_below_seven_days_is_refused_before_anything_runs() {
     assert_eq!(code, 2, "a usage error: {stderr}");
     assert!(stderr.contains("--keep-days"), "{stderr}");
 }
+
+/// `mailroom jobs --next 2000 | head -1`: the reader leaves after one line; mailroom ends
+/// quietly with success instead of panicking on the closed pipe.
+#[test]
+fn a_reader_that_goes_away_ends_output_quietly_instead_of_a_panic() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = mailroom(dir.path())
+        .args(["jobs", "--next", "2000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut first = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut first)
+        .expect("one line");
+    // The reading end is closed here, as `head -1` closes it.
+    let output = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!first.is_empty());
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
