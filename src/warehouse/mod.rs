@@ -126,8 +126,24 @@ impl Classify for WarehouseError {
     fn kind(&self) -> ErrorKind {
         match self {
             WarehouseError::Schema { .. } => ErrorKind::Terminal,
-            // Storage trouble (a full disk, a commit conflict) may pass.
-            WarehouseError::Storage { .. } | WarehouseError::Delta { .. } => ErrorKind::Transient,
+            // A path that does not exist or may not be written stays so: only what waiting
+            // can fix (a full disk, a commit conflict, a busy file) is transient.
+            WarehouseError::Storage { source, .. } => match source
+                .downcast_ref::<std::io::Error>()
+                .map(std::io::Error::kind)
+            {
+                Some(
+                    std::io::ErrorKind::NotFound
+                    | std::io::ErrorKind::PermissionDenied
+                    | std::io::ErrorKind::NotADirectory
+                    | std::io::ErrorKind::IsADirectory
+                    | std::io::ErrorKind::ReadOnlyFilesystem
+                    | std::io::ErrorKind::InvalidInput
+                    | std::io::ErrorKind::InvalidFilename,
+                ) => ErrorKind::Terminal,
+                _ => ErrorKind::Transient,
+            },
+            WarehouseError::Delta { .. } => ErrorKind::Transient,
             WarehouseError::Arrow { .. } => ErrorKind::Bug,
             WarehouseError::BigQuery { source, .. } => source.kind(),
             WarehouseError::State(err) => err.kind(),

@@ -62,3 +62,21 @@ fn a_reader_that_goes_away_ends_output_quietly_instead_of_a_panic() {
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// Exporting to a folder that does not exist cannot pass by waiting: a terminal failure
+/// (exit 1) naming the path, not "try again later" (75).
+#[test]
+fn a_storage_error_waiting_cannot_fix_is_not_called_transient() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, _, stderr) = run(mailroom(dir.path()).args(["run-job", "extract-loyalty"]));
+    assert_eq!(code, 0, "{stderr}");
+    let target = dir.path().join("no-such-folder/customers.parquet");
+    let (code, _, stderr) = run(mailroom(dir.path()).args([
+        "export",
+        "smile_customers",
+        "--parquet",
+        &target.display().to_string(),
+    ]));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("no-such-folder"), "{stderr}");
+}
