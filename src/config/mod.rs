@@ -523,9 +523,28 @@ pub fn load(path: Option<&Path>) -> Result<Config, LoadError> {
         None if default_path.exists() => default_path,
         None => return parse(DEFAULT_CONFIG, DEFAULT_CONFIG_NAME, Path::new(".")),
     };
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+    let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
         path: path.to_path_buf(),
         source,
+    })?;
+    let text = String::from_utf8(bytes).map_err(|err| {
+        // Where the first byte that is not UTF-8 sits, like every other config problem.
+        let valid = err.utf8_error().valid_up_to();
+        let bytes = err.as_bytes();
+        let before = String::from_utf8_lossy(&bytes[..valid]);
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        LoadError::Invalid(ConfigErrors(vec![Diagnostic {
+            file: path.display().to_string(),
+            line,
+            column,
+            key: String::new(),
+            message: format!(
+                "the file is not UTF-8 text (byte 0x{:02x})",
+                bytes.get(valid).copied().unwrap_or(0)
+            ),
+            help: Some("save it as UTF-8".into()),
+        }]))
     })?;
     let base_dir = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,

@@ -80,3 +80,21 @@ fn a_storage_error_waiting_cannot_fix_is_not_called_transient() {
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("no-such-folder"), "{stderr}");
 }
+
+/// A config with a byte that is not UTF-8 is reported like every other config problem:
+/// file, line and column, exit 78.
+#[test]
+fn a_config_that_is_not_utf8_is_reported_with_its_line_and_column() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut bytes = b"data_dir = \"data\"\n[scheduler]\nshutdown_grace_secs = 3\n# caf".to_vec();
+    bytes.push(0xE9);
+    bytes.extend_from_slice(b"\n");
+    std::fs::write(dir.path().join("config.toml"), bytes).expect("config");
+    let (code, stdout, stderr) = run(mailroom(dir.path()).arg("check"));
+    let text = format!("{stdout}{stderr}");
+    assert_eq!(code, 78, "{text}");
+    assert!(
+        text.contains("config.toml:4:6:") && text.contains("not UTF-8"),
+        "{text}"
+    );
+}
