@@ -13,6 +13,9 @@ use mailroom::telemetry;
 
 use crate::cli::Cli;
 
+/// The stack of every runtime thread: room for queries with very long expressions.
+const QUERY_STACK_BYTES: usize = 64 * 1024 * 1024;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo draws progress bars and a summary; its logs are only warnings and errors.
@@ -21,8 +24,12 @@ fn main() -> ExitCode {
         _ => "info",
     };
     telemetry::init(cli.log_format, level);
+    // Parsing, rewriting and planning a query recurse over its expression tree: a report
+    // with thousands of `OR` terms needs a deep stack, so every thread that may run one
+    // gets one (and the command runs on such a thread, not on `main`'s 8 MB).
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(QUERY_STACK_BYTES)
         .build()
     {
         Ok(runtime) => runtime,
@@ -31,7 +38,15 @@ fn main() -> ExitCode {
             return ErrorKind::Bug.exit_code();
         }
     };
-    match runtime.block_on(app::execute(cli)) {
+    let command = runtime.block_on(async { tokio::spawn(app::execute(cli)).await });
+    let outcome = match command {
+        Ok(outcome) => outcome,
+        Err(err) => {
+            eprintln!("error: the command stopped unexpectedly: {err}");
+            return ErrorKind::Bug.exit_code();
+        }
+    };
+    match outcome {
         Ok(code) => code,
         Err(failure) => {
             eprintln!("error: {failure}");

@@ -98,3 +98,23 @@ fn a_config_that_is_not_utf8_is_reported_with_its_line_and_column() {
         "{text}"
     );
 }
+
+/// A statement too long to plan (30,000 chained `+`) is refused with a clear error naming
+/// the limit, instead of overflowing the stack and aborting the process.
+#[test]
+fn a_statement_too_long_to_plan_is_refused_not_a_crash() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("queries")).expect("queries");
+    let terms = vec!["1"; 30_000].join(" + ");
+    std::fs::write(
+        dir.path().join("queries/huge.sql"),
+        format!("-- title = \"Huge\"\nSELECT {terms} AS n\n"),
+    )
+    .expect("sql");
+    let (code, _, stderr) = run(mailroom(dir.path()).args(["query", "queries/huge.sql"]));
+    assert_eq!(code, 78, "{stderr}");
+    assert!(
+        stderr.contains("at most 10000 can be planned") && !stderr.contains("overflow"),
+        "{stderr}"
+    );
+}

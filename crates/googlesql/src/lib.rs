@@ -534,8 +534,57 @@ pub fn error_position(message: &str) -> (usize, usize) {
     }
 }
 
+/// The most binary operators a statement may chain (`AND` and `OR` count once, arithmetic
+/// and `||` twice): parsing, rewriting and planning recurse once per operator, and 10,000
+/// `OR` terms run within the stack mailroom gives its threads.
+pub const MAX_OPERATORS: usize = 10_000;
+
+/// Binary operators in `sql`, counted on its words and symbols (outside quotes, roughly):
+/// enough to refuse a statement too long to plan before it is parsed.
+fn operator_count(sql: &str) -> usize {
+    let mut count = 0;
+    let mut word = String::new();
+    let mut quote: Option<char> = None;
+    for c in sql.chars() {
+        if let Some(q) = quote {
+            if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        match c {
+            '\'' | '"' | '`' => quote = Some(c),
+            // Arithmetic nests deeper than a boolean chain: it counts twice.
+            '+' | '-' | '*' | '/' | '|' => count += 2,
+            _ => {}
+        }
+        if c.is_ascii_alphabetic() {
+            word.push(c.to_ascii_uppercase());
+        } else {
+            if word == "AND" || word == "OR" {
+                count += 1;
+            }
+            word.clear();
+        }
+    }
+    if word == "AND" || word == "OR" {
+        count += 1;
+    }
+    count
+}
+
 /// Parses GoogleSQL text into statements.
 pub fn parse(sql: &str) -> Result<Vec<Statement>, FrontEndError> {
+    let operators = operator_count(sql);
+    if operators > MAX_OPERATORS {
+        return Err(FrontEndError::Unsupported(vec![Unsupported {
+            line: 1,
+            column: 1,
+            message: format!(
+                "the statement chains {operators} operators; at most {MAX_OPERATORS} can be planned (put long lists of values in a table or an IN (...) list)"
+            ),
+        }]));
+    }
     Parser::parse_sql(&BigQueryDialect {}, sql).map_err(|e| FrontEndError::Syntax(e.to_string()))
 }
 
