@@ -2,7 +2,9 @@
 //!
 //! The APIs count fixed windows per token (Smile: 10 per second, Iterable metrics: 10 per
 //! minute), so a budget spaces calls evenly with no burst: at most `n` fall in any window,
-//! and a steady extraction runs right at the documented limit.
+//! and a steady extraction runs just under the documented limit. Per-second budgets keep a
+//! 2% margin: calls spaced exactly `1/n` apart can still land `n + 1` in one server window
+//! when one is delayed on the way and the next is not.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -29,12 +31,14 @@ fn non_zero(n: u32) -> NonZeroU32 {
 }
 
 impl RateBudget {
-    /// At most `n` calls per second, evenly spaced.
+    /// At most `n` calls per second, evenly spaced with a 2% margin.
     pub fn per_second(n: u32) -> Arc<Self> {
+        let spacing = std::time::Duration::from_micros(1_020_000 / u64::from(non_zero(n).get()));
+        let quota = Quota::with_period(spacing)
+            .unwrap_or_else(|| Quota::per_second(non_zero(n)))
+            .allow_burst(NonZeroU32::MIN);
         Arc::new(RateBudget {
-            limiter: RateLimiter::direct(
-                Quota::per_second(non_zero(n)).allow_burst(NonZeroU32::MIN),
-            ),
+            limiter: RateLimiter::direct(quota),
             description: format!("{n} per second"),
         })
     }
