@@ -18,10 +18,15 @@ use crate::services::{Connection, ServiceKind, Services};
 /// The configured Iterable project.
 pub struct Iterable {
     connection: Connection,
-    /// The marketing e-mail channel whose unsubscribes mean no.
-    channel_id: u64,
-    /// The journey's message type, whose unsubscribes also mean no.
-    message_type_id: Option<u64>,
+}
+
+/// Which unsubscribes mean a person may not be sent a sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Consent {
+    /// The marketing e-mail channel.
+    pub channel_id: u64,
+    /// The journey's message type, if it has its own.
+    pub message_type_id: Option<u64>,
 }
 
 fn ids(value: &Value) -> impl Iterator<Item = u64> + '_ {
@@ -33,22 +38,15 @@ fn ids(value: &Value) -> impl Iterator<Item = u64> + '_ {
 }
 
 impl Iterable {
-    /// The project `[sources.iterable]` configures; `channel_id` and `message_type_id`
-    /// come from the activate step (a loyalty sync judges no consent and passes none).
-    pub fn new(
-        services: &Services,
-        channel_id: u64,
-        message_type_id: Option<u64>,
-    ) -> Result<Self, ActivateError> {
+    /// The project `[sources.iterable]` configures.
+    pub fn new(services: &Services) -> Result<Self, ActivateError> {
         Ok(Iterable {
             connection: services.connection(ServiceKind::Iterable)?,
-            channel_id,
-            message_type_id,
         })
     }
 
-    /// The person's standing now.
-    pub async fn standing(&self, email: &str) -> Result<Standing, ActivateError> {
+    /// The person's standing now, judged by `consent`.
+    pub async fn standing(&self, email: &str, consent: Consent) -> Result<Standing, ActivateError> {
         let call = Call::get("/api/users/getByEmail").query("email", email);
         let response = self
             .connection
@@ -63,10 +61,10 @@ impl Iterable {
             return Ok(Standing::Unknown);
         };
         let fields = &user["dataFields"];
-        if ids(&fields["unsubscribedChannelIds"]).any(|id| id == self.channel_id) {
+        if ids(&fields["unsubscribedChannelIds"]).any(|id| id == consent.channel_id) {
             return Ok(Standing::Unsubscribed);
         }
-        if self
+        if consent
             .message_type_id
             .is_some_and(|t| ids(&fields["unsubscribedMessageTypeIds"]).any(|id| id == t))
         {

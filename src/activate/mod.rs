@@ -122,8 +122,8 @@ impl Sent {
 pub enum Platform {
     /// Lists and custom fields (or custom events).
     SmartrMail(smartrmail::SmartrMail),
-    /// Journeys triggered by API.
-    Iterable(iterable::Iterable),
+    /// Journeys triggered by API, with the unsubscribes that mean no.
+    Iterable(iterable::Iterable, iterable::Consent),
     /// Programs enrolled by contact id.
     Dotdigital(dotdigital::Dotdigital),
 }
@@ -136,7 +136,7 @@ impl Platform {
     pub fn can_read_back(&self) -> bool {
         match self {
             Platform::SmartrMail(p) => p.can_read_back(),
-            Platform::Iterable(_) => false,
+            Platform::Iterable(..) => false,
             Platform::Dotdigital(_) => true,
         }
     }
@@ -148,7 +148,7 @@ impl Platform {
         match self {
             Platform::SmartrMail(p) if p.can_read_back() => people + people.div_ceil(BATCH as u64),
             Platform::SmartrMail(_) => 2 * people,
-            Platform::Iterable(_) => people,
+            Platform::Iterable(..) => people,
             Platform::Dotdigital(_) => people.div_ceil(dotdigital::CONTACTS_PER_ENROLMENT as u64),
         }
     }
@@ -165,7 +165,7 @@ impl Platform {
     pub async fn standing(&self, email: &str) -> Result<Standing, ActivateError> {
         match self {
             Platform::SmartrMail(p) => p.standing(email).await,
-            Platform::Iterable(p) => p.standing(email).await,
+            Platform::Iterable(p, consent) => p.standing(email, *consent).await,
             Platform::Dotdigital(p) => p.standing(email).await,
         }
     }
@@ -212,7 +212,7 @@ impl Platform {
                 }
                 outcomes
             }
-            Platform::Iterable(p) => {
+            Platform::Iterable(p, _) => {
                 let Ok(workflow) = sequence.parse::<u64>() else {
                     let why = format!("Iterable journey id {sequence:?} is not a number");
                     return people.iter().map(|_| Sent::Failed(why.clone())).collect();

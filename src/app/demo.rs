@@ -172,7 +172,7 @@ fn print_tables(outcomes: &[(JobConfig, RunOutcome)]) {
     let mut tables: std::collections::BTreeMap<&str, u64> = Default::default();
     for (_, outcome) in outcomes {
         for (key, n) in &outcome.counters {
-            if let Some(table) = key.strip_prefix("rows.").filter(|t| !t.contains(' ')) {
+            if let Some(table) = key.strip_prefix("rows.") {
                 *tables.entry(table).or_default() += n;
             }
         }

@@ -370,7 +370,7 @@ impl JobBar {
         let mut did = Vec::new();
         let rows = c
             .iter()
-            .filter(|(k, _)| k.starts_with("rows.") && !k.contains(' '))
+            .filter(|(k, _)| k.starts_with("rows."))
             .map(|(_, n)| *n)
             .sum::<u64>();
         if rows > 0 {

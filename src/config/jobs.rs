@@ -6,8 +6,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono_tz::Tz;
-use toml_span::Value;
 use toml_span::value::ValueInner;
+use toml_span::{Spanned, Value};
 
 use super::diagnostic::{Diagnostics, choices_help, closest};
 use super::reader::{TableReader, element_string, type_name};
@@ -572,11 +572,13 @@ fn read_deliver(
     })
 }
 
-fn read_loyalty_sync(
+/// A step's `platform`: one of the e-mail platforms, configured in `[sources]`. `None`
+/// (with the problem reported) otherwise.
+fn read_platform(
     t: &mut TableReader<'_>,
     context: &JobContext<'_>,
     d: &mut Diagnostics<'_>,
-) -> Option<Step> {
+) -> Option<Spanned<SourceKind>> {
     let platforms: Vec<(&'static str, SourceKind)> = source_choices()
         .into_iter()
         .filter(|(_, k)| k.is_email_platform())
@@ -588,9 +590,7 @@ fn read_loyalty_sync(
             Some("valid choices: `smartrmail`, `iterable`, `dotdigital`".into()),
         );
     }
-    let platform = t.choice(d, "platform", &platforms);
-    let clear_nulls = t.boolean(d, "clear_nulls").unwrap_or(false);
-    let platform = platform?;
+    let platform = t.choice(d, "platform", &platforms)?;
     if !context.sources.services.contains_key(&platform.value) {
         d.report(
             platform.span.start,
@@ -603,8 +603,18 @@ fn read_loyalty_sync(
         );
         return None;
     }
+    Some(platform)
+}
+
+fn read_loyalty_sync(
+    t: &mut TableReader<'_>,
+    context: &JobContext<'_>,
+    d: &mut Diagnostics<'_>,
+) -> Option<Step> {
+    let platform = read_platform(t, context, d);
+    let clear_nulls = t.boolean(d, "clear_nulls").unwrap_or(false);
     Some(Step::LoyaltySync {
-        platform: platform.value,
+        platform: platform?.value,
         clear_nulls,
     })
 }
@@ -616,18 +626,7 @@ fn read_activate(
     d: &mut Diagnostics<'_>,
 ) -> Option<Step> {
     let from = read_from(t, sql_names, d);
-    let platforms: Vec<(&'static str, SourceKind)> = source_choices()
-        .into_iter()
-        .filter(|(_, k)| k.is_email_platform())
-        .collect();
-    if !t.contains("platform") {
-        t.missing(
-            d,
-            "platform",
-            Some("valid choices: `smartrmail`, `iterable`, `dotdigital`".into()),
-        );
-    }
-    let platform = t.choice(d, "platform", &platforms);
+    let platform = read_platform(t, context, d);
     let sequence = t.required_string(d, "sequence");
     let has_channel = t.contains("channel_id");
     let defaults = ActivatePolicy::default();
@@ -694,18 +693,6 @@ fn read_activate(
         }
     }
     let platform = platform?;
-    if !context.sources.services.contains_key(&platform.value) {
-        d.report(
-            platform.span.start,
-            t.key_path("platform"),
-            format!("platform \"{}\" is not configured", platform.value.name()),
-            Some(format!(
-                "add a [sources.{}] section with its credentials",
-                platform.value.name()
-            )),
-        );
-        return None;
-    }
     Some(Step::Activate {
         from: from?,
         platform: platform.value,

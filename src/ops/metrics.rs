@@ -121,7 +121,7 @@ pub fn render(
     );
     for (key, n) in &totals.counters {
         match key.strip_prefix("rows.") {
-            Some(table) if !table.contains(' ') && table != "_quarantine" => {
+            Some(table) if table != "_quarantine" => {
                 rows.get_or_create(&labels(&[("table", table)])).inc_by(*n);
             }
             Some(_) => {}

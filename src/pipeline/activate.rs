@@ -22,7 +22,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::{Pipeline, StepAnswer};
 use crate::activate::dotdigital::{Dotdigital, ENROLMENTS_PER_HOUR};
-use crate::activate::iterable::Iterable;
+use crate::activate::iterable::{Consent, Iterable};
 use crate::activate::smartrmail::SmartrMail;
 use crate::activate::{
     ActivateError, Candidate, Platform, Sent, Standing, candidates, holdout, mask_email,
@@ -110,10 +110,11 @@ impl Pipeline {
                         ),
                     ));
                 };
-                Platform::Iterable(
-                    Iterable::new(&self.services, channel, step.policy.message_type_id)
-                        .map_err(failed)?,
-                )
+                let consent = Consent {
+                    channel_id: channel,
+                    message_type_id: step.policy.message_type_id,
+                };
+                Platform::Iterable(Iterable::new(&self.services).map_err(failed)?, consent)
             }
             SourceKind::Dotdigital => {
                 Platform::Dotdigital(Dotdigital::new(&self.services).map_err(failed)?)

@@ -149,7 +149,7 @@ impl Pipeline {
                 _ => {
                     tracing::info!(key = %delivery.key(), "dry run: would {}", plan.description);
                     bump(counters, "deliveries_planned", 1);
-                    bump(counters, &format!("rows.{what}"), plan.rows);
+                    bump(counters, &format!("delivered_rows.{what}"), plan.rows);
                 }
             }
             return Ok(());
@@ -185,7 +185,7 @@ impl Pipeline {
                     .map_err(ledger)?;
                 tracing::info!(run_id = %run.run_id, key = %delivery.key(), to = %sent.remote_ref, rows = sent.rows, "delivered");
                 bump(counters, "deliveries_sent", 1);
-                bump(counters, &format!("rows.{what}"), sent.rows);
+                bump(counters, &format!("delivered_rows.{what}"), sent.rows);
                 Ok(())
             }
             Err(err) if !plan.can_read_back && err.outcome_unknown() => {

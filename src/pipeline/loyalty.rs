@@ -45,8 +45,7 @@ impl Pipeline {
                 LoyaltyWriter::SmartrMail(SmartrMail::new(&self.services).map_err(failed)?)
             }
             SourceKind::Iterable => {
-                // Profiles are written, not judged for consent: no channel is needed.
-                LoyaltyWriter::Iterable(Iterable::new(&self.services, 0, None).map_err(failed)?)
+                LoyaltyWriter::Iterable(Iterable::new(&self.services).map_err(failed)?)
             }
             SourceKind::Dotdigital => {
                 LoyaltyWriter::Dotdigital(Dotdigital::new(&self.services).map_err(failed)?)

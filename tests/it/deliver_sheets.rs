@@ -184,7 +184,10 @@ async fn a_report_lands_once_per_period_under_its_header_and_survives_a_lost_led
         .execute(&weekly, &run("run-4", PERIOD_2))
         .await
         .expect("next period");
-    let added = next.get("rows.sheets Weekly email").copied().unwrap_or(0) as usize;
+    let added = next
+        .get("delivered_rows.sheets Weekly email")
+        .copied()
+        .unwrap_or(0) as usize;
     assert!(added > 0, "{next:?}");
     let second = tab(&sandbox, "Weekly email").await;
     assert_eq!(second.len(), first.len() + added);
