@@ -59,6 +59,19 @@ fn pipeline(sandbox: &RunningSandbox, dir: &Path) -> Pipeline {
     Pipeline::new(Arc::new(config), Arc::new(services), Arc::new(state))
 }
 
+/// A sandbox for `options`, a data directory, the world's anchor and the shipped config's
+/// pipeline over them, with what `lapsed_customers.sql` reads already loaded.
+async fn loaded(
+    options: &SandboxOptions,
+) -> (RunningSandbox, tempfile::TempDir, DateTime<Utc>, Pipeline) {
+    let sandbox = crate::support::sandbox(options.clone()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let at = anchor(options);
+    let pipeline = pipeline(&sandbox, dir.path());
+    extract(&pipeline, at).await;
+    (sandbox, dir, at, pipeline)
+}
+
 /// Loads what `lapsed_customers.sql` reads: Shopify, Smile and SmartrMail.
 async fn extract(pipeline: &Pipeline, at: DateTime<Utc>) {
     use mailroom::config::{SourceKind, Step};
@@ -82,19 +95,24 @@ async fn extract(pipeline: &Pipeline, at: DateTime<Utc>) {
     }
 }
 
+/// Whether `person`'s last uncancelled order is more than 90 days before `at`.
+fn lapsed(world: &World, person: &mailroom_sandbox::world::Person, at: DateTime<Utc>) -> bool {
+    world
+        .orders_of(person)
+        .iter()
+        .filter(|o| o.cancelled_at.is_none())
+        .map(|o| o.created_at)
+        .max()
+        .is_some_and(|t| t < at - chrono::Duration::days(90))
+}
+
 /// Who may be enrolled, from the world alone: a last (uncancelled) order more than 90
 /// days before `at`, Shopify consent, and known, subscribed and never complained on
 /// SmartrMail. E-mail → SmartrMail subscriber id.
 fn expected(world: &World, at: DateTime<Utc>) -> HashMap<String, String> {
     let mut eligible = HashMap::new();
     for person in world.people() {
-        let last = world
-            .orders_of(&person)
-            .iter()
-            .filter(|o| o.cancelled_at.is_none())
-            .map(|o| o.created_at)
-            .max();
-        let lapsed = last.is_some_and(|t| t < at - chrono::Duration::days(90));
+        let lapsed = lapsed(world, &person, at);
         let Some(subscriber) = world.subscriber_of(&person) else {
             continue;
         };
@@ -150,11 +168,7 @@ async fn daily_winback_enrolls_exactly_the_mailable_lapsed_minus_the_holdout_onc
         smile_rate_limit: None,
         ..SandboxOptions::new(42, 5000)
     };
-    let sandbox = crate::support::sandbox(options.clone()).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let at = anchor(&options);
-    let pipeline = pipeline(&sandbox, dir.path());
-    extract(&pipeline, at).await;
+    let (sandbox, dir, at, pipeline) = loaded(&options).await;
     let world = World::new(options.world);
     let eligible = expected(&world, at);
     assert!(
@@ -556,11 +570,7 @@ async fn faults_on_smartrmail_change_nobody_s_outcome() {
         ],
         ..SandboxOptions::new(11, 1200)
     };
-    let sandbox = crate::support::sandbox(options.clone()).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let at = anchor(&options);
-    let pipeline = pipeline(&sandbox, dir.path());
-    extract(&pipeline, at).await;
+    let (sandbox, dir, at, pipeline) = loaded(&options).await;
     let counters = pipeline
         .execute(&shipped_job("daily-winback"), &run("winback-1", at, false))
         .await
@@ -613,13 +623,7 @@ fn lapsed_people(world: &World, at: DateTime<Utc>) -> Vec<mailroom_sandbox::worl
     world
         .people()
         .filter(|person| {
-            let last = world
-                .orders_of(person)
-                .iter()
-                .filter(|o| o.cancelled_at.is_none())
-                .map(|o| o.created_at)
-                .max();
-            let lapsed = last.is_some_and(|t| t < at - chrono::Duration::days(90));
+            let lapsed = lapsed(world, person, at);
             let smartrmail_ok = world
                 .subscriber_of(person)
                 .is_none_or(|s| s.subscribed && !s.complained && s.unsubscribed_at.is_none());
@@ -649,11 +653,7 @@ async fn iterable_win_back_triggers_the_journey_once_for_each_consenting_profile
         }],
         ..SandboxOptions::new(5, 1500)
     };
-    let sandbox = crate::support::sandbox(options.clone()).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let at = anchor(&options);
-    let pipeline = pipeline(&sandbox, dir.path());
-    extract(&pipeline, at).await;
+    let (sandbox, dir, at, pipeline) = loaded(&options).await;
     let mut job = shipped_job("daily-winback");
     job.name = "iterable-winback".into();
     job.steps[1] = Step::Activate {
@@ -770,11 +770,7 @@ async fn dotdigital_win_back_enrolls_subscribed_unsuppressed_contacts_within_the
         smile_rate_limit: None,
         ..SandboxOptions::new(3, 1500)
     };
-    let sandbox = crate::support::sandbox(options.clone()).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let at = anchor(&options);
-    let pipeline = pipeline(&sandbox, dir.path());
-    extract(&pipeline, at).await;
+    let (sandbox, dir, at, pipeline) = loaded(&options).await;
     // A query that trusts no e-mail platform: lapsed Shopify customers with consent.
     let sql = dir.path().join("lapsed_any.sql");
     std::fs::write(
@@ -812,16 +808,7 @@ async fn dotdigital_win_back_enrolls_subscribed_unsuppressed_contacts_within_the
     let mut complainers_still_subscribed = 0;
     let wanted: BTreeSet<String> = world
         .people()
-        .filter(|person| {
-            let last = world
-                .orders_of(person)
-                .iter()
-                .filter(|o| o.cancelled_at.is_none())
-                .map(|o| o.created_at)
-                .max();
-            last.is_some_and(|t| t < at - chrono::Duration::days(90))
-                && person.consent == Consent::Subscribed
-        })
+        .filter(|person| lapsed(&world, person, at) && person.consent == Consent::Subscribed)
         .filter_map(|person| world.subscriber_of(&person))
         .filter(|s| {
             if s.subscribed && s.complained {
@@ -922,11 +909,7 @@ async fn the_anomaly_guard_stops_a_run_far_above_the_usual_until_forced() {
         smile_rate_limit: None,
         ..SandboxOptions::new(13, 800)
     };
-    let sandbox = crate::support::sandbox(options.clone()).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let at = anchor(&options);
-    let mut pipeline = pipeline(&sandbox, dir.path());
-    extract(&pipeline, at).await;
+    let (sandbox, dir, at, mut pipeline) = loaded(&options).await;
     let ledger = StateStore::open(&dir.path().join("state.db")).expect("state");
     for day in 1..=3 {
         let counts = ActivationCounts {
