@@ -2,6 +2,7 @@
 //! plans, load summaries, the backfill progress bar and the sandbox's services. Kept in one
 //! place so every command (and, next, the demo) shows things alike.
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
@@ -200,15 +201,26 @@ fn run_line(run: &RunRecord) -> String {
     )
 }
 
-/// What a run loaded (or a dry run would have), from its counters.
-pub fn load_summary(heading: &str, counters: &Counters) -> String {
+/// What a run loaded (or a dry run would have), from its counters; `in_tables` adds how
+/// many rows each loaded table holds afterwards (a merge table keeps one row per key, so
+/// 25,607 subscriber records can be 17,016 subscribers).
+pub fn load_summary(
+    heading: &str,
+    counters: &Counters,
+    in_tables: &BTreeMap<String, u64>,
+) -> String {
     if counters.is_empty() {
         return String::new();
     }
     let mut out = format!("{heading}:\n");
     for (key, value) in counters {
         if let Some(table) = key.strip_prefix("rows.") {
-            out.push_str(&format!("  {table:<32} {value:>10} rows\n"));
+            match in_tables.get(table) {
+                Some(total) => out.push_str(&format!(
+                    "  {table:<32} {value:>10} rows loaded, {total:>10} in the table\n"
+                )),
+                None => out.push_str(&format!("  {table:<32} {value:>10} rows\n")),
+            }
         } else if let Some(step) = key.strip_prefix("result.") {
             let label = format!("{step} (query)");
             out.push_str(&format!("  {label:<32} {value:>10} rows\n"));

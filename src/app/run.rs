@@ -1,6 +1,7 @@
 //! `mailroom run` (the scheduler), `run-job` (one run now) and `backfill` (a window
 //! re-extracted, cursors untouched).
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -11,7 +12,8 @@ use mailroom::ops::{Health, Ops};
 use mailroom::pipeline::{Backfill, Pipeline};
 use mailroom::scheduler::clock::SystemClock;
 use mailroom::scheduler::{self, InFlight, Runtime, Scheduler};
-use mailroom::state::{NewRun, RunStatus, StateStore, Trigger};
+use mailroom::state::{Counters, NewRun, RunStatus, StateStore, Trigger};
+use mailroom::warehouse;
 use tokio_util::sync::CancellationToken;
 
 use super::signals::ShutdownSignals;
@@ -139,13 +141,21 @@ pub async fn run_job(
     let shutdown = CancellationToken::new();
     let mut in_flight =
         InFlight::spawn(runtime.clone(), job.clone(), run, dry_run, shutdown.clone());
+    let run_id = in_flight.run_id().to_string();
     let outcome = tokio::select! {
         outcome = in_flight.wait() => outcome?,
         signal = signals.recv() => {
             tracing::info!(signal, "stopping the run");
             shutdown.cancel();
-            scheduler::wind_down(&runtime, name, in_flight, config.scheduler.shutdown_grace).await;
-            return Ok(ExitCode::from(EXIT_INTERRUPTED));
+            // A run that ends within the grace period is reported as it ended (its
+            // ledger row says so too); one stopped at the deadline is interrupted.
+            match scheduler::wind_down(&runtime, name, in_flight, config.scheduler.shutdown_grace).await {
+                Some(outcome) => outcome,
+                None => {
+                    say!("{name}: run {run_id} interrupted by {signal} before it finished");
+                    return Ok(ExitCode::from(EXIT_INTERRUPTED));
+                }
+            }
         }
     };
     let verb = if dry_run { "dry run" } else { "run" };
@@ -156,11 +166,24 @@ pub async fn run_job(
                 outcome.run_id,
                 outcome.attempts
             );
-            let heading = if dry_run { "Would do" } else { "Done" };
-            show!("{}", print::load_summary(heading, &outcome.counters));
+            let (heading, in_tables) = if dry_run {
+                ("Would do", BTreeMap::new())
+            } else {
+                ("Done", rows_in_tables(&wiring, &outcome.counters).await)
+            };
+            show!(
+                "{}",
+                print::load_summary(heading, &outcome.counters, &in_tables)
+            );
             Ok(ExitCode::SUCCESS)
         }
-        RunStatus::Interrupted => Ok(ExitCode::from(EXIT_INTERRUPTED)),
+        RunStatus::Interrupted => {
+            say!(
+                "{name}: {verb} {} interrupted before it finished",
+                outcome.run_id
+            );
+            Ok(ExitCode::from(EXIT_INTERRUPTED))
+        }
         status => {
             let error = outcome
                 .error
@@ -174,6 +197,31 @@ pub async fn run_job(
             })
         }
     }
+}
+
+/// How many rows each table a run loaded holds now; a table that cannot be counted is left
+/// out (the summary then gives only what the run loaded).
+async fn rows_in_tables(wiring: &Wiring, counters: &Counters) -> BTreeMap<String, u64> {
+    let mut totals = BTreeMap::new();
+    let Ok(engine) = warehouse::open_for_queries(&wiring.config, &wiring.services) else {
+        return totals;
+    };
+    let names = engine.table_names();
+    for table in counters.keys().filter_map(|k| k.strip_prefix("rows.")) {
+        let sql = format!("SELECT COUNT(*) AS n FROM {}", names.qualify(table));
+        let count = engine.run(&sql).await.ok().and_then(|result| {
+            let column = result.batches.first()?.column(0).clone();
+            let counts = column.as_any().downcast_ref::<arrow::array::Int64Array>()?;
+            u64::try_from(counts.value(0)).ok()
+        });
+        match count {
+            Some(n) => {
+                totals.insert(table.to_string(), n);
+            }
+            None => tracing::debug!(table, "could not count the table's rows"),
+        }
+    }
+    totals
 }
 
 /// `mailroom backfill JOB --from --to`: re-extract a window, cursors untouched, with a
@@ -226,6 +274,9 @@ pub async fn backfill(
         }
     );
     let heading = if dry_run { "Would load" } else { "Loaded" };
-    show!("{}", print::load_summary(heading, &counters));
+    show!(
+        "{}",
+        print::load_summary(heading, &counters, &BTreeMap::new())
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -167,7 +167,7 @@ async fn job_loop<E: Executor>(
         tracing::info!(job = %job.name, scheduled_for = %run.scheduled_for, "shutting down; the queued run will not start");
     }
     if let Some(run) = in_flight {
-        wind_down(&runtime, &job.name, run, grace).await;
+        let _ = wind_down(&runtime, &job.name, run, grace).await;
     }
 }
 
@@ -268,22 +268,26 @@ fn record_skip<E: Executor>(runtime: &Runtime<E>, run: &NewRun, reason: &str) {
 }
 
 /// Gives an in-flight run `grace` to finish, then stops it and records it as interrupted.
+/// The run's outcome when it finished within the grace period (its ledger row says the
+/// same), `None` when it was stopped.
 pub async fn wind_down<E: Executor>(
     runtime: &Runtime<E>,
     job: &str,
     mut run: InFlight,
     grace: Duration,
-) {
+) -> Option<RunOutcome> {
     tracing::info!(job, run_id = %run.run_id, grace_secs = grace.as_secs(), "waiting for the in-flight run to finish");
     match tokio::time::timeout(grace, &mut run.handle).await {
         Ok(Ok(outcome)) => {
             tracing::info!(job, run_id = %outcome.run_id, status = %outcome.status, "in-flight run finished during the grace period");
+            Some(outcome)
         }
         Ok(Err(err)) => {
             runtime.interrupt(
                 &run.run_id,
                 &format!("internal error, please report it: the run panicked: {err}"),
             );
+            None
         }
         Err(_) => {
             run.handle.abort();
@@ -293,6 +297,7 @@ pub async fn wind_down<E: Executor>(
             );
             tracing::warn!(job, run_id = %run.run_id, "{reason}");
             runtime.interrupt(&run.run_id, &reason);
+            None
         }
     }
 }

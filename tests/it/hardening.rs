@@ -118,3 +118,152 @@ fn a_statement_too_long_to_plan_is_refused_not_a_crash() {
         "{stderr}"
     );
 }
+
+/// `DROP TABLE` (which sqlparser gives no position) is refused at the start of the text,
+/// naming the statement, never at "line 0, column 0".
+#[test]
+fn a_refused_statement_is_placed_and_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, _, stderr) = run(mailroom(dir.path()).args(["query", "DROP TABLE smile_customers"]));
+    assert_eq!(code, 78, "{stderr}");
+    assert!(
+        stderr.contains("line 1, column 1") && stderr.contains("not DROP TABLE"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("line 0"), "{stderr}");
+}
+
+/// A merge table keeps one row per key: `run-job` says both what it loaded and what the
+/// table now holds, the latter agreeing with a count by `query`.
+#[test]
+fn run_job_summary_says_rows_loaded_and_rows_in_the_table() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for _ in 0..2 {
+        let (code, _, stderr) = run(mailroom(dir.path()).args(["run-job", "extract-email"]));
+        assert_eq!(code, 0, "{stderr}");
+    }
+    let (code, stdout, stderr) = run(mailroom(dir.path()).args(["run-job", "extract-email"]));
+    assert_eq!(code, 0, "{stderr}");
+    let line = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("smartrmail_subscribers"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let numbers: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let (code, counted, stderr) = run(mailroom(dir.path()).args([
+        "query",
+        "SELECT COUNT(*) AS n FROM smartrmail_subscribers",
+        "--format",
+        "csv",
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    let in_table: u64 = counted
+        .lines()
+        .nth(1)
+        .expect("a row")
+        .trim()
+        .parse()
+        .expect("count");
+    assert_eq!(numbers.len(), 2, "{line}");
+    assert_eq!(numbers[1], in_table, "{line}");
+    assert!(
+        numbers[0] > in_table,
+        "the subscriber stream repeats people across lists: {line}"
+    );
+}
+
+/// Starts `run-job extract-loyalty` with Smile's first customers page answering after
+/// `slow_secs` and the given grace, sends SIGTERM once the run is inside that page, and
+/// returns the exit code, stdout and the ledger's status of the run.
+#[cfg(unix)]
+fn sigterm_during_a_slow_page(slow_secs: u64, grace_secs: u64) -> (i32, String, String) {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = serde_json::json!([{
+        "method": "GET",
+        "path": "/smile/v1/customers",
+        "fault": { "kind": "slow", "millis": slow_secs * 1000 }
+    }]);
+    std::fs::write(dir.path().join("faults.json"), plan.to_string()).expect("plan");
+    let config = mailroom::config::DEFAULT_CONFIG
+        .replace("# faults = \"faults.json\"", "faults = \"faults.json\"")
+        .replace(
+            "shutdown_grace_secs = 30",
+            &format!("shutdown_grace_secs = {grace_secs}"),
+        );
+    assert!(
+        config.contains("\nfaults = ") && config.contains(&format!("grace_secs = {grace_secs}\n")),
+        "the shipped config's [sandbox] and [scheduler] lines moved"
+    );
+    write_config(dir.path(), &config);
+    let mut child = crate::cli::KillOnDrop(
+        mailroom(dir.path())
+            .args(["run-job", "extract-loyalty", "--log-format", "json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn"),
+    );
+    let stderr = child.0.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut log = Vec::new();
+    while !log.iter().any(|l: &String| l.contains("step started")) {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("the run started: {log:#?}"));
+        log.push(line);
+    }
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.0.stdout.take().expect("stdout"), &mut stdout)
+        .expect("stdout");
+    let status = child.0.wait().expect("wait");
+    let state =
+        mailroom::state::StateStore::open(&dir.path().join("data/state.db")).expect("the ledger");
+    let runs = state.recent_runs(Some("extract-loyalty"), 5).expect("runs");
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    (
+        status.code().unwrap_or(-1),
+        stdout,
+        runs[0].status.as_str().to_string(),
+    )
+}
+
+/// SIGTERM while `run-job` waits on a slow page: the run finishes within the grace period,
+/// so the exit code and the output say it succeeded, as its ledger row does.
+#[cfg(unix)]
+#[test]
+fn a_run_that_finishes_within_the_grace_period_exits_as_it_ended() {
+    let (code, stdout, status) = sigterm_during_a_slow_page(3, 60);
+    assert_eq!(status, "succeeded");
+    assert_eq!(code, 0, "{stdout}");
+    assert!(
+        stdout.contains("succeeded") && stdout.contains("smile_customers"),
+        "{stdout}"
+    );
+}
+
+/// SIGTERM with a grace period shorter than the slow page: the run is stopped, recorded as
+/// interrupted, and `run-job` exits 130 saying so.
+#[cfg(unix)]
+#[test]
+fn a_run_stopped_at_the_end_of_the_grace_period_exits_interrupted() {
+    let (code, stdout, status) = sigterm_during_a_slow_page(30, 1);
+    assert_eq!(status, "interrupted");
+    assert_eq!(code, 130, "{stdout}");
+    assert!(stdout.contains("interrupted by SIGTERM"), "{stdout}");
+}

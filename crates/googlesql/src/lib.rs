@@ -592,11 +592,23 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>, FrontEndError> {
 /// reported.
 pub fn rewrite(statement: &mut Statement) -> Result<(), Vec<Unsupported>> {
     if !matches!(statement, Statement::Query(_)) {
+        // sqlparser leaves most non-query statements without a span: the start of the
+        // text then, and the statement's first words say which one it was.
         let span = statement.span();
+        let (line, column) = if span.start.line == 0 {
+            (1, 1)
+        } else {
+            (span.start.line, span.start.column)
+        };
+        let text = statement.to_string();
+        let kind: Vec<&str> = text.split_whitespace().take(2).collect();
         return Err(vec![Unsupported {
-            line: span.start.line,
-            column: span.start.column,
-            message: "only queries (SELECT ... / WITH ...) run on the local engine".into(),
+            line,
+            column,
+            message: format!(
+                "only queries (SELECT ... / WITH ...) run on the local engine, not {}",
+                kind.join(" ")
+            ),
         }]);
     }
     let mut problems = Vec::new();
