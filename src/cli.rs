@@ -121,6 +121,10 @@ pub enum Command {
     },
     /// Validate the config and SQL files, without network access
     Check,
+    /// Start a new, empty state.db when the old one is lost or damaged and no backup can be
+    /// restored (a damaged one is moved aside); runs, deliveries and enrollments recorded in
+    /// it are forgotten
+    NewLedger,
     /// Serve the simulated services in the foreground until SIGINT or SIGTERM
     Sandbox {
         /// Address to listen on (port 0 picks a free port)
@@ -138,11 +142,24 @@ pub enum Command {
         /// A fault plan: JSON file holding an array of rules
         #[arg(long, value_name = "FILE")]
         faults: Option<PathBuf>,
+        /// The shortest time a Shopify bulk export takes, in seconds [default: 0.5]
+        #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+        bulk_export_secs: Option<f64>,
         /// Where to write the Google service-account key file for configs to use
         /// [default: <data dir>/sandbox-service-account.json]
         #[arg(long, value_name = "FILE")]
         key_file: Option<PathBuf>,
     },
+}
+
+/// Parses a number of seconds, 0 to a day.
+fn parse_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(secs) if (0.0..=86_400.0).contains(&secs) => Ok(secs),
+        _ => Err(format!(
+            "\"{text}\" is not a number of seconds from 0 to 86400"
+        )),
+    }
 }
 
 /// Parses `name=value`.

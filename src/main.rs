@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         cli::Command::Demo { .. } => "warn",
         _ => "info",
     };
+    // Before any other thread exists: `init` also sets the process's backtrace policy.
     telemetry::init(cli.log_format, level);
     // Parsing, rewriting and planning a query recurse over its expression tree: a report
     // with thousands of `OR` terms needs a deep stack, so every thread that may run one

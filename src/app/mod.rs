@@ -1,9 +1,10 @@
 //! The command layer: what each command does, wiring config, state, scheduler, pipeline
 //! and warehouse together. One module per command family — [`check`], [`demo`], [`run`]
-//! (`run` with the status server, `run-job`, `backfill`), [`warehouse`] (`query`, `export`, `compact`), [`sandbox`]
-//! (`mailroom sandbox`, and turning a sandbox into plain service overrides, the only place
-//! that does) — with everything printed for people in [`print`]. Errors here carry the
-//! [`ErrorKind`] that decides the exit code.
+//! (`run` with the status server, `run-job`, `backfill`), [`warehouse`] (`query`,
+//! `export`, `compact`), [`ledger`] (never a silently new `state.db`; `new-ledger`),
+//! [`sandbox`] (`mailroom sandbox`, and turning a sandbox into plain service overrides, the
+//! only place that does) — with everything printed for people in [`print`]. Errors here
+//! carry the [`ErrorKind`] that decides the exit code.
 
 /// `println!` for the command layer: a reader that went away (`mailroom status | head -1`)
 /// ends the command quietly instead of a panic.
@@ -25,6 +26,7 @@ macro_rules! show {
 
 mod check;
 mod demo;
+mod ledger;
 mod print;
 mod run;
 mod sandbox;
@@ -125,13 +127,22 @@ pub async fn execute(cli: Cli) -> Result<ExitCode, Failure> {
             customers,
             smile_rate_limit,
             faults,
+            bulk_export_secs,
             key_file,
         } => {
-            let options = sandbox::options(&config, seed, customers, smile_rate_limit, faults)?;
+            let options = sandbox::options(
+                &config,
+                seed,
+                customers,
+                smile_rate_limit,
+                faults,
+                bulk_export_secs,
+            )?;
             let key_file =
                 key_file.unwrap_or_else(|| config.data_dir.join("sandbox-service-account.json"));
             sandbox::serve(listen, options, &key_file).await
         }
+        Command::NewLedger => ledger::new_ledger(&config),
         Command::Check => unreachable!("handled above"),
     }
 }
@@ -167,6 +178,7 @@ pub(crate) fn find_job<'c>(
 /// Opens state for writing, holding the data directory's lock.
 pub(crate) fn open_state(config: &Config) -> Result<(DataDirLock, Arc<StateStore>), Failure> {
     let lock = DataDirLock::acquire(&config.data_dir)?;
+    ledger::refuse_lost_ledger(config)?;
     let state = StateStore::open(&config.state_path())?;
     Ok((lock, Arc::new(state)))
 }

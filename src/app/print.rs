@@ -11,6 +11,7 @@ use mailroom::config::{self, Config, JobConfig, WarehouseConfig};
 use mailroom::pipeline::BackfillProgress;
 use mailroom::scheduler::RunOutcome;
 use mailroom::state::{Counters, RunRecord, RunStatus, StateStore};
+use mailroom::warehouse::local::LocalWarehouse;
 
 use super::{Failure, find_job};
 
@@ -55,6 +56,7 @@ pub fn status(config: &Config, job: Option<&str>, limit: u32) -> Result<ExitCode
     if let Some(name) = job {
         find_job(config, name)?;
     }
+    damaged_tables(config)?;
     let Some(state) = StateStore::open_read_only(&config.state_path())? else {
         say!("No runs recorded yet in {}.", config.data_dir.display());
         return Ok(ExitCode::SUCCESS);
@@ -175,6 +177,24 @@ pub fn status(config: &Config, job: Option<&str>, limit: u32) -> Result<ExitCode
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The local warehouse's damaged tables, first and loud: every job and query reading one
+/// fails until it is restored.
+fn damaged_tables(config: &Config) -> Result<(), Failure> {
+    let Some(dir) = config.local_warehouse_dir() else {
+        return Ok(());
+    };
+    let damaged = LocalWarehouse::reader(&dir).damaged_tables()?;
+    if damaged.is_empty() {
+        return Ok(());
+    }
+    say!("DAMAGED TABLES (jobs and queries that read them fail until they are repaired)");
+    for (table, damage) in &damaged {
+        say!("{table:<32} {damage}");
+    }
+    say!("    {}\n", mailroom::warehouse::damage::REMEDY);
+    Ok(())
 }
 
 fn short_time(t: DateTime<Utc>) -> String {

@@ -181,6 +181,7 @@ pub fn options(
     customers: Option<u32>,
     smile_rate_limit: u32,
     faults: Option<PathBuf>,
+    bulk_export_secs: Option<f64>,
 ) -> Result<SandboxOptions, Failure> {
     let mut options = SandboxOptions::new(
         seed.unwrap_or(config.sandbox.seed),
@@ -190,6 +191,9 @@ pub fn options(
     options.world.anchor = config.sandbox.anchor.at(chrono::Utc::now());
     if let Some(path) = faults.as_ref().or(config.sandbox.faults.as_ref()) {
         options.faults = read_faults(path)?;
+    }
+    if let Some(secs) = bulk_export_secs {
+        options.shopify_bulk_duration = std::time::Duration::from_secs_f64(secs);
     }
     Ok(options)
 }

@@ -76,6 +76,16 @@ pub enum StateError {
     /// A query failed.
     #[error("state database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The file is not a SQLite database, or SQLite found it corrupt.
+    #[error(
+        "{path} is damaged ({detail}); restore it from a backup (README, \"Backups\"). mailroom will not start a new ledger over it: its delivery and enrollment records are what keep messages from being sent twice"
+    )]
+    Damaged {
+        /// The state database.
+        path: PathBuf,
+        /// What SQLite said.
+        detail: String,
+    },
     /// A stored value could not be read back.
     #[error("state database holds an unreadable {what}: {value:?}")]
     Corrupt {
@@ -99,8 +109,32 @@ impl Classify for StateError {
                 ErrorKind::Transient
             }
             StateError::Corrupt { .. } => ErrorKind::Bug,
+            StateError::Damaged { .. } => ErrorKind::Terminal,
             _ => ErrorKind::Terminal,
         }
+    }
+}
+
+/// `err` as [`StateError::Damaged`] when SQLite says the file is not a database or is
+/// corrupt (a migration failing on such a file included).
+fn damaged(path: &Path, err: StateError) -> StateError {
+    let sqlite = match &err {
+        StateError::Sqlite(e) | StateError::Migration { source: e, .. } => e,
+        _ => return err,
+    };
+    match sqlite {
+        rusqlite::Error::SqliteFailure(e, message)
+            if matches!(
+                e.code,
+                rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt
+            ) =>
+        {
+            StateError::Damaged {
+                path: path.to_path_buf(),
+                detail: message.clone().unwrap_or_else(|| e.to_string()),
+            }
+        }
+        _ => err,
     }
 }
 
@@ -121,11 +155,15 @@ impl StateStore {
                 source,
             })?;
         }
-        let mut conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.busy_timeout(Duration::from_secs(5))?;
-        migrations::migrate(&mut conn)?;
+        let open = || -> Result<Connection, StateError> {
+            let mut conn = Connection::open(path)?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            conn.busy_timeout(Duration::from_secs(5))?;
+            migrations::migrate(&mut conn)?;
+            Ok(conn)
+        };
+        let conn = open().map_err(|err| damaged(path, err))?;
         Ok(StateStore {
             conn: Mutex::new(conn),
             path: path.to_path_buf(),
@@ -140,7 +178,9 @@ impl StateStore {
         }
         let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
         conn.busy_timeout(Duration::from_secs(5))?;
-        let found: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+        let found: i64 = conn
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(|err| damaged(path, err.into()))?;
         if found > migrations::CURRENT_VERSION {
             return Err(StateError::NewerSchema {
                 found,

@@ -35,7 +35,9 @@ use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
 use url::Url;
 
-use super::{Commit, CommitOutcome, LoadId, SEQUENCE, Warehouse, WarehouseError, with_sequence};
+use super::{
+    Commit, CommitOutcome, LoadId, SEQUENCE, Warehouse, WarehouseError, damage, with_sequence,
+};
 use crate::normalize::schema::{MONEY_PRECISION, MONEY_SCALE};
 use crate::normalize::{ColumnType, QUARANTINE_TABLE, TableSchema, WriteDisposition};
 
@@ -151,7 +153,28 @@ impl LocalWarehouse {
         }
         deltalake::open_table(url)
             .await
-            .map_err(|e| delta_error(table, e))
+            .map_err(|e| self.open_error(table, e))
+    }
+
+    /// Why a table could not be opened: its damaged log file when one is, else Delta's
+    /// own error.
+    fn open_error(&self, table: &str, err: deltalake::DeltaTableError) -> WarehouseError {
+        match damage::inspect(&self.root.join(table)) {
+            Some(damage) => WarehouseError::Damaged {
+                table: table.to_string(),
+                damage,
+            },
+            None => delta_error(table, err),
+        }
+    }
+
+    /// The tables whose log is damaged, with what is wrong (for `mailroom status`).
+    pub fn damaged_tables(&self) -> Result<Vec<(String, damage::Damage)>, WarehouseError> {
+        Ok(self
+            .tables()?
+            .into_iter()
+            .filter_map(|name| Some((name.clone(), damage::inspect(&self.root.join(&name))?)))
+            .collect())
     }
 
     /// Delta's own reader of a table's current version, in `ctx`.
@@ -185,14 +208,20 @@ impl LocalWarehouse {
             .map_err(|e| io_error(table, "cannot read", e))
     }
 
-    /// A SQL session in which every existing table is registered under its own name.
+    /// A SQL session in which each existing table among `wanted` (the names a query reads,
+    /// any case) is registered under its own name: a query never opens, and a damaged table
+    /// never fails, a table it does not read.
     ///
     /// Each table is read as the Parquet files its Delta log lists for the current version
     /// (DataFusion's own Parquet source: parallel, with its string-view types); a table
     /// without files is read through Delta.
-    pub async fn session(&self) -> Result<SessionContext, WarehouseError> {
+    pub async fn session(&self, wanted: &[String]) -> Result<SessionContext, WarehouseError> {
         let ctx = SessionContext::new();
-        for name in self.tables()? {
+        let tables = self
+            .tables()?
+            .into_iter()
+            .filter(|name| wanted.iter().any(|w| w.eq_ignore_ascii_case(name)));
+        for name in tables {
             let delta = self.table(&name).await?;
             let failed = |e: datafusion::error::DataFusionError| io_error(&name, "cannot read", e);
             let files = delta

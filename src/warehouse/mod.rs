@@ -7,6 +7,7 @@
 //! memory with exactly these semantics; it backs tests and dry runs.
 
 pub mod bigquery;
+pub mod damage;
 pub mod local;
 pub mod memory;
 pub mod open;
@@ -89,13 +90,22 @@ pub enum WarehouseError {
         /// Why it failed.
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    /// Delta Lake failed to read or commit a table.
-    #[error("table {table}: {source}")]
+    /// Delta Lake failed to read or commit a table (its first line: Delta's kernel may
+    /// append a backtrace).
+    #[error("table {table}: {}", damage::first_line(&source.to_string()))]
     Delta {
         /// The table.
         table: String,
         /// What Delta said.
         source: deltalake::DeltaTableError,
+    },
+    /// A local table's log is damaged: terminal until it is restored or rebuilt.
+    #[error("table {table} is damaged: {damage}; {}", damage::REMEDY)]
+    Damaged {
+        /// The table.
+        table: String,
+        /// The broken file and what is wrong with it.
+        damage: damage::Damage,
     },
     /// The state database (BigQuery's load journal and cursors) failed.
     #[error(transparent)]
@@ -143,12 +153,35 @@ impl Classify for WarehouseError {
                 ) => ErrorKind::Terminal,
                 _ => ErrorKind::Transient,
             },
-            WarehouseError::Delta { .. } => ErrorKind::Transient,
+            WarehouseError::Delta { source, .. } => delta_kind(source),
+            WarehouseError::Damaged { .. } => ErrorKind::Terminal,
             WarehouseError::Arrow { .. } => ErrorKind::Bug,
             WarehouseError::BigQuery { source, .. } => source.kind(),
             WarehouseError::State(err) => err.kind(),
             WarehouseError::Service(err) => err.kind(),
         }
+    }
+}
+
+/// Whether a Delta failure may pass: a commit conflict, a busy or full disk, a file store
+/// hiccup may; a log or file that cannot be read as Delta will not (the table is damaged
+/// or was written by something else).
+fn delta_kind(error: &deltalake::DeltaTableError) -> ErrorKind {
+    use deltalake::DeltaTableError as E;
+    match error {
+        E::KernelError(_)
+        | E::Kernel { .. }
+        | E::InvalidJsonLog { .. }
+        | E::InvalidStatsJson { .. }
+        | E::InvalidData { .. }
+        | E::NotATable(_)
+        | E::NoSchema
+        | E::SerializeLogJson { .. }
+        | E::MetadataError(_)
+        | E::InvalidVersion(_)
+        | E::MissingFeature { .. }
+        | E::InvalidTableLocation(_) => ErrorKind::Terminal,
+        _ => ErrorKind::Transient,
     }
 }
 

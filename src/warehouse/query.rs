@@ -128,7 +128,9 @@ impl QueryEngine {
     pub async fn run(&self, sql: &str) -> Result<QueryResult, QueryError> {
         match self {
             QueryEngine::Local(warehouse) => {
-                let ctx = warehouse.session().await?;
+                let ctx = warehouse
+                    .session(&googlesql::referenced_tables(sql))
+                    .await?;
                 match googlesql::run(&ctx, sql).await {
                     Ok((schema, batches)) => Ok(QueryResult { schema, batches }),
                     Err(FrontEndError::Plan(message)) => Err(FrontEndError::Plan(

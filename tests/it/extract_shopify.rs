@@ -224,3 +224,138 @@ async fn orders_with_more_lines_than_a_page_are_completed() {
     assert_eq!(report.rows_in("shopify_order_lines"), lines as u64);
     assert_eq!(warehouse.rows("shopify_order_lines"), lines as u64);
 }
+
+/// Four exports a stopped process left running (other queries), then five `run-job
+/// extract-orders` processes `SIGKILL`ed right after they start or adopt their export:
+/// the first cancels the four, the others adopt its export instead of starting more, and
+/// the next run completes, loading every order once, with nothing left running.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_killed_after_starting_a_bulk_export_never_block_the_next_one() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::time::Duration;
+
+    use crate::cli::{KillOnDrop, mailroom, run as run_cli};
+    use crate::support::{SMALL_CUSTOMERS, SMALL_SEED, get_json, sandbox};
+
+    let mut options = mailroom_sandbox::SandboxOptions::new(SMALL_SEED, SMALL_CUSTOMERS);
+    // Long enough that the killed runs' export is still running when the next one looks.
+    options.shopify_bulk_duration = Duration::from_secs(12);
+    let sandbox = sandbox(options).await;
+    let graphql = format!(
+        "{}/shopify/admin/api/2026-10/graphql.json",
+        sandbox.base_url
+    );
+    let client = reqwest::Client::new();
+    for month in 1..=4 {
+        let query = format!(
+            "{{ orders(query: \"updated_at:>='2026-0{month}-01'\") {{ edges {{ node {{ id }} }} }} }}"
+        );
+        let body: serde_json::Value = client
+            .post(&graphql)
+            .header("X-Shopify-Access-Token", mailroom_sandbox::CREDENTIAL)
+            .json(&serde_json::json!({
+                "query": "mutation($q: String!) { bulkOperationRunQuery(query: $q) { bulkOperation { id } userErrors { message } } }",
+                "variables": { "q": query },
+            }))
+            .send()
+            .await
+            .expect("sent")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(
+            body["data"]["bulkOperationRunQuery"]["userErrors"],
+            serde_json::json!([])
+        );
+    }
+    // Created a second or more before any run starts, as a stopped process's would be.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    let base = sandbox.base_url.clone();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().to_path_buf();
+    let cli = move |args: &[&str]| {
+        let mut cmd = mailroom(&path);
+        cmd.args(["--sandbox-url", &base]).args(args);
+        cmd
+    };
+    let kill = cli.clone();
+    let seen = tokio::task::spawn_blocking(move || {
+        let mut seen = Vec::new();
+        for round in 0..5 {
+            let mut child = KillOnDrop(
+                kill(&["run-job", "extract-orders", "--log-format", "json"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("spawn"),
+            );
+            let stderr = child.0.stderr.take().expect("stderr");
+            let line = BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+                .find(|line| {
+                    line.contains("Shopify bulk export started")
+                        || line.contains("adopting the Shopify bulk export")
+                })
+                .unwrap_or_else(|| panic!("round {round}: no export started or adopted"));
+            child.0.kill().expect("SIGKILL");
+            let _ = child.0.wait();
+            seen.push(if line.contains("adopting") {
+                "adopted"
+            } else {
+                "started"
+            });
+        }
+        seen
+    })
+    .await
+    .expect("killed runs");
+    assert_eq!(seen[0], "started", "{seen:?}");
+    assert!(seen.contains(&"adopted"), "{seen:?}");
+
+    let finish = cli.clone();
+    let (code, stdout, stderr) = tokio::task::spawn_blocking(move || {
+        run_cli(&mut finish(&[
+            "run-job",
+            "extract-orders",
+            "--log-format",
+            "json",
+        ]))
+    })
+    .await
+    .expect("rerun");
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+
+    let (_, _, state) = get_json(&format!("{}/_sandbox/state", sandbox.base_url), &[]).await;
+    let operations = state["shopify"]["bulk_operations"]
+        .as_array()
+        .expect("operations");
+    let status = |op: &serde_json::Value| op["status"].as_str().expect("status").to_string();
+    let foreign: Vec<String> = operations[..4].iter().map(status).collect();
+    assert_eq!(foreign, ["CANCELED"; 4], "{operations:#?}");
+    assert!(
+        operations
+            .iter()
+            .all(|op| status(op) == "COMPLETED" || status(op) == "CANCELED"),
+        "nothing left running: {operations:#?}"
+    );
+    let order_exports = operations[4..]
+        .iter()
+        .filter(|op| op["query"].as_str().is_some_and(|q| q.contains("orders(")))
+        .count();
+    assert!(
+        order_exports <= 2,
+        "killed runs adopt the export instead of starting their own: {operations:#?}"
+    );
+    let table =
+        mailroom::warehouse::local::LocalWarehouse::reader(&dir.path().join("data/warehouse"));
+    let orders = table
+        .read("shopify_orders")
+        .await
+        .expect("read")
+        .expect("the table");
+    assert_eq!(orders.num_rows(), world_orders().len());
+}

@@ -21,10 +21,17 @@
 //!   (reruns, a lost ledger), `append` and `replace`, header checks, dry runs.
 //! - `deliver_slack`: report messages and CSV files in Slack against the sandbox, once per
 //!   period (reruns, a lost ledger found in the channel's history), channel errors.
+//! - `activate`, `loyalty_sync`, `winback_results`: win-back enrollment (consent on the
+//!   platform, holdouts, each person at most once, faults), loyalty fields kept current,
+//!   and the intent-to-treat results report.
 //! - `sql_golden`: the shipped SQL files on fixture tables, rows compared with
 //!   `tests/golden/expected/`.
 //! - `sql_steps`: SQL steps in jobs, rendered with the run's fire time and run on the
 //!   warehouse, dry runs too; broken files fail as config errors naming the file.
+//! - `ops`, `deploy`, `reference`: the status server (headless browser), the systemd unit
+//!   and Dockerfile, and the reference docs against what the config reader accepts.
+//! - `hardening`, `corruption`: what an adversarial run found (bad values, closed pipes,
+//!   SIGTERM, long SQL, secrets in URLs) and damage on disk (Delta logs, `state.db`).
 //! - `architecture`: the crate boundaries and the library's module graph (no module below
 //!   the command layer names the sandbox; no import cycles).
 //! - `support`: a scripted executor and helpers shared by the above; it includes the
@@ -39,6 +46,7 @@ mod activate;
 mod architecture;
 mod cli;
 mod config;
+mod corruption;
 mod deliver_sheets;
 mod deliver_slack;
 mod deploy;

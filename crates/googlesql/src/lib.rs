@@ -588,6 +588,28 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>, FrontEndError> {
     Parser::parse_sql(&BigQueryDialect {}, sql).map_err(|e| FrontEndError::Syntax(e.to_string()))
 }
 
+/// The tables a statement names (the last part of each name, as written; CTE names too):
+/// a caller registers only those, so a query never opens tables it does not read. Empty
+/// when the text does not parse (running it then reports why).
+pub fn referenced_tables(sql: &str) -> Vec<String> {
+    let Ok(mut statements) = parse(sql) else {
+        return Vec::new();
+    };
+    let mut names = Vec::new();
+    for statement in &mut statements {
+        let _ = visit_relations_mut(statement, |name| {
+            split_table_name(name);
+            if let Some(ObjectNamePart::Identifier(ident)) = name.0.last() {
+                names.push(ident.value.clone());
+            }
+            ControlFlow::<()>::Continue(())
+        });
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
 /// Rewrites a statement for DataFusion; every construct that cannot keep its meaning is
 /// reported.
 pub fn rewrite(statement: &mut Statement) -> Result<(), Vec<Unsupported>> {
@@ -696,6 +718,19 @@ mod tests {
         .await
         .expect("created");
         ctx
+    }
+
+    #[test]
+    fn referenced_tables_names_every_relation_once_and_nothing_for_select_1() {
+        let sql = "WITH recent AS (SELECT * FROM `proj.ds.orders`) \
+                   SELECT * FROM recent JOIN customers USING (id) \
+                   WHERE id IN (SELECT id FROM orders)";
+        assert_eq!(
+            referenced_tables(sql),
+            vec!["customers", "orders", "recent"]
+        );
+        assert!(referenced_tables("SELECT 1").is_empty());
+        assert!(referenced_tables("SELEC nonsense FROM").is_empty());
     }
 
     async fn rows(sql: &str) -> String {

@@ -66,6 +66,8 @@ pub struct SandboxOptions {
     pub smile_rate_limit: Option<u32>,
     /// Faults to inject from the start.
     pub faults: Vec<FaultRule>,
+    /// The shortest time a Shopify bulk operation takes (real ones take seconds to hours).
+    pub shopify_bulk_duration: std::time::Duration,
 }
 
 impl SandboxOptions {
@@ -79,6 +81,7 @@ impl SandboxOptions {
             },
             smile_rate_limit: Some(10),
             faults: Vec::new(),
+            shopify_bulk_duration: std::time::Duration::from_millis(500),
         }
     }
 }

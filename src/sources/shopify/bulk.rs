@@ -1,5 +1,7 @@
 //! Shopify bulk operations: start an export of a whole connection, poll it until it is
-//! done, then stream its JSONL result into pages.
+//! done, then stream its JSONL result into pages. Operations a stopped run left behind are
+//! adopted (the same query) or canceled first, so killed runs never use up the shop's five
+//! slots.
 //!
 //! The export asks for `groupObjects: true`, so each nested connection's lines (line items,
 //! marked `__parentId`) come right below their parent; they are folded back into the
@@ -7,6 +9,9 @@
 //! so one table declaration serves both. The result is read chunk by chunk and sent in
 //! pages of [`RECORDS_PER_PAGE`], never held whole.
 
+use std::sync::OnceLock;
+
+use chrono::{DateTime, Timelike, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -19,6 +24,8 @@ use crate::sources::{Connection, PageSender, SourceError};
 
 /// Records per page sent on from the result.
 const RECORDS_PER_PAGE: usize = 250;
+/// Polls of a canceled operation before giving up on its slot.
+const CANCEL_POLLS: u32 = 60;
 
 /// Runs `query` as a bulk operation and sends its records; `children` names the nested
 /// connection whose lines are folded into their parents.
@@ -28,8 +35,17 @@ pub(super) async fn export(
     children: Option<&'static str>,
     pages: &PageSender,
 ) -> Result<(), SourceError> {
-    let id = start(api, query).await?;
-    tracing::info!(operation = %id, "Shopify bulk export started");
+    let id = match settle_abandoned(api, query).await? {
+        Some(id) => {
+            tracing::info!(operation = %id, "adopting the Shopify bulk export an earlier run started with the same query");
+            id
+        }
+        None => {
+            let id = start(api, query).await?;
+            tracing::info!(operation = %id, "Shopify bulk export started");
+            id
+        }
+    };
     match wait(api, &id).await? {
         Some(url) => download(api, &url, children, pages).await,
         None => Ok(()),
@@ -41,6 +57,125 @@ fn contract(message: String) -> SourceError {
         service: "Shopify",
         message,
     }
+}
+
+/// When this process first looked for abandoned bulk operations (before it started any):
+/// operations created earlier were left by a stopped process; later ones may belong to a
+/// run of this one.
+fn process_start() -> DateTime<Utc> {
+    static START: OnceLock<DateTime<Utc>> = OnceLock::new();
+    *START.get_or_init(Utc::now)
+}
+
+/// One of the shop's bulk operations, as `bulkOperations` lists it.
+#[derive(Debug, Deserialize)]
+struct Listed {
+    id: String,
+    status: String,
+    #[serde(rename = "createdAt")]
+    created_at: DateTime<Utc>,
+    #[serde(default)]
+    query: String,
+}
+
+/// Bulk operations a stopped run left running hold some of the shop's five slots, and a
+/// run killed after starting its export leaves one each time: before starting, an
+/// operation running this very query is adopted (its result is what a new one would
+/// give), and every other one a stopped process left is canceled, its cancel awaited.
+/// Operations this process started are never canceled (another job may be reading one).
+async fn settle_abandoned(api: &Connection, query: &str) -> Result<Option<String>, SourceError> {
+    let started = process_start();
+    let list = "query Running { bulkOperations(first: 50, query: \"status:created OR status:running OR status:canceling\") { nodes { id status createdAt query } } }";
+    let call = Shopify::graphql(list.to_string(), json!({}));
+    let mut check = GraphQlConnection::new("/data/bulkOperations");
+    let page = fetch_page(
+        &api.client,
+        &api.service,
+        &call,
+        RecordsAt::Pointer("/data/bulkOperations/nodes"),
+        &mut check,
+    )
+    .await?;
+    let mut listed = Vec::new();
+    for record in page.records() {
+        let operation: Listed = serde_json::from_str(record)
+            .map_err(|e| contract(format!("a listed bulk operation is unreadable: {e}")))?;
+        listed.push(operation);
+    }
+    let same = |op: &Listed| op.query.split_whitespace().eq(query.split_whitespace());
+    let adopted = listed
+        .iter()
+        .filter(|op| matches!(op.status.as_str(), "CREATED" | "RUNNING") && same(op))
+        .min_by_key(|op| op.created_at)
+        .map(|op| op.id.clone());
+    let mut canceled = Vec::new();
+    for op in &listed {
+        let abandoned = op.created_at < started.with_nanosecond(0).unwrap_or(started);
+        if Some(&op.id) == adopted.as_ref() || !abandoned {
+            continue;
+        }
+        if matches!(op.status.as_str(), "CREATED" | "RUNNING") {
+            cancel(api, &op.id).await?;
+        }
+        canceled.push(op.id.clone());
+    }
+    for id in &canceled {
+        wait_canceled(api, id).await?;
+    }
+    Ok(adopted)
+}
+
+/// Asks Shopify to cancel operation `id`; one that ended meanwhile needs nothing.
+async fn cancel(api: &Connection, id: &str) -> Result<(), SourceError> {
+    let mutation = "mutation Cancel($id: ID!) { bulkOperationCancel(id: $id) { bulkOperation { id status } userErrors { field message } } }";
+    let call = Shopify::graphql(mutation.to_string(), json!({ "id": id }));
+    let mut check = GraphQlConnection::new("/data/bulkOperationCancel");
+    let page = fetch_page(
+        &api.client,
+        &api.service,
+        &call,
+        RecordsAt::Pointer("/data/bulkOperationCancel/userErrors"),
+        &mut check,
+    )
+    .await?;
+    let refused: Vec<&str> = page.records().collect();
+    if refused.is_empty() {
+        tracing::info!(operation = %id, "canceled a Shopify bulk export a stopped run left running");
+    } else {
+        tracing::info!(operation = %id, answer = %refused.join("; "), "a bulk export left by a stopped run could not be canceled; it has ended");
+    }
+    Ok(())
+}
+
+/// Polls a canceled operation until it no longer holds a slot (`CANCELING` still does).
+async fn wait_canceled(api: &Connection, id: &str) -> Result<(), SourceError> {
+    let poll = "query Poll($id: ID!) { bulkOperation(id: $id) { id status } }";
+    let call = Shopify::graphql(poll.to_string(), json!({ "id": id }));
+    let mut check = GraphQlConnection::new("/data/bulkOperation");
+    for _ in 0..CANCEL_POLLS {
+        let page = fetch_page(
+            &api.client,
+            &api.service,
+            &call,
+            RecordsAt::None,
+            &mut check,
+        )
+        .await?;
+        let status = page.value("/data/bulkOperation/status");
+        if !matches!(
+            status.as_ref().and_then(Value::as_str),
+            Some("CREATED" | "RUNNING" | "CANCELING")
+        ) {
+            return Ok(());
+        }
+        tokio::time::sleep(BULK_POLL).await;
+    }
+    Err(SourceError::Contract {
+        service: "Shopify",
+        message: format!(
+            "bulk export {id} was canceled but still holds a slot after {CANCEL_POLLS} polls"
+        ),
+    })
 }
 
 /// Starts the operation; returns its id.

@@ -2,10 +2,15 @@
 //! JSONL file at a signed URL.
 //!
 //! `bulkOperationRunQuery` validates the query (one top-level connection, at most five
-//! connections, nested at most two deep) and creates the operation; each poll moves it on
-//! (`CREATED` → `RUNNING` → `COMPLETED`). The result has one line per node: nested
-//! connection nodes get their own line with `__parentId`, `edges`/`node` wrappers never
-//! appear, and with `groupObjects: false` the lines come in a shuffled order.
+//! connections, nested at most two deep) and creates the operation, which then runs on the
+//! sandbox's own clock, as Shopify's do in the background: `CREATED`, `RUNNING` once it has
+//! started, `COMPLETED` when its result is built and its minimum duration has passed —
+//! whether or not anyone polls. `bulkOperationCancel` makes a running one `CANCELING`, then
+//! `CANCELED` shortly after. The result has one line per node: nested connection nodes get
+//! their own line with `__parentId`, `edges`/`node` wrappers never appear, and with
+//! `groupObjects: false` the lines come in a shuffled order.
+
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use graphql_parser::query::{Field, Selection, SelectionSet};
@@ -17,6 +22,10 @@ use super::schema::{self, Kind};
 
 /// Most bulk operations running at once per shop (API 2026-01 and later).
 pub const MAX_RUNNING: usize = 5;
+/// How long after its creation an operation shows `RUNNING`.
+const STARTS_AFTER: Duration = Duration::from_millis(50);
+/// How long a cancel takes to land.
+const CANCELS_AFTER: Duration = Duration::from_millis(200);
 
 /// One bulk operation.
 #[derive(Debug, Clone)]
@@ -27,14 +36,18 @@ pub struct BulkOperation {
     pub query: String,
     /// Keep children right below their parent.
     pub group_objects: bool,
-    /// Shopify's status.
-    pub status: &'static str,
-    /// Created.
+    /// Created (wall clock, for `createdAt`).
     pub created_at: DateTime<Utc>,
-    /// Completed.
-    pub completed_at: Option<DateTime<Utc>>,
-    /// The JSONL result, once completed.
-    pub result: Option<BulkResult>,
+    /// Created (for the operation's own clock).
+    pub created: Instant,
+    /// The earliest it may complete: real exports take a while even for a small shop.
+    pub ready_at: Instant,
+    /// What the background export produced, once it has (`None` inside: it failed).
+    pub outcome: Option<Option<BulkResult>>,
+    /// When the outcome was in.
+    pub finished: Option<(Instant, DateTime<Utc>)>,
+    /// When a cancel was asked for.
+    pub canceled: Option<Instant>,
     /// The signature the result URL carries.
     pub signature: String,
 }
@@ -51,27 +64,61 @@ pub struct BulkResult {
 }
 
 impl BulkOperation {
-    /// Whether it still counts against the concurrency limit.
-    pub fn is_running(&self) -> bool {
-        matches!(self.status, "CREATED" | "RUNNING" | "CANCELING")
+    /// Shopify's status of the operation at `now`, on its own clock.
+    pub fn status(&self, now: Instant) -> &'static str {
+        if let Some(at) = self.canceled {
+            return if now >= at + CANCELS_AFTER {
+                "CANCELED"
+            } else {
+                "CANCELING"
+            };
+        }
+        match &self.outcome {
+            Some(Some(_)) if now >= self.ready_at => "COMPLETED",
+            Some(None) if now >= self.ready_at => "FAILED",
+            _ if now >= self.created + STARTS_AFTER => "RUNNING",
+            _ => "CREATED",
+        }
     }
 
-    /// The operation as `BulkOperation` JSON; `base` is the sandbox's address.
-    pub fn json(&self, base: &str) -> Value {
-        let result = self.result.as_ref();
+    /// Whether it still counts against the concurrency limit.
+    pub fn is_running(&self, now: Instant) -> bool {
+        matches!(self.status(now), "CREATED" | "RUNNING" | "CANCELING")
+    }
+
+    /// The result, once the operation has completed.
+    pub fn result(&self, now: Instant) -> Option<&BulkResult> {
+        match (&self.outcome, self.status(now)) {
+            (Some(Some(result)), "COMPLETED") => Some(result),
+            _ => None,
+        }
+    }
+
+    /// The operation as `BulkOperation` JSON at `now`; `base` is the sandbox's address.
+    pub fn json(&self, base: &str, now: Instant) -> Value {
+        let status = self.status(now);
+        let result = self.result(now);
         let url = result.filter(|r| r.objects > 0).map(|_| {
             format!(
                 "{base}/shopify/bulk/{}.jsonl?signature={}",
                 self.id, self.signature
             )
         });
+        let completed_at = match status {
+            "COMPLETED" | "FAILED" => self.finished.map(|(at, wall)| {
+                // Completed when both the export and the minimum duration were done.
+                wall + chrono::Duration::from_std(self.ready_at.saturating_duration_since(at))
+                    .unwrap_or_default()
+            }),
+            _ => None,
+        };
         json!({
             "id": gid("BulkOperation", self.id),
-            "status": self.status,
+            "status": status,
             "type": "QUERY",
-            "errorCode": null,
+            "errorCode": if status == "FAILED" { json!("INTERNAL_SERVER_ERROR") } else { Value::Null },
             "createdAt": self.created_at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-            "completedAt": self.completed_at.map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+            "completedAt": completed_at.map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
             "objectCount": result.map_or("0".to_string(), |r| r.objects.to_string()),
             "rootObjectCount": result.map_or("0".to_string(), |r| r.roots.to_string()),
             "fileSize": result.map_or("0".to_string(), |r| r.jsonl.len().to_string()),

@@ -5,8 +5,10 @@
 //! (at most 250), `last`/`before`, the `query` search syntax, `sortKey` and `reverse`;
 //! `order`, `customer`, `node`, `shop`; the documented cost formula with a leaky bucket per
 //! token (2000 points, 100 restored per second), `extensions.cost` on every answer,
-//! `THROTTLED` in an HTTP 200, `MAX_COST_EXCEEDED` over 1000 points; bulk operations with
-//! polling and a JSONL result at a signed URL (`/shopify/bulk/{id}.jsonl`).
+//! `THROTTLED` in an HTTP 200, `MAX_COST_EXCEEDED` over 1000 points; bulk operations that
+//! run in the background on their own clock, found by `bulkOperation(id:)`, `node(id:)`,
+//! `bulkOperations(...)` or `currentBulkOperation`, with a JSONL result at a signed URL
+//! (`/shopify/bulk/{id}.jsonl`).
 
 pub mod bulk;
 pub mod data;
@@ -117,7 +119,13 @@ impl ShopifyState {
 
     /// Bulk operations, for inspection.
     pub fn summary(&self, base: &str) -> Value {
-        Value::Array(self.operations.iter().map(|op| op.json(base)).collect())
+        let now = Instant::now();
+        Value::Array(
+            self.operations
+                .iter()
+                .map(|op| op.json(base, now))
+                .collect(),
+        )
     }
 }
 
@@ -189,7 +197,7 @@ async fn graphql(
 }
 
 fn answer(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     doc: &Doc,
     operation_name: Option<&str>,
     vars: &Map<String, Value>,
@@ -236,8 +244,14 @@ fn answer(
         state: &mut state,
         base,
         seed: shared.options.world.seed,
+        bulk_duration: shared.options.shopify_bulk_duration,
+        started: Vec::new(),
     };
     let data = exec.run(root_type, set, &mut root);
+    // Spawned only: the background export takes the lock once this request lets go.
+    for started in std::mem::take(&mut root.started) {
+        run_in_background(shared.clone(), started);
+    }
     let actual = if is_mutation {
         MUTATION_COST
     } else {
@@ -268,6 +282,17 @@ struct ShopifyRoot<'a> {
     state: &'a mut ShopifyState,
     base: &'a str,
     seed: u64,
+    /// The shortest time a bulk operation takes.
+    bulk_duration: std::time::Duration,
+    /// Bulk operations this request created, to start in the background.
+    started: Vec<Started>,
+}
+
+/// A bulk operation to run once the request's lock is released.
+struct Started {
+    id: u64,
+    query: String,
+    group_objects: bool,
 }
 
 const ORDER_SORT_KEYS: [&str; 11] = [
@@ -394,38 +419,55 @@ impl<'a> ShopifyRoot<'a> {
         }
     }
 
-    /// Reads a bulk operation, moving it one step on.
-    fn poll(&mut self, id: u64) -> Value {
-        let Some(index) = self.state.operations.iter().position(|op| op.id == id) else {
-            return Value::Null;
-        };
-        let status = self.state.operations[index].status;
-        match status {
-            "CREATED" => self.state.operations[index].status = "RUNNING",
-            "RUNNING" => self.complete(index),
-            "CANCELING" => self.state.operations[index].status = "CANCELED",
-            _ => {}
-        }
-        self.state.operations[index].json(self.base)
+    /// A bulk operation as it stands now (it runs on its own clock, not on polls).
+    fn poll(&self, id: u64) -> Value {
+        self.state
+            .operations
+            .iter()
+            .find(|op| op.id == id)
+            .map_or(Value::Null, |op| op.json(self.base, Instant::now()))
     }
 
-    fn complete(&mut self, index: usize) {
-        let op = &self.state.operations[index];
-        let result = graphql_parser::parse_query::<String>(&op.query)
-            .map_err(|e| e.to_string())
-            .map(|doc| doc.into_static())
-            .and_then(|doc| self.run_bulk(&doc, op.group_objects, op.id));
-        let op = &mut self.state.operations[index];
-        op.completed_at = Some(Utc::now());
-        match result {
-            Ok(result) => {
-                op.status = "COMPLETED";
-                op.result = Some(result);
+    /// `bulkOperations(first:, after:, query:, sortKey:, reverse:)`: the shop's operations,
+    /// oldest first unless reversed, filtered by `status:` and `type:` terms.
+    fn list_operations(&self, args: &Map<String, Value>) -> Result<data::Page<Value>, String> {
+        let now = Instant::now();
+        let filter = args.get("query").and_then(Value::as_str).unwrap_or("");
+        let mut statuses = Vec::new();
+        for term in filter.split_whitespace() {
+            match term.split_once(':') {
+                Some(("status", value)) => statuses.push(value.to_ascii_uppercase()),
+                Some(("operation_type" | "type", value)) if value.eq_ignore_ascii_case("query") => {
+                }
+                Some(("operation_type" | "type", _)) => return Ok(empty_page()),
+                _ if term.eq_ignore_ascii_case("OR") => {}
+                _ => return Err(format!("Invalid search field for bulk operations: {term}")),
             }
-            Err(_) => op.status = "FAILED",
         }
+        let items: Vec<(u64, Value)> = self
+            .state
+            .operations
+            .iter()
+            .filter(|op| statuses.is_empty() || statuses.iter().any(|s| s == op.status(now)))
+            .map(|op| (op.id, op.json(self.base, now)))
+            .collect();
+        let page = paginate(
+            items,
+            |(id, _)| (SortValue::Number(*id as i64), *id),
+            &exec::page_args(args),
+        )?;
+        Ok(data::Page {
+            items: page
+                .items
+                .into_iter()
+                .map(|((_, json), cursor)| (json, cursor))
+                .collect(),
+            has_next: page.has_next,
+            has_previous: page.has_previous,
+        })
     }
 
+    /// Runs an operation's query over the whole world: its JSONL result.
     fn run_bulk(
         &self,
         doc: &Doc,
@@ -483,11 +525,12 @@ impl<'a> ShopifyRoot<'a> {
                 .to_string();
             return user_error(message, "INVALID");
         }
+        let now = Instant::now();
         if self
             .state
             .operations
             .iter()
-            .filter(|op| op.is_running())
+            .filter(|op| op.is_running(now))
             .count()
             >= bulk::MAX_RUNNING
         {
@@ -511,13 +554,20 @@ impl<'a> ShopifyRoot<'a> {
                 .get("groupObjects")
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
-            status: "CREATED",
             created_at: Utc::now(),
-            completed_at: None,
-            result: None,
+            created: now,
+            ready_at: now + self.bulk_duration,
+            outcome: None,
+            finished: None,
+            canceled: None,
             signature,
         };
-        let json = op.json(self.base);
+        let json = op.json(self.base, now);
+        self.started.push(Started {
+            id,
+            query: op.query.clone(),
+            group_objects: op.group_objects,
+        });
         self.state.operations.push(op);
         json!({ "bulkOperation": json, "userErrors": [] })
     }
@@ -536,15 +586,18 @@ impl<'a> ShopifyRoot<'a> {
         else {
             return json!({ "bulkOperation": null, "userErrors": [{ "field": ["id"], "message": "Bulk operation does not exist" }] });
         };
-        if !op.is_running() {
+        let now = Instant::now();
+        if !matches!(op.status(now), "CREATED" | "RUNNING") {
             let message = format!(
                 "A bulk operation cannot be canceled when it is {}",
-                op.status.to_lowercase()
+                op.status(now).to_lowercase()
             );
-            return json!({ "bulkOperation": op.json(self.base), "userErrors": [{ "field": ["id"], "message": message }] });
+            return json!({ "bulkOperation": op.json(self.base, now), "userErrors": [{ "field": ["id"], "message": message }] });
         }
-        op.status = "CANCELING";
-        json!({ "bulkOperation": op.json(self.base), "userErrors": [] })
+        op.canceled = Some(now);
+        // What it had built is dropped with it.
+        op.outcome = None;
+        json!({ "bulkOperation": op.json(self.base, now), "userErrors": [] })
     }
 }
 
@@ -578,6 +631,7 @@ impl Root for ShopifyRoot<'_> {
                 let latest = self.state.operations.last().map(|op| op.id);
                 Resolved::Value(latest.map_or(Value::Null, |n| self.poll(n)))
             }
+            "bulkOperations" => Resolved::Page(self.list_operations(args)?),
             "shop" => Resolved::Value(json!({
                 "id": gid("Shop", 1),
                 "name": "Trailhead Outfitters (sandbox)",
@@ -592,6 +646,55 @@ impl Root for ShopifyRoot<'_> {
     }
 }
 
+fn empty_page() -> data::Page<Value> {
+    data::Page {
+        items: Vec::new(),
+        has_next: false,
+        has_previous: false,
+    }
+}
+
+/// Runs bulk operation `id` off the request path, as Shopify does: the export is built on
+/// a blocking thread while every other request is answered, and its outcome recorded.
+fn run_in_background(shared: Arc<Shared>, started: Started) {
+    let Started {
+        id,
+        query,
+        group_objects,
+    } = started;
+    tokio::spawn(async move {
+        let worker = shared.clone();
+        let built = tokio::task::spawn_blocking(move || {
+            let catalog = worker
+                .shopify_catalog
+                .get_or_init(|| Catalog::build(&worker.world));
+            let doc = graphql_parser::parse_query::<String>(&query)
+                .map_err(|e| e.to_string())?
+                .into_static();
+            // The export reads the world only; the shop's live state is not touched.
+            let mut scratch = ShopifyState::default();
+            let root = ShopifyRoot {
+                catalog,
+                state: &mut scratch,
+                base: "",
+                seed: worker.options.world.seed,
+                bulk_duration: worker.options.shopify_bulk_duration,
+                started: Vec::new(),
+            };
+            root.run_bulk(&doc, group_objects, id)
+        })
+        .await;
+        let outcome = built.ok().and_then(Result::ok);
+        let mut state = lock(&shared.shopify);
+        if let Some(op) = state.operations.iter_mut().find(|op| op.id == id)
+            && op.canceled.is_none()
+        {
+            op.outcome = Some(outcome);
+            op.finished = Some((Instant::now(), Utc::now()));
+        }
+    });
+}
+
 async fn bulk_result(
     State(shared): State<Arc<Shared>>,
     Path(file): Path<String>,
@@ -601,8 +704,9 @@ async fn bulk_result(
         .strip_suffix(".jsonl")
         .and_then(|n| n.parse::<u64>().ok());
     let state = lock(&shared.shopify);
+    let now = Instant::now();
     let op = state.operations.iter().find(|op| Some(op.id) == id);
-    match op.and_then(|op| op.result.as_ref().map(|r| (op, r))) {
+    match op.and_then(|op| op.result(now).map(|r| (op, r))) {
         Some((op, result)) if query.get("signature") == Some(&op.signature) => {
             let mut response = Response::new(Body::from(result.jsonl.clone()));
             response.headers_mut().insert(

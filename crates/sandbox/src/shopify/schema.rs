@@ -29,6 +29,7 @@ pub fn fields(type_name: &str) -> Option<&'static [(&'static str, Kind)]> {
             ("node", Object("Node")),
             ("bulkOperation", Object("BulkOperation")),
             ("currentBulkOperation", Object("BulkOperation")),
+            ("bulkOperations", Connection("BulkOperation")),
         ],
         "Mutation" => &[
             (

@@ -6,7 +6,10 @@ use std::collections::{BTreeSet, HashMap};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{small_sandbox, small_world};
+use mailroom_sandbox::SandboxOptions;
+use mailroom_sandbox::shopify::bulk;
+
+use crate::support::{SMALL_CUSTOMERS, SMALL_SEED, sandbox, small_sandbox, small_world};
 
 struct Shop {
     url: String,
@@ -370,11 +373,34 @@ async fn run_bulk(shop: &Shop, query: &str) -> Value {
     body["data"]["bulkOperationRunQuery"].clone()
 }
 
+const POLL: &str = "query($id: ID!) { bulkOperation(id: $id) { id status objectCount rootObjectCount fileSize url partialDataUrl completedAt } }";
+
+/// Polls every 100 ms until the operation leaves `CREATED`/`RUNNING`/`CANCELING`; the
+/// statuses seen, in order without repeats, and the last answer.
+async fn poll_until_settled(shop: &Shop, id: &str) -> (Vec<String>, Value) {
+    let mut statuses: Vec<String> = Vec::new();
+    for _ in 0..300 {
+        let operation =
+            shop.query(POLL, json!({ "id": id })).await["data"]["bulkOperation"].clone();
+        let status = operation["status"].as_str().expect("status").to_string();
+        if statuses.last() != Some(&status) {
+            statuses.push(status.clone());
+        }
+        if !matches!(status.as_str(), "CREATED" | "RUNNING" | "CANCELING") {
+            return (statuses, operation);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("operation {id} never settled: {statuses:?}");
+}
+
+const ORDERS_EXPORT: &str = "{ orders(query: \"updated_at:>='2026-06-01T00:00:00Z'\", sortKey: UPDATED_AT) { edges { node { id name totalPriceSet { shopMoney { amount } } customer { id } lineItems { edges { node { id sku quantity } } } } } } }";
+
 #[tokio::test]
-async fn bulk_operations_run_through_polls_to_a_jsonl_file_with_parent_ids() {
+async fn bulk_operations_run_on_their_own_clock_to_a_jsonl_file_with_parent_ids() {
     let sandbox = small_sandbox().await;
     let shop = Shop::new(&sandbox.base_url);
-    let started = run_bulk(&shop, "{ orders(query: \"updated_at:>='2026-06-01T00:00:00Z'\", sortKey: UPDATED_AT) { edges { node { id name totalPriceSet { shopMoney { amount } } customer { id } lineItems { edges { node { id sku quantity } } } } } } }").await;
+    let started = run_bulk(&shop, ORDERS_EXPORT).await;
     assert_eq!(started["userErrors"], json!([]));
     assert_eq!(started["bulkOperation"]["status"], "CREATED");
     let id = started["bulkOperation"]["id"]
@@ -382,17 +408,11 @@ async fn bulk_operations_run_through_polls_to_a_jsonl_file_with_parent_ids() {
         .expect("id")
         .to_string();
 
-    let poll = "query($id: ID!) { bulkOperation(id: $id) { id status objectCount rootObjectCount fileSize url partialDataUrl } }";
-    let mut statuses = Vec::new();
-    let mut operation = Value::Null;
-    for _ in 0..5 {
-        operation = shop.query(poll, json!({ "id": id })).await["data"]["bulkOperation"].clone();
-        statuses.push(operation["status"].as_str().expect("status").to_string());
-        if operation["status"] == "COMPLETED" {
-            break;
-        }
-    }
-    assert_eq!(statuses, ["RUNNING", "COMPLETED"]);
+    // Nobody polls: the operation still finishes in the background, as Shopify's do.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let (statuses, operation) = poll_until_settled(&shop, &id).await;
+    assert_eq!(statuses, ["COMPLETED"], "finished without being polled");
+    assert!(operation["completedAt"].is_string(), "{operation}");
     let url = operation["url"].as_str().expect("a result URL");
     let jsonl = reqwest::get(url)
         .await
@@ -494,4 +514,84 @@ async fn invalid_bulk_queries_come_back_as_user_errors() {
         );
         assert_eq!(payload["userErrors"][0]["field"], json!(["query"]));
     }
+}
+
+#[tokio::test]
+async fn a_bulk_operation_shows_running_until_its_minimum_duration_has_passed() {
+    let mut options = SandboxOptions::new(SMALL_SEED, SMALL_CUSTOMERS);
+    options.shopify_bulk_duration = std::time::Duration::from_secs(2);
+    let sandbox = sandbox(options).await;
+    let shop = Shop::new(&sandbox.base_url);
+    let id = run_bulk(&shop, ORDERS_EXPORT).await["bulkOperation"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let (statuses, operation) = poll_until_settled(&shop, &id).await;
+    assert_eq!(statuses.last().map(String::as_str), Some("COMPLETED"));
+    assert!(statuses.contains(&"RUNNING".to_string()), "{statuses:?}");
+    assert!(operation["url"].is_string());
+}
+
+#[tokio::test]
+async fn five_running_operations_fill_the_shop_and_a_cancel_frees_a_slot() {
+    let mut options = SandboxOptions::new(SMALL_SEED, SMALL_CUSTOMERS);
+    options.shopify_bulk_duration = std::time::Duration::from_secs(600);
+    let sandbox = sandbox(options).await;
+    let shop = Shop::new(&sandbox.base_url);
+    let mut ids = Vec::new();
+    for _ in 0..bulk::MAX_RUNNING {
+        let started = run_bulk(&shop, ORDERS_EXPORT).await;
+        assert_eq!(started["userErrors"], json!([]), "{started}");
+        ids.push(
+            started["bulkOperation"]["id"]
+                .as_str()
+                .expect("id")
+                .to_string(),
+        );
+    }
+    let refused = run_bulk(&shop, ORDERS_EXPORT).await;
+    assert!(refused["bulkOperation"].is_null());
+    assert_eq!(
+        refused["userErrors"][0]["code"], "LIMIT_REACHED",
+        "{refused}"
+    );
+
+    // The shop's operations, filtered by status, oldest first, with their queries.
+    let list = "query($q: String) { bulkOperations(first: 10, query: $q) { nodes { id status query createdAt } pageInfo { hasNextPage } } }";
+    let running = shop
+        .query(list, json!({ "q": "status:created OR status:running" }))
+        .await;
+    let nodes = running["data"]["bulkOperations"]["nodes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{running}"));
+    let listed: Vec<&str> = nodes
+        .iter()
+        .map(|n| n["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(listed, ids.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(nodes.iter().all(|n| n["query"] == ORDERS_EXPORT));
+
+    let cancel = "mutation($id: ID!) { bulkOperationCancel(id: $id) { bulkOperation { id status } userErrors { field message } } }";
+    let canceled = shop.query(cancel, json!({ "id": ids[0] })).await;
+    let payload = &canceled["data"]["bulkOperationCancel"];
+    assert_eq!(payload["userErrors"], json!([]), "{canceled}");
+    assert_eq!(payload["bulkOperation"]["status"], "CANCELING");
+    let (statuses, _) = poll_until_settled(&shop, &ids[0]).await;
+    assert_eq!(statuses.last().map(String::as_str), Some("CANCELED"));
+    let again = shop.query(cancel, json!({ "id": ids[0] })).await;
+    assert!(
+        again["data"]["bulkOperationCancel"]["userErrors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("canceled")),
+        "{again}"
+    );
+    let none = shop.query(list, json!({ "q": "status:canceling" })).await;
+    assert_eq!(none["data"]["bulkOperations"]["nodes"], json!([]));
+
+    let started = run_bulk(&shop, ORDERS_EXPORT).await;
+    assert_eq!(
+        started["userErrors"],
+        json!([]),
+        "the canceled one's slot is free: {started}"
+    );
 }

@@ -24,8 +24,8 @@ pub async fn sandbox(options: SandboxOptions) -> RunningSandbox {
         .expect("sandbox starts")
 }
 
-const SMALL_SEED: u64 = 42;
-const SMALL_CUSTOMERS: u32 = 300;
+pub const SMALL_SEED: u64 = 42;
+pub const SMALL_CUSTOMERS: u32 = 300;
 
 /// A small world (seed 42, 300 customers) with the real services' rate limits.
 pub async fn small_sandbox() -> RunningSandbox {
