@@ -35,6 +35,7 @@ pub fn init(format: LogFormat, level: &str) {
         // reads the environment concurrently.
         unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
     }
+    quiet_library_panics();
     let filter = std::env::var("MAILROOM_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .ok()
@@ -61,4 +62,31 @@ pub fn init(format: LogFormat, level: &str) {
     };
     // Already installed (tests call `init` more than once): keep the first.
     drop(result);
+}
+
+/// A panic inside a dependency's worker task (object_store's writer after a failed write on
+/// a full disk, say) is caught by its runtime and surfaces as that operation's error, which
+/// mailroom reports; its raw message is only logged at debug. A panic in mailroom's own code
+/// is a bug and still reported by the default hook, loudly.
+fn quiet_library_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        // Dependencies are compiled from absolute paths (the registry, the standard
+        // library); mailroom's crates from paths relative to the workspace.
+        let in_library = info
+            .location()
+            .is_some_and(|l| std::path::Path::new(l.file()).is_absolute());
+        if !in_library {
+            default(info);
+            return;
+        }
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let location = info.location().map(ToString::to_string).unwrap_or_default();
+        tracing::debug!(%location, %message, "a library task panicked; the operation it served reports the failure");
+    }));
 }

@@ -267,3 +267,120 @@ fn a_run_stopped_at_the_end_of_the_grace_period_exits_interrupted() {
     assert_eq!(code, 130, "{stdout}");
     assert!(stdout.contains("interrupted by SIGTERM"), "{stdout}");
 }
+
+/// A tmpfs mounted for a test (root only), unmounted when dropped.
+#[cfg(target_os = "linux")]
+struct Tmpfs(std::path::PathBuf);
+
+#[cfg(target_os = "linux")]
+impl Tmpfs {
+    /// `None` (with the reason) where mounting is not allowed.
+    fn mount(at: &std::path::Path, size: &str) -> Result<Tmpfs, String> {
+        std::fs::create_dir_all(at).map_err(|e| e.to_string())?;
+        let output = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if output.status.success() {
+            Ok(Tmpfs(at.to_path_buf()))
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).trim().to_string())
+        }
+    }
+
+    fn resize(&self, size: &str) {
+        let status = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .expect("mount");
+        assert!(status.success(), "remount");
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// A data directory on a disk that fills up during the load — while staging, while Delta
+/// writes the table's files, while it commits — at several sizes: each run fails as a
+/// transient error naming the full disk, with no panic message; once there is room, the
+/// next run completes and the table holds every order of the world exactly once.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_disk_fails_the_load_cleanly_and_the_next_run_completes_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = mailroom::config::DEFAULT_CONFIG.replace(
+        "customers = 2000\n",
+        "customers = 2000\nanchor = \"2026-11-01\"\n",
+    ) + "\n[[jobs]]\nname = \"orders-once\"\nschedule = \"0 5 * * *\"\nretries = 0\nsteps = [{ type = \"extract\", source = \"shopify\", streams = [\"orders\"] }]\n";
+    write_config(dir.path(), &config);
+    let mount = dir.path().join("disk");
+    let data = mount.join("data");
+    let mut failures = 0;
+    let mut disk = None;
+    for size in ["600k", "1000k", "1400k", "1800k", "2200k"] {
+        drop(disk.take());
+        disk = match Tmpfs::mount(&mount, size) {
+            Ok(disk) => Some(disk),
+            Err(reason) => {
+                eprintln!("skipped: a tmpfs cannot be mounted here (needs root): {reason}");
+                return;
+            }
+        };
+        let (code, stdout, stderr) = run(mailroom(dir.path())
+            .args(["--data-dir", &data.display().to_string()])
+            .args(["run-job", "orders-once", "--log-format", "text"]));
+        let text = format!("{stdout}{stderr}");
+        assert!(!text.contains("panicked"), "{size}: {text}");
+        match code {
+            0 => {}
+            75 => {
+                failures += 1;
+                assert!(text.contains("No space left on device"), "{size}: {text}");
+            }
+            other => panic!("{size}: exit {other}: {text}"),
+        }
+    }
+    assert!(failures >= 3, "the disk filled at most sizes");
+    let disk = disk.expect("mounted");
+    // The last size's failed load stays on disk; with room, the next run completes it.
+    disk.resize("256m");
+    let (code, _, stderr) = run(mailroom(dir.path())
+        .args(["--data-dir", &data.display().to_string()])
+        .args(["run-job", "orders-once"]));
+    assert_eq!(code, 0, "{stderr}");
+    let (code, counted, stderr) = run(mailroom(dir.path())
+        .args(["--data-dir", &data.display().to_string()])
+        .args([
+            "query",
+            "SELECT COUNT(*) AS n, COUNT(DISTINCT id) AS ids FROM shopify_orders",
+            "--format",
+            "csv",
+        ]));
+    assert_eq!(code, 0, "{stderr}");
+    let world = mailroom_sandbox::world::World::new(mailroom_sandbox::world::WorldParams {
+        seed: 42,
+        customers: 2000,
+        anchor: mailroom::config::SandboxAnchor::Date(
+            chrono::NaiveDate::from_ymd_opt(2026, 11, 1).expect("date"),
+        )
+        .at(chrono::Utc::now()),
+    });
+    let orders = world
+        .people()
+        .map(|p| world.orders_of(&p).len())
+        .sum::<usize>();
+    assert_eq!(
+        counted.lines().nth(1).expect("a row").trim(),
+        format!("{orders},{orders}"),
+        "every order once"
+    );
+}

@@ -30,8 +30,10 @@
 //!   warehouse, dry runs too; broken files fail as config errors naming the file.
 //! - `ops`, `deploy`, `reference`: the status server (headless browser), the systemd unit
 //!   and Dockerfile, and the reference docs against what the config reader accepts.
-//! - `hardening`, `corruption`: what an adversarial run found (bad values, closed pipes,
-//!   SIGTERM, long SQL, secrets in URLs) and damage on disk (Delta logs, `state.db`).
+//! - `hardening`, `corruption`, `mutants`: what an adversarial run found (bad values,
+//!   closed pipes, SIGTERM, a full disk, long SQL, secrets in URLs), damage on disk (Delta
+//!   logs, `state.db`), and generated config and SQL mutants and closed pipes on every
+//!   command that prints.
 //! - `architecture`: the crate boundaries and the library's module graph (no module below
 //!   the command layer names the sandbox; no import cycles).
 //! - `support`: a scripted executor and helpers shared by the above; it includes the
@@ -57,6 +59,7 @@ mod extract_smile;
 mod hardening;
 mod http;
 mod loyalty_sync;
+mod mutants;
 mod ops;
 mod reference;
 mod retry;
