@@ -544,6 +544,8 @@ pub const MAX_OPERATORS: usize = 10_000;
 fn operator_count(sql: &str) -> usize {
     let mut count = 0;
     let mut word = String::new();
+    let mut previous_word = String::new();
+    let mut previous = ' ';
     let mut quote: Option<char> = None;
     for c in sql.chars() {
         if let Some(q) = quote {
@@ -554,6 +556,11 @@ fn operator_count(sql: &str) -> usize {
         }
         match c {
             '\'' | '"' | '`' => quote = Some(c),
+            // `*` alone (`SELECT *`, `COUNT(*)`, `t.*`) selects; it is no operator.
+            '*' if matches!(previous, '(' | ',' | '.')
+                || (previous.is_ascii_alphabetic()
+                    && word.is_empty()
+                    && previous_word == "SELECT") => {}
             // Arithmetic nests deeper than a boolean chain: it counts twice.
             '+' | '-' | '*' | '/' | '|' => count += 2,
             _ => {}
@@ -564,7 +571,12 @@ fn operator_count(sql: &str) -> usize {
             if word == "AND" || word == "OR" {
                 count += 1;
             }
-            word.clear();
+            if !word.is_empty() {
+                previous_word = std::mem::take(&mut word);
+            }
+        }
+        if !c.is_whitespace() {
+            previous = c;
         }
     }
     if word == "AND" || word == "OR" {
@@ -718,6 +730,13 @@ mod tests {
         .await
         .expect("created");
         ctx
+    }
+
+    #[test]
+    fn a_star_that_selects_is_not_counted_as_an_operator() {
+        assert_eq!(operator_count("SELECT *, COUNT(*), t.* FROM t"), 0);
+        assert_eq!(operator_count("SELECT a * b FROM t WHERE x OR y"), 3);
+        assert_eq!(operator_count("SELECT 'a OR b' AS x"), 0);
     }
 
     #[test]

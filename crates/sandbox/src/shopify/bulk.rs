@@ -42,7 +42,7 @@ pub struct BulkOperation {
     pub created: Instant,
     /// The earliest it may complete: real exports take a while even for a small shop.
     pub ready_at: Instant,
-    /// What the background export produced, once it has (`None` inside: it failed).
+    /// What the background export counted, once it has (`None` inside: it failed).
     pub outcome: Option<Option<BulkResult>>,
     /// When the outcome was in.
     pub finished: Option<(Instant, DateTime<Utc>)>,
@@ -52,15 +52,17 @@ pub struct BulkOperation {
     pub signature: String,
 }
 
-/// A completed operation's output.
-#[derive(Debug, Clone)]
+/// A completed operation's output, as counted when it was built: the file itself is
+/// derived from the world again, chunk by chunk, each time it is downloaded (the same
+/// bytes every time), so no result is ever held in memory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BulkResult {
-    /// The file.
-    pub jsonl: String,
     /// All lines.
     pub objects: u64,
     /// Lines of the top-level connection.
     pub roots: u64,
+    /// The file's size in bytes.
+    pub bytes: u64,
 }
 
 impl BulkOperation {
@@ -121,7 +123,7 @@ impl BulkOperation {
             "completedAt": completed_at.map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
             "objectCount": result.map_or("0".to_string(), |r| r.objects.to_string()),
             "rootObjectCount": result.map_or("0".to_string(), |r| r.roots.to_string()),
-            "fileSize": result.map_or("0".to_string(), |r| r.jsonl.len().to_string()),
+            "fileSize": result.map_or("0".to_string(), |r| r.bytes.to_string()),
             "url": url,
             "partialDataUrl": null,
             "query": self.query,
@@ -272,18 +274,21 @@ pub fn flatten(
     }
 }
 
-/// The JSONL text for `lines`, shuffled by `seed` unless objects are grouped.
-pub fn to_jsonl(mut lines: Vec<Value>, group_objects: bool, seed: u64) -> String {
+/// Appends the JSONL text for `lines` to `text`, shuffled by `rng` unless objects are
+/// grouped.
+pub fn write_jsonl(
+    mut lines: Vec<Value>,
+    group_objects: bool,
+    rng: &mut fastrand::Rng,
+    text: &mut String,
+) {
     if !group_objects {
-        let mut rng = fastrand::Rng::with_seed(seed);
         rng.shuffle(&mut lines);
     }
-    let mut text = String::new();
     for line in lines {
         text.push_str(&line.to_string());
         text.push('\n');
     }
-    text
 }
 
 /// The arguments of the root field, as JSON.

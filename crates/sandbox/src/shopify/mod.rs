@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use axum::routing::{get, post};
@@ -45,6 +45,8 @@ pub const RESTORE_RATE: f64 = 100.0;
 pub const MAX_QUERY_COST: u64 = 1000;
 /// What a mutation costs.
 const MUTATION_COST: u64 = 10;
+/// Top-level nodes derived, and held, at a time while a bulk result is built or streamed.
+const EXPORT_CHUNK: usize = 512;
 
 /// People and orders of the world, built on first use.
 pub struct Catalog {
@@ -467,32 +469,62 @@ impl<'a> ShopifyRoot<'a> {
         })
     }
 
-    /// Runs an operation's query over the whole world: its JSONL result.
-    fn run_bulk(
+    /// Derives an operation's JSONL result from the world in chunks of [`EXPORT_CHUNK`]
+    /// top-level nodes, handing each chunk's text to `emit` (which says whether to go on);
+    /// the lines of a chunk are shuffled by the operation's seed unless objects are
+    /// grouped, so the same operation gives the same bytes every time. Only one chunk is
+    /// ever held.
+    fn export(
+        &self,
+        doc: &Doc,
+        group_objects: bool,
+        id: u64,
+        emit: &mut dyn FnMut(String, bulk::BulkResult) -> bool,
+    ) -> Result<(), String> {
+        let field = bulk::root_field(doc)?;
+        let args = bulk::root_arguments(field);
+        let (node, mut items) = match field.name.as_str() {
+            "orders" => ("Order", self.orders(&args)?),
+            _ => ("Customer", self.customers(&args)?),
+        };
+        items.sort_by(|a, b| a.1.partial_cmp(&b.1).unwrap_or(std::cmp::Ordering::Equal));
+        let vars = Map::new();
+        let mut exec = Exec::new(doc, &vars);
+        let mut rng = fastrand::Rng::with_seed(self.seed ^ id);
+        for chunk in items.chunks(EXPORT_CHUNK) {
+            let rendered: Vec<Value> = chunk.iter().map(|(hit, _)| self.render(*hit)).collect();
+            let mut lines = Vec::new();
+            bulk::flatten(&mut exec, node, &rendered, field, None, &mut lines);
+            let counted = bulk::BulkResult {
+                objects: lines.len() as u64,
+                roots: chunk.len() as u64,
+                bytes: 0,
+            };
+            let mut text = String::new();
+            bulk::write_jsonl(lines, group_objects, &mut rng, &mut text);
+            if !emit(text, counted) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts what an operation's result holds (lines, top-level lines, bytes) by deriving
+    /// it once and keeping nothing.
+    fn count_export(
         &self,
         doc: &Doc,
         group_objects: bool,
         id: u64,
     ) -> Result<bulk::BulkResult, String> {
-        let field = bulk::root_field(doc)?;
-        let args = bulk::root_arguments(field);
-        let (node, items) = match field.name.as_str() {
-            "orders" => ("Order", self.orders(&args)?),
-            _ => ("Customer", self.customers(&args)?),
-        };
-        let mut items = items;
-        items.sort_by(|a, b| a.1.partial_cmp(&b.1).unwrap_or(std::cmp::Ordering::Equal));
-        let items: Vec<Value> = items.into_iter().map(|(hit, _)| self.render(hit)).collect();
-        let vars = Map::new();
-        let mut exec = Exec::new(doc, &vars);
-        let mut lines = Vec::new();
-        bulk::flatten(&mut exec, node, &items, field, None, &mut lines);
-        let objects = lines.len() as u64;
-        Ok(bulk::BulkResult {
-            jsonl: bulk::to_jsonl(lines, group_objects, self.seed ^ id),
-            objects,
-            roots: items.len() as u64,
-        })
+        let mut total = bulk::BulkResult::default();
+        self.export(doc, group_objects, id, &mut |text, counted| {
+            total.objects += counted.objects;
+            total.roots += counted.roots;
+            total.bytes += text.len() as u64;
+            true
+        })?;
+        Ok(total)
     }
 
     fn run_query(&mut self, args: &Map<String, Value>) -> Value {
@@ -681,7 +713,7 @@ fn run_in_background(shared: Arc<Shared>, started: Started) {
                 bulk_duration: worker.options.shopify_bulk_duration,
                 started: Vec::new(),
             };
-            root.run_bulk(&doc, group_objects, id)
+            root.count_export(&doc, group_objects, id)
         })
         .await;
         let outcome = built.ok().and_then(Result::ok);
@@ -703,25 +735,78 @@ async fn bulk_result(
     let id = file
         .strip_suffix(".jsonl")
         .and_then(|n| n.parse::<u64>().ok());
-    let state = lock(&shared.shopify);
-    let now = Instant::now();
-    let op = state.operations.iter().find(|op| Some(op.id) == id);
-    match op.and_then(|op| op.result(now).map(|r| (op, r))) {
-        Some((op, result)) if query.get("signature") == Some(&op.signature) => {
-            let mut response = Response::new(Body::from(result.jsonl.clone()));
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/jsonl"),
+    let found = {
+        let state = lock(&shared.shopify);
+        let now = Instant::now();
+        state
+            .operations
+            .iter()
+            .find(|op| Some(op.id) == id)
+            .and_then(|op| op.result(now).map(|r| (op.clone(), *r)))
+    };
+    let (op, result) = match found {
+        Some((op, result)) if query.get("signature") == Some(&op.signature) => (op, result),
+        Some(_) => {
+            return error(
+                StatusCode::FORBIDDEN,
+                "AccessDenied: the signature does not match",
             );
-            response
         }
-        Some(_) => error(
-            StatusCode::FORBIDDEN,
-            "AccessDenied: the signature does not match",
-        ),
-        None => error(
-            StatusCode::NOT_FOUND,
-            "NoSuchKey: the result does not exist",
-        ),
+        None => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "NoSuchKey: the result does not exist",
+            );
+        }
+    };
+    // The file is derived again, chunk by chunk, on a blocking thread, and streamed: a few
+    // chunks in flight at most, whatever its size.
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let worker = shared.clone();
+    tokio::task::spawn_blocking(move || {
+        let catalog = worker
+            .shopify_catalog
+            .get_or_init(|| Catalog::build(&worker.world));
+        let Ok(doc) = graphql_parser::parse_query::<String>(&op.query) else {
+            return;
+        };
+        let doc = doc.into_static();
+        let mut scratch = ShopifyState::default();
+        let root = ShopifyRoot {
+            catalog,
+            state: &mut scratch,
+            base: "",
+            seed: worker.options.world.seed,
+            bulk_duration: worker.options.shopify_bulk_duration,
+            started: Vec::new(),
+        };
+        let _ = root.export(&doc, op.group_objects, op.id, &mut |text, _| {
+            sender.blocking_send(Bytes::from(text)).is_ok()
+        });
+    });
+    let mut response = Response::new(Body::from_stream(Chunks(receiver)));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/jsonl"),
+    );
+    if let Ok(length) = HeaderValue::from_str(&result.bytes.to_string()) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, length);
+    }
+    response
+}
+
+/// The chunks of a streamed bulk result, as a response body.
+struct Chunks(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl futures_core::Stream for Chunks {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx).map(|chunk| chunk.map(Ok))
     }
 }

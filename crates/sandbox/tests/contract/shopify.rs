@@ -426,6 +426,15 @@ async fn bulk_operations_run_on_their_own_clock_to_a_jsonl_file_with_parent_ids(
         .collect();
     assert_eq!(operation["objectCount"], lines.len().to_string());
     assert_eq!(operation["fileSize"], jsonl.len().to_string());
+    // The result is derived from the world again on every download, never stored: the
+    // same bytes each time.
+    let again = reqwest::get(url)
+        .await
+        .expect("downloaded again")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(again, jsonl);
 
     let w = small_world();
     let since = chrono::DateTime::parse_from_rfc3339("2026-06-01T00:00:00Z").expect("ts");
