@@ -71,7 +71,7 @@ fn config_mutants(config: &str) -> Vec<(String, Vec<u8>)> {
             .unwrap_or(0);
         mutants.push((
             format!("cut at byte {cut}"),
-            config[..cut].as_bytes().to_vec(),
+            config.as_bytes()[..cut].to_vec(),
         ));
     }
     let assignments: Vec<usize> = meaningful
