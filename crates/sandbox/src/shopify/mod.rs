@@ -686,6 +686,31 @@ fn empty_page() -> data::Page<Value> {
     }
 }
 
+/// Calls `work` with a resolver over the world (read only: the shop's live state is not
+/// touched) and an operation's parsed `query`.
+fn with_export<T>(
+    shared: &Shared,
+    query: &str,
+    work: impl FnOnce(&ShopifyRoot<'_>, &Doc) -> Result<T, String>,
+) -> Result<T, String> {
+    let catalog = shared
+        .shopify_catalog
+        .get_or_init(|| Catalog::build(&shared.world));
+    let doc = graphql_parser::parse_query::<String>(query)
+        .map_err(|e| e.to_string())?
+        .into_static();
+    let mut scratch = ShopifyState::default();
+    let root = ShopifyRoot {
+        catalog,
+        state: &mut scratch,
+        base: "",
+        seed: shared.options.world.seed,
+        bulk_duration: shared.options.shopify_bulk_duration,
+        started: Vec::new(),
+    };
+    work(&root, &doc)
+}
+
 /// Runs bulk operation `id` off the request path, as Shopify does: the export is built on
 /// a blocking thread while every other request is answered, and its outcome recorded.
 fn run_in_background(shared: Arc<Shared>, started: Started) {
@@ -697,23 +722,9 @@ fn run_in_background(shared: Arc<Shared>, started: Started) {
     tokio::spawn(async move {
         let worker = shared.clone();
         let built = tokio::task::spawn_blocking(move || {
-            let catalog = worker
-                .shopify_catalog
-                .get_or_init(|| Catalog::build(&worker.world));
-            let doc = graphql_parser::parse_query::<String>(&query)
-                .map_err(|e| e.to_string())?
-                .into_static();
-            // The export reads the world only; the shop's live state is not touched.
-            let mut scratch = ShopifyState::default();
-            let root = ShopifyRoot {
-                catalog,
-                state: &mut scratch,
-                base: "",
-                seed: worker.options.world.seed,
-                bulk_duration: worker.options.shopify_bulk_duration,
-                started: Vec::new(),
-            };
-            root.count_export(&doc, group_objects, id)
+            with_export(&worker, &query, |root, doc| {
+                root.count_export(doc, group_objects, id)
+            })
         })
         .await;
         let outcome = built.ok().and_then(Result::ok);
@@ -764,24 +775,10 @@ async fn bulk_result(
     let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(4);
     let worker = shared.clone();
     tokio::task::spawn_blocking(move || {
-        let catalog = worker
-            .shopify_catalog
-            .get_or_init(|| Catalog::build(&worker.world));
-        let Ok(doc) = graphql_parser::parse_query::<String>(&op.query) else {
-            return;
-        };
-        let doc = doc.into_static();
-        let mut scratch = ShopifyState::default();
-        let root = ShopifyRoot {
-            catalog,
-            state: &mut scratch,
-            base: "",
-            seed: worker.options.world.seed,
-            bulk_duration: worker.options.shopify_bulk_duration,
-            started: Vec::new(),
-        };
-        let _ = root.export(&doc, op.group_objects, op.id, &mut |text, _| {
-            sender.blocking_send(Bytes::from(text)).is_ok()
+        let _ = with_export(&worker, &op.query, |root, doc| {
+            root.export(doc, op.group_objects, op.id, &mut |text, _| {
+                sender.blocking_send(Bytes::from(text)).is_ok()
+            })
         });
     });
     let mut response = Response::new(Body::from_stream(Chunks(receiver)));
