@@ -28,6 +28,57 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// The lines a child writes to stderr, read on a thread as they come.
+pub(crate) struct LogLines {
+    lines: std::sync::mpsc::Receiver<String>,
+    /// Every line read so far.
+    pub(crate) seen: Vec<String>,
+}
+
+impl LogLines {
+    /// Starts reading `child`'s piped stderr.
+    pub(crate) fn of(child: &mut std::process::Child) -> Self {
+        let stderr = child.stderr.take().expect("stderr piped");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        LogLines {
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Reads until a line contains `needle`; panics with what was read after two minutes.
+    pub(crate) fn wait_for(&mut self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !self.seen.iter().any(|l| l.contains(needle)) {
+            let line = self
+                .lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| panic!("no line with {needle:?} in {:#?}", self.seen));
+            self.seen.push(line);
+        }
+    }
+
+    /// Reads the rest, until the child closes stderr.
+    pub(crate) fn finish(&mut self) {
+        self.seen.extend(self.lines.iter());
+    }
+}
+
+/// Sends SIGTERM to `child`, as a supervisor stops it.
+#[cfg(unix)]
+pub(crate) fn sigterm(child: &std::process::Child) {
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+}
+
 /// Writes `text` as `dir`'s config.toml, with the shipped SQL files beside it (a config of
 /// one's own reads its SQL files from disk).
 pub(crate) fn write_config(dir: &Path, text: &str) {
@@ -418,28 +469,12 @@ fn run_stops_cleanly_on_sigterm() {
             .spawn()
             .expect("spawn"),
     );
-    let stderr = child.0.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut log = Vec::new();
-    while !log.iter().any(|l: &String| l.contains("scheduler started")) {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("scheduler start logged");
-        log.push(line);
-    }
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
+    let mut log = LogLines::of(&mut child.0);
+    log.wait_for("scheduler started");
+    sigterm(&child.0);
     let status = child.0.wait().expect("wait");
-    log.extend(rx.iter());
+    log.finish();
+    let log = log.seen;
     assert_eq!(status.code(), Some(0), "{log:#?}");
     assert!(
         log.iter()

@@ -37,32 +37,6 @@ fn compact_retention_below_seven_days_is_refused_before_anything_runs() {
     assert!(stderr.contains("--keep-days"), "{stderr}");
 }
 
-/// `mailroom jobs --next 2000 | head -1`: the reader leaves after one line; mailroom ends
-/// quietly with success instead of panicking on the closed pipe.
-#[test]
-fn a_reader_that_goes_away_ends_output_quietly_instead_of_a_panic() {
-    use std::io::{BufRead, BufReader};
-    use std::process::Stdio;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = mailroom(dir.path())
-        .args(["jobs", "--next", "2000"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut first = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut first)
-        .expect("one line");
-    // The reading end is closed here, as `head -1` closes it.
-    let output = child.wait_with_output().expect("wait");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!first.is_empty());
-    assert_eq!(output.status.code(), Some(0), "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-}
-
 /// Exporting to a folder that does not exist cannot pass by waiting: a terminal failure
 /// (exit 1) naming the path, not "try again later" (75).
 #[test]
@@ -210,9 +184,7 @@ fn run_job_summary_says_rows_loaded_and_rows_in_the_table() {
 /// returns the exit code, stdout and the ledger's status of the run.
 #[cfg(unix)]
 fn sigterm_during_a_slow_page(slow_secs: u64, grace_secs: u64) -> (i32, String, String) {
-    use std::io::{BufRead, BufReader};
     use std::process::Stdio;
-    use std::time::{Duration, Instant};
     let dir = tempfile::tempdir().expect("tempdir");
     let plan = serde_json::json!([{
         "method": "GET",
@@ -239,26 +211,9 @@ fn sigterm_during_a_slow_page(slow_secs: u64, grace_secs: u64) -> (i32, String, 
             .spawn()
             .expect("spawn"),
     );
-    let stderr = child.0.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut log = Vec::new();
-    while !log.iter().any(|l: &String| l.contains("step started")) {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .unwrap_or_else(|_| panic!("the run started: {log:#?}"));
-        log.push(line);
-    }
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
+    let mut log = crate::cli::LogLines::of(&mut child.0);
+    log.wait_for("step started");
+    crate::cli::sigterm(&child.0);
     let mut stdout = String::new();
     std::io::Read::read_to_string(&mut child.0.stdout.take().expect("stdout"), &mut stdout)
         .expect("stdout");

@@ -180,6 +180,18 @@ fn has_location(line: &str, file: &str) -> bool {
     })
 }
 
+/// A data directory with the shipped config and the loyalty tables extracted.
+fn loyalty_loaded() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_config(dir.path(), mailroom::config::DEFAULT_CONFIG);
+    let (code, text) = run_bounded(
+        mailroom(dir.path()).args(["run-job", "extract-loyalty"]),
+        Duration::from_secs(300),
+    );
+    assert_eq!(code, 0, "{text}");
+    dir
+}
+
 /// SQL a user could write in `queries/`: each `(name, text)`.
 fn sql_mutants() -> Vec<(&'static str, String)> {
     vec![
@@ -234,13 +246,7 @@ fn sql_mutants() -> Vec<(&'static str, String)> {
 
 #[test]
 fn broken_and_hostile_sql_is_refused_with_a_location_never_a_crash() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    write_config(dir.path(), mailroom::config::DEFAULT_CONFIG);
-    let (code, text) = run_bounded(
-        mailroom(dir.path()).args(["run-job", "extract-loyalty"]),
-        Duration::from_secs(300),
-    );
-    assert_eq!(code, 0, "{text}");
+    let dir = loyalty_loaded();
     let queries = dir.path().join("queries");
     for (name, sql) in sql_mutants() {
         let file = queries.join("mutant.sql");
@@ -273,13 +279,7 @@ fn broken_and_hostile_sql_is_refused_with_a_location_never_a_crash() {
 #[test]
 fn every_command_that_prints_ends_quietly_when_its_reader_goes_away() {
     use std::io::{BufRead, BufReader};
-    let dir = tempfile::tempdir().expect("tempdir");
-    write_config(dir.path(), mailroom::config::DEFAULT_CONFIG);
-    let (code, text) = run_bounded(
-        mailroom(dir.path()).args(["run-job", "extract-loyalty"]),
-        Duration::from_secs(300),
-    );
-    assert_eq!(code, 0, "{text}");
+    let dir = loyalty_loaded();
     let commands: &[&[&str]] = &[
         &["jobs", "--next", "3000"],
         &["status", "--limit", "500"],

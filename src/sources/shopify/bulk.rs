@@ -85,6 +85,7 @@ struct Listed {
 /// Operations this process started are never canceled (another job may be reading one).
 async fn settle_abandoned(api: &Connection, query: &str) -> Result<Option<String>, SourceError> {
     let started = process_start();
+    let started = started.with_nanosecond(0).unwrap_or(started);
     let list = "query Running { bulkOperations(first: 50, query: \"status:created OR status:running OR status:canceling\") { nodes { id status createdAt query } } }";
     let call = Shopify::graphql(list.to_string(), json!({}));
     let mut check = GraphQlConnection::new("/data/bulkOperations");
@@ -110,8 +111,8 @@ async fn settle_abandoned(api: &Connection, query: &str) -> Result<Option<String
         .map(|op| op.id.clone());
     let mut canceled = Vec::new();
     for op in &listed {
-        let abandoned = op.created_at < started.with_nanosecond(0).unwrap_or(started);
-        if Some(&op.id) == adopted.as_ref() || !abandoned {
+        // Shopify's times have whole seconds.
+        if Some(&op.id) == adopted.as_ref() || op.created_at >= started {
             continue;
         }
         if matches!(op.status.as_str(), "CREATED" | "RUNNING") {
@@ -120,7 +121,7 @@ async fn settle_abandoned(api: &Connection, query: &str) -> Result<Option<String
         canceled.push(op.id.clone());
     }
     for id in &canceled {
-        wait_canceled(api, id).await?;
+        settled(api, id, Some(CANCEL_POLLS)).await?;
     }
     Ok(adopted)
 }
@@ -145,37 +146,6 @@ async fn cancel(api: &Connection, id: &str) -> Result<(), SourceError> {
         tracing::info!(operation = %id, answer = %refused.join("; "), "a bulk export left by a stopped run could not be canceled; it has ended");
     }
     Ok(())
-}
-
-/// Polls a canceled operation until it no longer holds a slot (`CANCELING` still does).
-async fn wait_canceled(api: &Connection, id: &str) -> Result<(), SourceError> {
-    let poll = "query Poll($id: ID!) { bulkOperation(id: $id) { id status } }";
-    let call = Shopify::graphql(poll.to_string(), json!({ "id": id }));
-    let mut check = GraphQlConnection::new("/data/bulkOperation");
-    for _ in 0..CANCEL_POLLS {
-        let page = fetch_page(
-            &api.client,
-            &api.service,
-            &call,
-            RecordsAt::None,
-            &mut check,
-        )
-        .await?;
-        let status = page.value("/data/bulkOperation/status");
-        if !matches!(
-            status.as_ref().and_then(Value::as_str),
-            Some("CREATED" | "RUNNING" | "CANCELING")
-        ) {
-            return Ok(());
-        }
-        tokio::time::sleep(BULK_POLL).await;
-    }
-    Err(SourceError::Contract {
-        service: "Shopify",
-        message: format!(
-            "bulk export {id} was canceled but still holds a slot after {CANCEL_POLLS} polls"
-        ),
-    })
 }
 
 /// Starts the operation; returns its id.
@@ -213,10 +183,31 @@ async fn start(api: &Connection, query: &str) -> Result<String, SourceError> {
 
 /// Polls until the operation ends; its result URL, or `None` when nothing matched.
 async fn wait(api: &Connection, id: &str) -> Result<Option<String>, SourceError> {
+    let operation = settled(api, id, None).await?;
+    match operation["status"].as_str() {
+        Some("COMPLETED") => Ok(operation["url"].as_str().map(str::to_string)),
+        Some(status) => {
+            let code = operation["errorCode"].as_str().unwrap_or("no error code");
+            let message = format!("bulk export {id} ended {status} ({code})");
+            Err(if code == "ACCESS_DENIED" {
+                SourceError::Config(message)
+            } else {
+                contract(message)
+            })
+        }
+        None => Err(contract(format!("bulk export {id} has no status"))),
+    }
+}
+
+/// Polls operation `id` until it no longer holds one of the shop's slots (`CREATED`,
+/// `RUNNING` and `CANCELING` do); its last answer. `polls` bounds the wait when given
+/// (a cancel lands soon; an export may run for hours).
+async fn settled(api: &Connection, id: &str, polls: Option<u32>) -> Result<Value, SourceError> {
     let poll =
         "query Poll($id: ID!) { bulkOperation(id: $id) { id status errorCode objectCount url } }";
     let call = Shopify::graphql(poll.to_string(), json!({ "id": id }));
     let mut check = GraphQlConnection::new("/data/bulkOperation");
+    let mut left = polls;
     loop {
         let page = fetch_page(
             &api.client,
@@ -227,20 +218,22 @@ async fn wait(api: &Connection, id: &str) -> Result<Option<String>, SourceError>
         )
         .await?;
         let operation = page.value("/data/bulkOperation").unwrap_or(Value::Null);
-        match operation["status"].as_str() {
-            Some("COMPLETED") => return Ok(operation["url"].as_str().map(str::to_string)),
-            Some("CREATED" | "RUNNING") => tokio::time::sleep(BULK_POLL).await,
-            Some(status) => {
-                let code = operation["errorCode"].as_str().unwrap_or("no error code");
-                let message = format!("bulk export {id} ended {status} ({code})");
-                return Err(if code == "ACCESS_DENIED" {
-                    SourceError::Config(message)
-                } else {
-                    contract(message)
-                });
-            }
-            None => return Err(contract(format!("bulk export {id} has no status"))),
+        if !matches!(
+            operation["status"].as_str(),
+            Some("CREATED" | "RUNNING" | "CANCELING")
+        ) {
+            return Ok(operation);
         }
+        if let Some(left) = left.as_mut() {
+            if *left == 0 {
+                return Err(contract(format!(
+                    "bulk export {id} was canceled but still holds a slot after {} polls",
+                    polls.unwrap_or_default()
+                )));
+            }
+            *left -= 1;
+        }
+        tokio::time::sleep(BULK_POLL).await;
     }
 }
 
