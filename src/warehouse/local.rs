@@ -21,6 +21,7 @@ use arrow::compute::concat_batches;
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, Utc};
 use datafusion::catalog::TableProvider;
+use datafusion::common::hash_utils::{QualityRandomState, create_hashes};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
@@ -50,6 +51,9 @@ const LOAD_MEMORY: usize = 64 << 20;
 const TARGET_FILE_BYTES: u64 = 8 << 20;
 /// Rows per Parquet row group written: the writer holds one group's pages in memory.
 const ROW_GROUP_ROWS: usize = 32_768;
+/// Staged rows whose key hashes are kept to tell whether a key repeats (8 bytes each);
+/// beyond them a merge load keeps the last row per key by sorting, which spills.
+const KEY_HASH_LIMIT: usize = 2 << 20;
 
 /// Delta tables under one folder.
 #[derive(Debug)]
@@ -75,6 +79,76 @@ struct Staged {
     dir: PathBuf,
     files: usize,
     rows: u64,
+    keys: KeyHashes,
+}
+
+/// A 64-bit hash of each staged row's key, to learn at commit whether any key repeats
+/// without reading the staged rows again: equal hashes may be a collision, which only
+/// costs the sort that keeps the last row per key, never a wrong answer.
+#[derive(Debug, Default)]
+enum KeyHashes {
+    /// The table has no key, or is not merged: nothing to check.
+    #[default]
+    Unkeyed,
+    /// The hashes so far.
+    Kept(Vec<u64>),
+    /// More rows than [`KEY_HASH_LIMIT`]: treated as repeating.
+    TooMany,
+}
+
+impl KeyHashes {
+    fn for_table(table: &TableSchema) -> Self {
+        if table.disposition == WriteDisposition::Merge && !table.key.is_empty() {
+            KeyHashes::Kept(Vec::new())
+        } else {
+            KeyHashes::Unkeyed
+        }
+    }
+
+    /// Adds the hashes of `batch`'s key columns.
+    fn add(&mut self, table: &TableSchema, batch: &RecordBatch) -> Result<(), WarehouseError> {
+        let KeyHashes::Kept(hashes) = self else {
+            return Ok(());
+        };
+        if hashes.len() + batch.num_rows() > KEY_HASH_LIMIT {
+            *self = KeyHashes::TooMany;
+            return Ok(());
+        }
+        let columns = table
+            .key
+            .iter()
+            .map(|key| {
+                batch.column_by_name(key).cloned().ok_or_else(|| {
+                    io_error(
+                        table.name,
+                        "cannot stage",
+                        format!("key column {key} is missing"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let start = hashes.len();
+        hashes.resize(start + batch.num_rows(), 0);
+        create_hashes(
+            &columns,
+            &QualityRandomState::with_seed(0),
+            &mut hashes[start..],
+        )
+        .map_err(|e| io_error(table.name, "cannot stage", e))?;
+        Ok(())
+    }
+
+    /// Whether some key may appear in more than one staged row.
+    fn may_repeat(self) -> bool {
+        match self {
+            KeyHashes::Unkeyed => false,
+            KeyHashes::TooMany => true,
+            KeyHashes::Kept(mut hashes) => {
+                hashes.sort_unstable();
+                hashes.windows(2).any(|pair| pair[0] == pair[1])
+            }
+        }
+    }
 }
 
 fn io_error(
@@ -351,7 +425,7 @@ impl LocalWarehouse {
         &self,
         load: &LoadId,
         table: &TableSchema,
-        staged: Option<&Staged>,
+        staged: Option<Staged>,
         cursor: Option<(String, i64)>,
     ) -> Result<Option<u64>, WarehouseError> {
         let name = table.name;
@@ -375,7 +449,7 @@ impl LocalWarehouse {
         if let Some((app_id, version)) = cursor {
             properties = properties.with_application_transaction(Transaction::new(app_id, version));
         }
-        let rows = staged.map_or(0, |s| s.rows);
+        let rows = staged.as_ref().map_or(0, |s| s.rows);
         let exists = delta.version().is_some();
         if exists {
             check_types(&delta, table)?;
@@ -448,7 +522,7 @@ impl LocalWarehouse {
     async fn staged_rows(
         &self,
         table: &TableSchema,
-        staged: &Staged,
+        staged: Staged,
         ctx: &SessionContext,
     ) -> Result<DataFrame, WarehouseError> {
         let name = table.name;
@@ -464,33 +538,9 @@ impl LocalWarehouse {
             .map(|name| format!("\"{name}\""))
             .collect();
         let columns = columns.join(", ");
-        let key: Vec<String> = table.key.iter().map(|k| format!("\"{k}\"")).collect();
-        let key = key.join(", ");
-        let merge = table.disposition == WriteDisposition::Merge && !key.is_empty();
-        // Most loads stage each key once; only then is the sort that keeps the last row per
-        // key needed.
-        let repeated_keys = if merge {
-            let counted = ctx
-                .sql(&format!(
-                    "SELECT COUNT(*) AS repeated FROM (SELECT {key} FROM staged GROUP BY {key} HAVING COUNT(*) > 1)"
-                ))
-                .await
-                .map_err(failed)?
-                .collect()
-                .await
-                .map_err(failed)?;
-            counted
-                .first()
-                .and_then(|b| {
-                    b.column(0)
-                        .as_any()
-                        .downcast_ref::<arrow::array::Int64Array>()
-                })
-                .map_or(0, |c| c.value(0))
-        } else {
-            0
-        };
-        let sql = if repeated_keys > 0 {
+        let sql = if staged.keys.may_repeat() {
+            let key: Vec<String> = table.key.iter().map(|k| format!("\"{k}\"")).collect();
+            let key = key.join(", ");
             format!(
                 "SELECT {columns} FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY {key} ORDER BY \"{SEQUENCE}\" DESC) AS _mailroom_rank FROM staged) WHERE _mailroom_rank = 1"
             )
@@ -650,6 +700,7 @@ impl Warehouse for LocalWarehouse {
                 dir: dir.clone(),
                 files: 0,
                 rows: 0,
+                keys: KeyHashes::for_table(table),
             });
         std::fs::create_dir_all(&dir).map_err(|e| io_error(table.name, "cannot stage", e))?;
         let batch = with_sequence(&batch, staged.rows).map_err(|source| WarehouseError::Arrow {
@@ -664,13 +715,14 @@ impl Warehouse for LocalWarehouse {
             .write(&batch)
             .and_then(|()| writer.close().map(|_| ()))
             .map_err(|e| io_error(table.name, "cannot stage", e))?;
+        staged.keys.add(table, &batch)?;
         staged.files += 1;
         staged.rows += batch.num_rows() as u64;
         Ok(())
     }
 
     async fn commit(&mut self, commit: Commit) -> Result<CommitOutcome, WarehouseError> {
-        let staged = self.staged.remove(&commit.load).unwrap_or_default();
+        let mut staged = self.staged.remove(&commit.load).unwrap_or_default();
         let mut outcome = CommitOutcome::default();
         let order = commit.apply_order();
         let last = order.len().saturating_sub(1);
@@ -682,7 +734,7 @@ impl Warehouse for LocalWarehouse {
                 )
             });
             match self
-                .commit_table(&commit.load, table, staged.get(table.name), cursor)
+                .commit_table(&commit.load, table, staged.remove(table.name), cursor)
                 .await?
             {
                 Some(rows) => outcome.rows.push((table.name.to_string(), rows)),

@@ -337,3 +337,111 @@ async fn loading_the_whole_world_twice_leaves_one_row_per_key_in_every_merge_tab
         assert_eq!(duplicated, 0, "{}: keys with more than one row", table.name);
     }
 }
+
+/// Keys repeated within one load (a page served twice, a record changed mid-extract) keep
+/// the row staged last, whether the table is new or merged into; keys seen once are loaded
+/// without the sort.
+#[tokio::test]
+async fn a_key_staged_twice_in_one_load_keeps_the_row_staged_last() {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray};
+    use arrow::record_batch::RecordBatch;
+    use mailroom::normalize::{Column, ColumnType, TableSchema};
+    use mailroom::warehouse::{Commit, LoadId};
+
+    let table = TableSchema::new(
+        "people",
+        vec![
+            Column::named("id", ColumnType::Int64).required(),
+            Column::named("name", ColumnType::Text),
+        ],
+    )
+    .merge_on(&["id"]);
+    let batch = |run: &str, rows: &[(i64, &str)]| {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|_| run))),
+            Arc::new(
+                TimestampMicrosecondArray::from_iter_values(rows.iter().map(|_| 0))
+                    .with_timezone("UTC"),
+            ),
+        ];
+        RecordBatch::try_new(table.arrow_schema(), columns).unwrap()
+    };
+    let names = |batch: RecordBatch| {
+        let ids = batch
+            .column_by_name("id")
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        let names = arrow::compute::cast(
+            batch.column_by_name("name").unwrap(),
+            &arrow::datatypes::DataType::Utf8,
+        )
+        .unwrap();
+        let names = names.as_string::<i32>();
+        let mut rows: Vec<(i64, String)> = ids
+            .iter()
+            .zip(names.iter())
+            .map(|(id, name)| (id.unwrap(), name.unwrap().to_string()))
+            .collect();
+        rows.sort();
+        rows
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut warehouse = LocalWarehouse::open(dir.path()).unwrap();
+    let loads: [(&str, &[&[(i64, &str)]], &[(i64, &str)]); 3] = [
+        // A new table: id 2 staged twice, in two batches.
+        (
+            "run-1",
+            &[&[(1, "ann"), (2, "bob")], &[(2, "bobby"), (3, "cy")]],
+            &[(1, "ann"), (2, "bobby"), (3, "cy")],
+        ),
+        // Merged into: id 3 twice in one batch, the later row wins over the table's.
+        (
+            "run-2",
+            &[&[(3, "cyrus"), (4, "di"), (3, "cyril")]],
+            &[(1, "ann"), (2, "bobby"), (3, "cyril"), (4, "di")],
+        ),
+        // Every key once: nothing to sort, the table's rows updated.
+        (
+            "run-3",
+            &[&[(1, "anna")], &[(5, "ed")]],
+            &[
+                (1, "anna"),
+                (2, "bobby"),
+                (3, "cyril"),
+                (4, "di"),
+                (5, "ed"),
+            ],
+        ),
+    ];
+    for (run, batches, expected) in loads {
+        let load = LoadId {
+            source: "test".into(),
+            stream: "people".into(),
+            run_id: run.into(),
+        };
+        for rows in batches {
+            warehouse
+                .write(&load, &table, batch(run, rows))
+                .await
+                .unwrap();
+        }
+        warehouse
+            .commit(Commit {
+                load,
+                tables: vec![table.clone()],
+                cursor: None,
+            })
+            .await
+            .unwrap();
+        let read = warehouse.read("people").await.unwrap().unwrap();
+        let expected: Vec<(i64, String)> = expected
+            .iter()
+            .map(|(id, name)| (*id, name.to_string()))
+            .collect();
+        assert_eq!(names(read), expected, "{run}");
+    }
+}
