@@ -119,6 +119,10 @@ pub struct Call {
     /// Whether repeating it is harmless; writes that are not are retried only when the
     /// server surely did not act.
     pub idempotent: bool,
+    /// Headers beyond authorization and the body's type (`Content-Range` of an upload chunk).
+    pub headers: Vec<(&'static str, String)>,
+    /// Statuses outside 2xx that are answers, not failures (a resumable upload's `308`).
+    pub answers: Vec<u16>,
 }
 
 impl Call {
@@ -130,6 +134,8 @@ impl Call {
             query: Vec::new(),
             body: Body::None,
             idempotent: true,
+            headers: Vec::new(),
+            answers: Vec::new(),
         }
     }
 
@@ -141,6 +147,8 @@ impl Call {
             query: Vec::new(),
             body,
             idempotent: false,
+            headers: Vec::new(),
+            answers: Vec::new(),
         }
     }
 
@@ -152,6 +160,8 @@ impl Call {
             query: Vec::new(),
             body,
             idempotent: true,
+            headers: Vec::new(),
+            answers: Vec::new(),
         }
     }
 
@@ -164,6 +174,18 @@ impl Call {
     /// Marks the call as safe to repeat.
     pub fn idempotent(mut self) -> Self {
         self.idempotent = true;
+        self
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: &'static str, value: impl ToString) -> Self {
+        self.headers.push((name, value.to_string()));
+        self
+    }
+
+    /// Takes `status` as an answer to hand back, not a failure to retry or report.
+    pub fn answered_by(mut self, status: u16) -> Self {
+        self.answers.push(status);
         self
     }
 }
@@ -246,6 +268,9 @@ impl HttpClient {
             Auth::Header { name, value } => request.header(*name, value.expose()),
             Auth::Basic { user, password } => request.basic_auth(user, Some(password.expose())),
         };
+        for (name, value) in &call.headers {
+            request = request.header(*name, value);
+        }
         match &call.body {
             Body::None => request,
             Body::Json(value) => request.json(value),
@@ -277,7 +302,12 @@ impl HttpClient {
             stats::request(service.name);
             let (failure, retry_after, response) =
                 match self.request(service, call, &url).send().await {
-                    Ok(response) if response.status().is_success() => return Ok(response),
+                    Ok(response)
+                        if response.status().is_success()
+                            || call.answers.contains(&response.status().as_u16()) =>
+                    {
+                        return Ok(response);
+                    }
                     Ok(response) => {
                         if response.status() == reqwest::StatusCode::TOO_MANY_REQUESTS {
                             stats::throttled(service.name);

@@ -7,7 +7,7 @@ use url::Url;
 use super::{Auth, Service};
 
 /// Query parameters that carry credentials in the APIs mailroom calls.
-const SECRET_PARAMS: [&str; 12] = [
+const SECRET_PARAMS: [&str; 13] = [
     "token",
     "api_key",
     "apikey",
@@ -21,6 +21,8 @@ const SECRET_PARAMS: [&str; 12] = [
     "x-goog-signature",
     "x-goog-credential",
     "x-amz-signature",
+    // A resumable upload session's URL takes data without any other credential.
+    "upload_id",
 ];
 
 /// How a call's URL is shown in errors and logs: path and query, redacted; nothing of a

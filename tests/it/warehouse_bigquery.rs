@@ -17,7 +17,7 @@ use mailroom::http::RetryPolicy;
 use mailroom::normalize::schema::{Column, ColumnType};
 use mailroom::normalize::{SchemaPolicy, TableSchema};
 use mailroom::state::{PendingLoad, StateStore};
-use mailroom::warehouse::bigquery::client::JobStart;
+use mailroom::warehouse::bigquery::client::{JobStart, UPLOAD_CHUNK};
 use mailroom::warehouse::bigquery::{BigQuerySettings, BigQueryWarehouse, connect_client};
 use mailroom::warehouse::{CommitOutcome, LoadId, Warehouse, WarehouseError};
 use mailroom_sandbox::RunningSandbox;
@@ -34,6 +34,16 @@ async fn warehouse(
     dir: &std::path::Path,
     dataset: &str,
 ) -> BigQueryWarehouse {
+    warehouse_uploading_in(sandbox, dir, dataset, UPLOAD_CHUNK).await
+}
+
+/// The same, uploading files over `chunk` bytes through resumable sessions in chunks of it.
+async fn warehouse_uploading_in(
+    sandbox: &RunningSandbox,
+    dir: &std::path::Path,
+    dataset: &str,
+    chunk: u64,
+) -> BigQueryWarehouse {
     let settings = BigQuerySettings {
         project: mailroom_sandbox::google::PROJECT_ID.into(),
         dataset: dataset.into(),
@@ -49,7 +59,9 @@ async fn warehouse(
         Some(&sandbox.service_account_key()),
         retry,
     );
-    let client = connect_client(&settings, &services).expect("connect");
+    let client = connect_client(&settings, &services)
+        .expect("connect")
+        .with_upload_chunk(chunk);
     let state = Arc::new(StateStore::open(&dir.join("state.db")).expect("state"));
     BigQueryWarehouse::new(client, dataset.into(), state, dir.join("bigquery-staging"))
 }
@@ -515,5 +527,61 @@ async fn a_sql_steps_into_table_is_replaced_in_bigquery() {
         stored,
         [expected],
         "replaced by the second run, not appended"
+    );
+}
+
+/// A staged file larger than one upload chunk goes through a resumable session, 256 KiB at a
+/// time: a chunk answered 503 is sent again, one whose answer is cut off is resumed where
+/// the session says it stands, and an expired session (410) is replaced by a new one. Every
+/// row arrives once.
+#[tokio::test]
+async fn a_large_load_is_uploaded_in_chunks_through_faults_and_every_row_arrives_once() {
+    const ROWS: i64 = 60_000;
+    let uploads = "/bigquery/upload/bigquery/v2/projects/sandbox-project/jobs";
+    let mut options = mailroom_sandbox::SandboxOptions::new(42, 300);
+    options.faults = serde_json::from_value(serde_json::json!([
+        {"method": "PUT", "path": uploads, "after": 1, "times": 1, "fault": {"kind": "server_error", "status": 503}},
+        {"method": "PUT", "path": uploads, "after": 3, "times": 1, "fault": {"kind": "connection_reset"}},
+        {"method": "PUT", "path": uploads, "after": 5, "times": 1, "fault": {"kind": "server_error", "status": 410}},
+    ]))
+    .expect("fault rules");
+    let sandbox = crate::support::sandbox(options).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut warehouse = warehouse_uploading_in(&sandbox, dir.path(), "mailroom", 256 << 10).await;
+    let table = events_table(false, false);
+    // Names that do not compress: the staged file is several chunks.
+    let names: Vec<String> = (0..ROWS)
+        .map(|i| format!("{:016x}", (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)))
+        .collect();
+    let rows: Vec<(i64, &str, Option<f64>)> = (0..ROWS)
+        .map(|i| (i, names[i as usize].as_str(), None))
+        .collect();
+    commit_events(&mut warehouse, "run-1", &table, &rows)
+        .await
+        .expect("a chunked load through faults");
+
+    let ids = query_ids(
+        &warehouse,
+        "SELECT id FROM `sandbox-project.mailroom.events` ORDER BY id",
+    )
+    .await;
+    assert_eq!(ids, (0..ROWS).collect::<Vec<_>>());
+    let (_, _, state) = get_json(&format!("{}/_sandbox/state", sandbox.base_url), &[]).await;
+    let puts = state["requests"][format!("PUT {uploads}")]["requests"]
+        .as_u64()
+        .expect("upload requests counted");
+    let faults: Vec<u64> = state["faults"]
+        .as_array()
+        .expect("fault plan")
+        .iter()
+        .map(|rule| rule["seen"].as_u64().unwrap_or(0))
+        .collect();
+    assert!(
+        faults.iter().all(|seen| *seen >= 6),
+        "every fault was reached: {faults:?}"
+    );
+    assert!(
+        puts >= 8,
+        "{puts} chunk requests: the file went in several chunks"
     );
 }

@@ -391,7 +391,8 @@ async fn a_key_staged_twice_in_one_load_keeps_the_row_staged_last() {
     };
     let dir = tempfile::tempdir().unwrap();
     let mut warehouse = LocalWarehouse::open(dir.path()).unwrap();
-    let loads: [(&str, &[&[(i64, &str)]], &[(i64, &str)]); 3] = [
+    type Rows<'a> = &'a [(i64, &'a str)];
+    let loads: [(&str, &[Rows], Rows); 3] = [
         // A new table: id 2 staged twice, in two batches.
         (
             "run-1",

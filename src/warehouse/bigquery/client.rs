@@ -1,9 +1,12 @@
 //! The BigQuery REST calls the warehouse makes: datasets and tables, load jobs with Parquet
-//! data by multipart upload, query jobs, job polling, and `jobs.query` with paged
-//! `getQueryResults` decoded into Arrow. Every job has a client-chosen id: inserting one that
-//! exists answers 409, and the existing job is used instead, so a retried request never
-//! loads twice.
+//! data (a small file in one multipart request, a larger one through a resumable session in
+//! chunks, so memory holds one chunk whatever the file's size), query jobs, job polling, and
+//! `jobs.query` with paged `getQueryResults` decoded into Arrow. Every job has a
+//! client-chosen id: inserting one that exists answers 409, and the existing job is used
+//! instead, so a retried request never loads twice.
 
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
@@ -22,6 +25,15 @@ pub const SCOPE: &str = "https://www.googleapis.com/auth/bigquery";
 const PAGE_ROWS: u32 = 10_000;
 /// Longest wait between two polls of a running job.
 const MAX_POLL: Duration = Duration::from_secs(5);
+/// Every chunk of a resumable upload but the last is a multiple of this (256 KiB).
+const UPLOAD_GRANULE: u64 = 256 << 10;
+/// Files larger than this are uploaded through a resumable session one chunk of this size
+/// at a time; smaller ones in one multipart request.
+pub const UPLOAD_CHUNK: u64 = 32 * UPLOAD_GRANULE;
+/// New sessions a resumable upload may open after its session expired (404 or 410).
+const UPLOAD_SESSIONS: u32 = 3;
+/// Answers in a row that move a resumable upload no further before it gives up.
+const UPLOAD_STALLS: u32 = 5;
 
 /// Why a BigQuery call failed.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +67,14 @@ pub enum BigQueryError {
     /// Result rows did not fit their schema.
     #[error("BigQuery query result: {0}")]
     Decode(#[from] DecodeError),
+    /// The staged file to upload could not be read.
+    #[error("cannot read the staged file {}: {source}", file.display())]
+    Staging {
+        /// The file.
+        file: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 impl Classify for BigQueryError {
@@ -69,6 +89,8 @@ impl Classify for BigQueryError {
                 _ => ErrorKind::Terminal,
             },
             BigQueryError::Protocol { .. } | BigQueryError::Decode(_) => ErrorKind::Bug,
+            // The next run stages its rows again.
+            BigQueryError::Staging { .. } => ErrorKind::Transient,
         }
     }
 }
@@ -91,6 +113,8 @@ pub struct BigQueryClient {
     retry: RetryPolicy,
     /// How long `jobs.query` may wait for a result before answering "not complete yet".
     query_wait: Duration,
+    /// Bytes per resumable upload chunk, and the largest file sent in one request.
+    upload_chunk: u64,
     /// The project jobs run in and tables live in.
     pub project: String,
     /// Where datasets and jobs are (`US`, `EU`, a region).
@@ -99,6 +123,21 @@ pub struct BigQueryClient {
 
 fn is_status(err: &BigQueryError, status: u16) -> bool {
     matches!(err, BigQueryError::Http(e) if e.status == Some(status))
+}
+
+/// The bytes a resumable session holds, from a `308`'s `Range: bytes=0-N` (none when the
+/// header is absent); `None` when the header says something else.
+fn held_bytes(headers: &reqwest::header::HeaderMap) -> Option<u64> {
+    let Some(range) = headers.get(reqwest::header::RANGE) else {
+        return Some(0);
+    };
+    let last: u64 = range
+        .to_str()
+        .ok()?
+        .strip_prefix("bytes=0-")?
+        .parse()
+        .ok()?;
+    Some(last + 1)
 }
 
 impl BigQueryClient {
@@ -118,6 +157,7 @@ impl BigQueryClient {
             root,
             retry,
             query_wait: Duration::from_secs(10),
+            upload_chunk: UPLOAD_CHUNK,
             project,
             location,
         }
@@ -127,6 +167,13 @@ impl BigQueryClient {
     /// (then its results are polled).
     pub fn with_query_wait(mut self, wait: Duration) -> Self {
         self.query_wait = wait;
+        self
+    }
+
+    /// Sets the resumable upload's chunk size (rounded down to a multiple of 256 KiB, at
+    /// least 256 KiB); files up to it go in one request.
+    pub fn with_upload_chunk(mut self, bytes: u64) -> Self {
+        self.upload_chunk = (bytes / UPLOAD_GRANULE).max(1) * UPLOAD_GRANULE;
         self
     }
 
@@ -150,6 +197,11 @@ impl BigQueryClient {
     async fn send(&self, prefix: &str, call: &Call) -> Result<Value, BigQueryError> {
         let service = self.service(prefix).await?;
         let response = self.http.send(&service, call).await?;
+        Self::json(call, response).await
+    }
+
+    /// An answer's JSON body (`Null` when it has none).
+    async fn json(call: &Call, response: reqwest::Response) -> Result<Value, BigQueryError> {
         if response.status() == reqwest::StatusCode::NO_CONTENT {
             return Ok(Value::Null);
         }
@@ -254,14 +306,41 @@ impl BigQueryClient {
         })
     }
 
-    /// Starts a load job of Parquet `data` by multipart upload.
+    /// Starts a load job of the Parquet file `file`: in one multipart request when it is
+    /// at most one upload chunk, else through a resumable session, chunk by chunk.
     pub async fn start_load(
         &self,
         job_id: &str,
         load: Value,
-        data: bytes::Bytes,
+        file: &Path,
     ) -> Result<JobStart, BigQueryError> {
+        let unreadable = |source| BigQueryError::Staging {
+            file: file.to_path_buf(),
+            source,
+        };
+        let size = std::fs::metadata(file).map_err(unreadable)?.len();
         let metadata = self.job_resource(job_id, json!({ "load": load }));
+        let started = if size > self.upload_chunk {
+            self.upload_resumable(&metadata, file, size).await
+        } else {
+            let data = std::fs::read(file).map_err(unreadable)?;
+            self.upload_multipart(job_id, &metadata, data).await
+        };
+        match started {
+            Ok(()) => Ok(JobStart::New),
+            // The job id makes a repeated upload harmless: a second insert answers 409.
+            Err(e) if is_status(&e, 409) => Ok(JobStart::Existing),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The job and its data in one `multipart/related` request.
+    async fn upload_multipart(
+        &self,
+        job_id: &str,
+        metadata: &Value,
+        data: Vec<u8>,
+    ) -> Result<(), BigQueryError> {
         let boundary = format!("mailroom_{job_id}");
         let mut body = Vec::with_capacity(data.len() + 1024);
         body.extend_from_slice(
@@ -269,7 +348,6 @@ impl BigQueryClient {
         );
         body.extend_from_slice(&data);
         body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-        // The job id makes a repeated upload harmless: a second insert answers 409.
         let call = Call::post(
             "/jobs",
             Body::Bytes {
@@ -279,10 +357,134 @@ impl BigQueryClient {
         )
         .query("uploadType", "multipart")
         .idempotent();
-        match self.send("upload/bigquery/v2", &call).await {
-            Ok(_) => Ok(JobStart::New),
-            Err(e) if is_status(&e, 409) => Ok(JobStart::Existing),
-            Err(e) => Err(e),
+        // The job is polled by its id next: the answer's body is not needed.
+        let service = self.service("upload/bigquery/v2").await?;
+        self.http.send(&service, &call).await?;
+        Ok(())
+    }
+
+    /// The job through a resumable session: the session is opened with the job, then the
+    /// file goes in chunks, each `PUT` saying its byte range; the server's `308` says how
+    /// much it holds, and the next chunk starts there. An expired session (404, 410) is
+    /// replaced by a new one, from the first byte.
+    async fn upload_resumable(
+        &self,
+        metadata: &Value,
+        file: &Path,
+        size: u64,
+    ) -> Result<(), BigQueryError> {
+        let handle = std::fs::File::open(file).map_err(|source| BigQueryError::Staging {
+            file: file.to_path_buf(),
+            source,
+        })?;
+        for _ in 0..UPLOAD_SESSIONS {
+            let session = self.open_upload_session(metadata, size).await?;
+            match self.upload_chunks(&session, &handle, file, size).await {
+                Err(e) if is_status(&e, 404) || is_status(&e, 410) => {
+                    tracing::warn!("BigQuery upload session expired; starting a new one");
+                }
+                other => return other,
+            }
+        }
+        Err(BigQueryError::Protocol {
+            what: "resumable upload".into(),
+            message: format!("the upload session expired {UPLOAD_SESSIONS} times in a row"),
+        })
+    }
+
+    /// Opens a resumable session for the job: the service to send the data to (the
+    /// session's URL, on BigQuery's own host).
+    async fn open_upload_session(
+        &self,
+        metadata: &Value,
+        size: u64,
+    ) -> Result<Service, BigQueryError> {
+        let call = Call::post("/jobs", Body::Json(metadata.clone()))
+            .query("uploadType", "resumable")
+            .header("X-Upload-Content-Type", "application/octet-stream")
+            .header("X-Upload-Content-Length", size)
+            .idempotent();
+        let mut service = self.service("upload/bigquery/v2").await?;
+        let response = self.http.send(&service, &call).await?;
+        let protocol = |message: String| BigQueryError::Protocol {
+            what: "resumable upload".into(),
+            message,
+        };
+        let location = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| protocol("the session answer has no Location".into()))?;
+        let location = self
+            .root
+            .join(location)
+            .map_err(|e| protocol(format!("the session's Location is not a URL: {e}")))?;
+        // The bearer token goes with the data: only to BigQuery's own host.
+        if location.origin() != self.root.origin() {
+            return Err(protocol(format!(
+                "the session's Location is on another host ({})",
+                location.host_str().unwrap_or("none")
+            )));
+        }
+        service.base_url = location;
+        Ok(service)
+    }
+
+    /// Sends the file's bytes to an open session from wherever the session stands.
+    async fn upload_chunks(
+        &self,
+        session: &Service,
+        handle: &std::fs::File,
+        file: &Path,
+        size: u64,
+    ) -> Result<(), BigQueryError> {
+        let mut offset = 0;
+        let mut stalls = 0;
+        loop {
+            let end = (offset + self.upload_chunk).min(size);
+            let mut chunk = vec![0; (end - offset) as usize];
+            handle
+                .read_exact_at(&mut chunk, offset)
+                .map_err(|source| BigQueryError::Staging {
+                    file: file.to_path_buf(),
+                    source,
+                })?;
+            // Sending a range again is harmless: the session answers with what it holds.
+            let call = Call::put(
+                "",
+                Body::Bytes {
+                    content_type: "application/octet-stream".into(),
+                    bytes: chunk.into(),
+                },
+            )
+            .header(
+                "Content-Range",
+                format!("bytes {offset}-{}/{size}", end - 1),
+            )
+            .answered_by(308);
+            let response = self.http.send(session, &call).await?;
+            if response.status().as_u16() != 308 {
+                // The whole file is in: the job exists and is polled by its id next.
+                return Ok(());
+            }
+            let held = held_bytes(response.headers()).ok_or_else(|| BigQueryError::Protocol {
+                what: "resumable upload".into(),
+                message: "a 308 answer's Range is not bytes=0-N".into(),
+            })?;
+            if held > offset {
+                stalls = 0;
+            } else {
+                stalls += 1;
+                if stalls >= UPLOAD_STALLS {
+                    return Err(BigQueryError::Protocol {
+                        what: "resumable upload".into(),
+                        message: format!(
+                            "the session stayed at {held} of {size} bytes for {UPLOAD_STALLS} chunks in a row"
+                        ),
+                    });
+                }
+            }
+            offset = held.min(size);
         }
     }
 

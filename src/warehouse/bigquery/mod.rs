@@ -438,9 +438,6 @@ impl BigQueryWarehouse {
         let Some(file) = &plan.file else {
             return Ok(false);
         };
-        let data = bytes::Bytes::from(
-            std::fs::read(file).map_err(|e| storage(name, "cannot read staging", e))?,
-        );
         // The table exists with every declared column (`ensure_table`); a staging table is
         // created by its load.
         let (destination, write, create) = match (&plan.merge, &plan.table.disposition) {
@@ -460,7 +457,7 @@ impl BigQueryWarehouse {
         });
         let loaded = self
             .client
-            .start_load(&plan.load_job, load, data)
+            .start_load(&plan.load_job, load, file)
             .await
             .map_err(fail)?;
         self.client
