@@ -27,12 +27,16 @@ use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext};
-use deltalake::kernel::Transaction;
+use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::transaction::CommitProperties;
+use deltalake::kernel::{Action, StructType, Transaction};
+use deltalake::operations::create::CreateBuilder;
 use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
+use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableBuilder};
 use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::properties::WriterProperties;
 use url::Url;
 
@@ -425,7 +429,7 @@ impl LocalWarehouse {
         &self,
         load: &LoadId,
         table: &TableSchema,
-        staged: Option<Staged>,
+        mut staged: Option<Staged>,
         cursor: Option<(String, i64)>,
     ) -> Result<Option<u64>, WarehouseError> {
         let name = table.name;
@@ -454,6 +458,17 @@ impl LocalWarehouse {
         if exists {
             check_types(&delta, table)?;
         }
+        let repeats = staged
+            .as_mut()
+            .is_some_and(|s| std::mem::take(&mut s.keys).may_repeat());
+        if let Some(staged) = staged
+            .as_ref()
+            .filter(|s| s.rows > 0 && !exists && !repeats)
+        {
+            // A first load whose keys are all distinct needs neither a sort nor a join.
+            self.create_from_staged(table, staged, properties).await?;
+            return Ok(Some(rows));
+        }
         let merging = exists && table.disposition == WriteDisposition::Merge;
         // Writes sort (merge tables: dedupe by key) and encode in bounded memory, spilling
         // to disk; a merge joins the staged rows with the table in DataFusion's own terms.
@@ -463,7 +478,9 @@ impl LocalWarehouse {
             bounded_session()
         };
         let source = match staged {
-            Some(staged) if staged.rows > 0 => Some(self.staged_rows(table, staged, &ctx).await?),
+            Some(staged) if staged.rows > 0 => {
+                Some(self.staged_rows(table, &staged, repeats, &ctx).await?)
+            }
             _ => None,
         };
         match (source, exists) {
@@ -522,7 +539,8 @@ impl LocalWarehouse {
     async fn staged_rows(
         &self,
         table: &TableSchema,
-        staged: Staged,
+        staged: &Staged,
+        repeats: bool,
         ctx: &SessionContext,
     ) -> Result<DataFrame, WarehouseError> {
         let name = table.name;
@@ -538,7 +556,7 @@ impl LocalWarehouse {
             .map(|name| format!("\"{name}\""))
             .collect();
         let columns = columns.join(", ");
-        let sql = if staged.keys.may_repeat() {
+        let sql = if repeats {
             let key: Vec<String> = table.key.iter().map(|k| format!("\"{k}\"")).collect();
             let key = key.join(", ");
             format!(
@@ -548,6 +566,79 @@ impl LocalWarehouse {
             format!("SELECT {columns} FROM staged")
         };
         ctx.sql(&sql).await.map_err(failed)
+    }
+
+    /// Creates the table in one commit from the staged rows, streamed file by file through
+    /// Delta's writer (data files rolled at [`TARGET_FILE_BYTES`], their statistics kept)
+    /// without a query plan: memory holds a batch and the open file's row group.
+    async fn create_from_staged(
+        &self,
+        table: &TableSchema,
+        staged: &Staged,
+        properties: CommitProperties,
+    ) -> Result<(), WarehouseError> {
+        let name = table.name;
+        let url = self.table_url(name)?;
+        let schema = table.arrow_schema();
+        let staging =
+            |e: parquet::errors::ParquetError| io_error(name, "cannot read staged rows", e);
+        let mut writer = RecordBatchWriter::try_new(url.as_str(), schema.clone(), None, None)
+            .map_err(|e| delta_error(name, e))?
+            .with_target_file_size(TARGET_FILE_BYTES)
+            .with_writer_properties(
+                WriterProperties::builder()
+                    .set_compression(parquet::basic::Compression::SNAPPY)
+                    .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+                    .build(),
+            );
+        for part in 0..staged.files {
+            let path = staged.dir.join(staged_file_name(part));
+            let file =
+                File::open(&path).map_err(|e| io_error(name, "cannot read staged rows", e))?;
+            let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+                .and_then(|builder| builder.build())
+                .map_err(staging)?;
+            for batch in reader {
+                let batch = batch.map_err(|e| io_error(name, "cannot read staged rows", e))?;
+                // Declared columns in order, without the sequence; a column added later in
+                // the load (schema evolution) is null in the batches staged before it.
+                let columns = schema
+                    .fields()
+                    .iter()
+                    .map(|field| match batch.column_by_name(field.name()) {
+                        Some(column) => column.clone(),
+                        None => arrow::array::new_null_array(field.data_type(), batch.num_rows()),
+                    })
+                    .collect();
+                let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|source| {
+                    WarehouseError::Arrow {
+                        table: name.to_string(),
+                        source,
+                    }
+                })?;
+                writer
+                    .write(batch)
+                    .await
+                    .map_err(|e| delta_error(name, e))?;
+            }
+        }
+        let added = writer.flush().await.map_err(|e| delta_error(name, e))?;
+        let columns: StructType = schema
+            .as_ref()
+            .try_into_kernel()
+            .map_err(|e| delta_error(name, e.into()))?;
+        CreateBuilder::new()
+            .with_location(url.as_str())
+            .with_columns(columns.fields().cloned())
+            .with_configuration([(
+                "delta.setTransactionRetentionDuration",
+                Some(RUN_MARKER_RETENTION),
+            )])
+            .with_actions(added.into_iter().map(Action::Add))
+            .with_commit_properties(properties)
+            .await
+            .map_err(|e| delta_error(name, e))?;
+        Ok(())
     }
 
     async fn merge(
@@ -645,6 +736,11 @@ fn delta_type(kind: ColumnType) -> String {
     }
 }
 
+/// The name of a load's `part`th staged file of a table.
+fn staged_file_name(part: usize) -> String {
+    format!("part-{part:05}.parquet")
+}
+
 /// The next batch of a DataFusion stream.
 async fn next_batch(
     stream: &mut datafusion::physical_plan::SendableRecordBatchStream,
@@ -707,7 +803,7 @@ impl Warehouse for LocalWarehouse {
             table: table.name.to_string(),
             source,
         })?;
-        let path = dir.join(format!("part-{:05}.parquet", staged.files));
+        let path = dir.join(staged_file_name(staged.files));
         let file = File::create(&path).map_err(|e| io_error(table.name, "cannot stage", e))?;
         let mut writer = ArrowWriter::try_new(file, batch.schema(), None)
             .map_err(|e| io_error(table.name, "cannot stage", e))?;

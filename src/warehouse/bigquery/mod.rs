@@ -40,6 +40,9 @@ use crate::normalize::{TableSchema, WriteDisposition};
 use crate::services::{ServiceError, ServiceKind, Services};
 use crate::state::{PendingLoad, StateStore};
 
+/// Rows per row group of the one file a table's staged parts are combined into.
+const COMBINED_ROW_GROUP_ROWS: usize = 65_536;
+
 /// One table's rows staged for a load: one Parquet file per batch (a held-open writer
 /// would keep the warehouse from being shared between tasks).
 struct Staged {
@@ -361,10 +364,15 @@ impl BigQueryWarehouse {
         }
         let schema: SchemaRef = Arc::new(Schema::new(fields));
         let combined = first.with_file_name(format!("{name}.parquet"));
+        // The writer holds one row group's pages until it is full: bounded by rows, so a
+        // load of millions of rows writes with flat memory.
+        let properties = parquet::file::properties::WriterProperties::builder()
+            .set_max_row_group_row_count(Some(COMBINED_ROW_GROUP_ROWS))
+            .build();
         let mut writer = ArrowWriter::try_new(
             File::create(&combined).map_err(|e| storage(name, "cannot stage", e))?,
             schema.clone(),
-            None,
+            Some(properties),
         )
         .map_err(|e| storage(name, "cannot stage", e))?;
         for part in &staged.parts {
