@@ -44,7 +44,7 @@ use super::{
     Commit, CommitOutcome, LoadId, SEQUENCE, Warehouse, WarehouseError, damage, with_sequence,
 };
 use crate::normalize::schema::{MONEY_PRECISION, MONEY_SCALE};
-use crate::normalize::{ColumnType, QUARANTINE_TABLE, TableSchema, WriteDisposition};
+use crate::normalize::{BATCH_ROWS, ColumnType, QUARANTINE_TABLE, TableSchema, WriteDisposition};
 
 /// How long a table remembers which runs committed to it (replays come within minutes; the
 /// markers of months of runs would slow every snapshot).
@@ -596,6 +596,8 @@ impl LocalWarehouse {
             let file =
                 File::open(&path).map_err(|e| io_error(name, "cannot read staged rows", e))?;
             let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+                // One staged file is one batch of the decoder's.
+                .map(|builder| builder.with_batch_size(BATCH_ROWS))
                 .and_then(|builder| builder.build())
                 .map_err(staging)?;
             for batch in reader {
