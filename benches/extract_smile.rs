@@ -223,8 +223,8 @@ fn extract(url: &str, limit: &str, sink: &str) {
         let (requests, rate_limited) = sandbox_counts(&client, url).await;
         println!(
             "records={records} seconds={seconds:.3} cpu_seconds={:.3} peak_kb={} requests={requests} rate_limited={rate_limited}",
-            cpu_seconds(),
-            peak_rss_kb()
+            support::cpu_seconds(),
+            support::peak_rss_kb()
         );
     });
 }
@@ -248,32 +248,4 @@ async fn sandbox_counts(client: &HttpClient, url: &str) -> (u64, u64) {
         count["requests"].as_u64().unwrap_or(0),
         count["rate_limited"].as_u64().unwrap_or(0),
     )
-}
-
-/// CPU time this process has used, user and system (Linux `/proc/self/stat`).
-fn cpu_seconds() -> f64 {
-    let ticks_per_second = 100.0;
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|stat| {
-            let after_name = stat.rsplit(')').next()?.to_string();
-            let fields: Vec<&str> = after_name.split_whitespace().collect();
-            let user: f64 = fields.get(11)?.parse().ok()?;
-            let system: f64 = fields.get(12)?.parse().ok()?;
-            Some((user + system) / ticks_per_second)
-        })
-        .unwrap_or(0.0)
-}
-
-/// This process's peak resident memory (Linux `VmHWM`), in KiB.
-fn peak_rss_kb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
 }

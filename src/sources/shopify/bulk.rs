@@ -264,15 +264,18 @@ async fn download(
             .map_err(|e| contract(format!("the bulk result download broke off: {e}")))?;
         let Some(chunk) = chunk else { break };
         pending.extend_from_slice(&chunk);
-        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=end).collect();
-            let line = std::str::from_utf8(&line)
+        // The chunk's whole lines, then what is left of the last one is kept for the next.
+        let mut start = 0;
+        while let Some(length) = pending[start..].iter().position(|b| *b == b'\n') {
+            let line = std::str::from_utf8(&pending[start..start + length])
                 .map_err(|_| contract("the bulk result is not UTF-8".into()))?;
             grouper.line(line.trim()).map_err(contract)?;
+            start += length + 1;
             if grouper.ready.len() >= RECORDS_PER_PAGE && !send(&mut grouper, pages).await? {
                 return Ok(());
             }
         }
+        pending.drain(..start);
     }
     let rest = String::from_utf8_lossy(&pending).to_string();
     grouper.line(rest.trim()).map_err(contract)?;
