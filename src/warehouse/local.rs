@@ -580,8 +580,6 @@ impl LocalWarehouse {
         let name = table.name;
         let url = self.table_url(name)?;
         let schema = table.arrow_schema();
-        let staging =
-            |e: parquet::errors::ParquetError| io_error(name, "cannot read staged rows", e);
         let mut writer = RecordBatchWriter::try_new(url.as_str(), schema.clone(), None, None)
             .map_err(|e| delta_error(name, e))?
             .with_target_file_size(TARGET_FILE_BYTES)
@@ -591,39 +589,30 @@ impl LocalWarehouse {
                     .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
                     .build(),
             );
-        for part in 0..staged.files {
-            let path = staged.dir.join(staged_file_name(part));
-            let file =
-                File::open(&path).map_err(|e| io_error(name, "cannot read staged rows", e))?;
-            let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-                // One staged file is one batch of the decoder's.
-                .map(|builder| builder.with_batch_size(BATCH_ROWS))
-                .and_then(|builder| builder.build())
-                .map_err(staging)?;
-            for batch in reader {
-                let batch = batch.map_err(|e| io_error(name, "cannot read staged rows", e))?;
-                // Declared columns in order, without the sequence; a column added later in
-                // the load (schema evolution) is null in the batches staged before it.
-                let columns = schema
-                    .fields()
-                    .iter()
-                    .map(|field| match batch.column_by_name(field.name()) {
-                        Some(column) => column.clone(),
-                        None => arrow::array::new_null_array(field.data_type(), batch.num_rows()),
-                    })
-                    .collect();
-                let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|source| {
-                    WarehouseError::Arrow {
-                        table: name.to_string(),
-                        source,
-                    }
-                })?;
-                writer
-                    .write(batch)
-                    .await
-                    .map_err(|e| delta_error(name, e))?;
+        // The staged files are decoded on a blocking thread while the writer encodes: two
+        // batches in flight at most.
+        let (batches, mut received) = tokio::sync::mpsc::channel(2);
+        let files: Vec<PathBuf> = (0..staged.files)
+            .map(|part| staged.dir.join(staged_file_name(part)))
+            .collect();
+        let reading = schema.clone();
+        let reader = tokio::task::spawn_blocking(move || {
+            for path in files {
+                if let Err(err) = read_staged(name, &path, &reading, &batches) {
+                    let _ = batches.blocking_send(Err(err));
+                    return;
+                }
             }
+        });
+        while let Some(batch) = received.recv().await {
+            writer
+                .write(batch?)
+                .await
+                .map_err(|e| delta_error(name, e))?;
         }
+        reader
+            .await
+            .map_err(|e| io_error(name, "cannot read staged rows", e))?;
         let added = writer.flush().await.map_err(|e| delta_error(name, e))?;
         let columns: StructType = schema
             .as_ref()
@@ -736,6 +725,46 @@ fn delta_type(kind: ColumnType) -> String {
         ColumnType::Date => "date".into(),
         ColumnType::Money => format!("decimal({MONEY_PRECISION},{MONEY_SCALE})"),
     }
+}
+
+/// Sends the rows of one staged file of `table` as batches of `schema`: its declared columns
+/// in order, without the sequence, a column added later in the load (schema evolution) null
+/// in the batches staged before it. Stops quietly when the receiver is gone.
+fn read_staged(
+    table: &'static str,
+    path: &Path,
+    schema: &arrow::datatypes::SchemaRef,
+    batches: &tokio::sync::mpsc::Sender<Result<RecordBatch, WarehouseError>>,
+) -> Result<(), WarehouseError> {
+    let unreadable =
+        |e: parquet::errors::ParquetError| io_error(table, "cannot read staged rows", e);
+    let file = File::open(path).map_err(|e| io_error(table, "cannot read staged rows", e))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        // One staged file is one batch of the decoder's.
+        .map(|builder| builder.with_batch_size(BATCH_ROWS))
+        .and_then(|builder| builder.build())
+        .map_err(unreadable)?;
+    for batch in reader {
+        let batch = batch.map_err(|e| io_error(table, "cannot read staged rows", e))?;
+        let columns = schema
+            .fields()
+            .iter()
+            .map(|field| match batch.column_by_name(field.name()) {
+                Some(column) => column.clone(),
+                None => arrow::array::new_null_array(field.data_type(), batch.num_rows()),
+            })
+            .collect();
+        let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|source| {
+            WarehouseError::Arrow {
+                table: table.to_string(),
+                source,
+            }
+        })?;
+        if batches.blocking_send(Ok(batch)).is_err() {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// The name of a load's `part`th staged file of a table.

@@ -224,52 +224,67 @@ fn direct_fields<'a>(set: &'a SelectionSet<'static, String>) -> Vec<&'a Field<'s
         .collect()
 }
 
-/// Writes the JSONL lines for `items`, nodes of `node_type` selected by `connection`.
+/// How one connection's nodes become lines, worked out once per query: the node type, the
+/// fields each line holds (by their output key), and the nested connections whose nodes
+/// get lines of their own.
+pub struct LinePlan<'q> {
+    node_type: &'static str,
+    fields: Vec<(String, &'q Field<'static, String>)>,
+    nested: Vec<(&'q str, LinePlan<'q>)>,
+}
+
+impl<'q> LinePlan<'q> {
+    /// The plan for nodes of `node_type` selected by `connection`.
+    pub fn new(node_type: &'static str, connection: &'q Field<'static, String>) -> Self {
+        let mut plan = LinePlan {
+            node_type,
+            fields: Vec::new(),
+            nested: Vec::new(),
+        };
+        for field in node_selection(connection) {
+            match schema::field(node_type, &field.name) {
+                Some(Kind::Connection(child)) => plan
+                    .nested
+                    .push((field.name.as_str(), LinePlan::new(child, field))),
+                _ => {
+                    let key = field.alias.clone().unwrap_or_else(|| field.name.clone());
+                    plan.fields.push((key, field));
+                }
+            }
+        }
+        plan
+    }
+}
+
+/// Writes the JSONL lines for `items`, each followed by the lines of its nested nodes
+/// (with `__parentId`).
 pub fn flatten(
     exec: &mut Exec<'_>,
-    node_type: &'static str,
+    plan: &LinePlan<'_>,
     items: &[Value],
-    connection: &Field<'static, String>,
     parent: Option<&str>,
     lines: &mut Vec<Value>,
 ) {
-    let selection = node_selection(connection);
     for item in items {
         let mut line = Map::new();
-        let mut nested = Vec::new();
-        for field in &selection {
-            match schema::field(node_type, &field.name) {
-                Some(Kind::Connection(child)) => nested.push((child, *field)),
-                _ => {
-                    let key = field.alias.clone().unwrap_or_else(|| field.name.clone());
-                    let single = SelectionSet {
-                        span: field.selection_set.span,
-                        items: vec![Selection::Field((*field).clone())],
-                    };
-                    let selected = exec.object(Ty::Named(node_type), item, &single);
-                    line.insert(
-                        key.clone(),
-                        selected.get(&key).cloned().unwrap_or(Value::Null),
-                    );
-                }
-            }
+        for (key, field) in &plan.fields {
+            let value = exec.field(Ty::Named(plan.node_type), item, field);
+            line.insert(key.clone(), value);
         }
         if let Some(parent) = parent {
             line.insert("__parentId".into(), Value::from(parent));
         }
-        let id = item
-            .get("id")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
         lines.push(Value::Object(line));
-        for (child, field) in nested {
-            let children = item
-                .get(&field.name)
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            flatten(exec, child, &children, field, Some(&id), lines);
+        let id = item.get("id").and_then(Value::as_str).unwrap_or_default();
+        for (name, nested) in &plan.nested {
+            let children = item.get(*name).and_then(Value::as_array);
+            flatten(
+                exec,
+                nested,
+                children.map_or(&[], Vec::as_slice),
+                Some(id),
+                lines,
+            );
         }
     }
 }

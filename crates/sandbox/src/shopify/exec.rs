@@ -487,7 +487,8 @@ impl<'d> Exec<'d> {
         }
     }
 
-    fn field(&mut self, ty: Ty, obj: &Value, f: &Field<'static, String>) -> Value {
+    /// The value of one selected field of `obj`, of type `ty`.
+    pub(super) fn field(&mut self, ty: Ty, obj: &Value, f: &Field<'static, String>) -> Value {
         if f.name == "__typename" {
             return Value::from(ty.name());
         }

@@ -491,10 +491,11 @@ impl<'a> ShopifyRoot<'a> {
         let vars = Map::new();
         let mut exec = Exec::new(doc, &vars);
         let mut rng = fastrand::Rng::with_seed(self.seed ^ id);
+        let plan = bulk::LinePlan::new(node, field);
         for chunk in items.chunks(EXPORT_CHUNK) {
             let rendered: Vec<Value> = chunk.iter().map(|(hit, _)| self.render(*hit)).collect();
             let mut lines = Vec::new();
-            bulk::flatten(&mut exec, node, &rendered, field, None, &mut lines);
+            bulk::flatten(&mut exec, &plan, &rendered, None, &mut lines);
             let counted = bulk::BulkResult {
                 objects: lines.len() as u64,
                 roots: chunk.len() as u64,
