@@ -6,8 +6,9 @@
 #   mailroom: `mailroom run-job` of one extract step into the local Delta warehouse;
 #   dlt:      a REST resource paging /customers by cursor, `pipeline.run` into the
 #             filesystem destination as Parquet.
-# Each tool's peak resident memory is its process's maximum RSS (GNU time's %M); the
-# script prints each round and the ratio of the median peaks.
+# Each tool's peak resident memory is its process's maximum RSS (GNU time's %M), split into
+# anonymous and file-backed memory; the script prints each round and the ratio of the
+# median peaks.
 #
 # Usage: benches/scripts/dlt_compare.sh [BINARY] [PEOPLE] [ROUNDS] [PORT]
 #   defaults: target/release/mailroom, 263000 (about 200,000 Smile customers), 2, 18104.
@@ -89,24 +90,39 @@ print(f"rows={rows}")
 PY
 
 export RUNTIME__DLTHUB_TELEMETRY=false
-# Prints "<peak kB> <seconds>" of one command; its own output goes to last.out.
+# Prints "<peak kB> <seconds> <anonymous kB> <file-backed kB>" of one command: the peak and
+# time from GNU time, the split of resident memory into anonymous (heap, stacks) and
+# file-backed (the program's own code and libraries) sampled from /proc every 20 ms. Its
+# own output goes to last.out.
 measure() {
-  /usr/bin/time -f '%M %e' -o time.out "$@" > last.out 2>&1 || { cat last.out; exit 1; }
-  cat time.out
+  /usr/bin/time -f '%M %e' -o time.out "$@" > last.out 2>&1 &
+  local timer=$! child= anon=0 file=0 a f
+  while kill -0 "$timer" 2>/dev/null; do
+    [ -z "$child" ] && child=$(pgrep -P "$timer" | head -1 || true)
+    if [ -n "$child" ] && read -r a f < <(awk '/RssAnon/ {a = $2} /RssFile/ {f = $2} END {print a + 0, f + 0}' "/proc/$child/status" 2>/dev/null); then
+      [ "$a" -gt "$anon" ] && anon=$a
+      [ "$f" -gt "$file" ] && file=$f
+    fi
+    sleep 0.02
+  done
+  wait "$timer" || { cat last.out; exit 1; }
+  echo "$(cat time.out) $anon $file"
+}
+show() {
+  printf 'round %d: %-8s %6.1f MB peak (anonymous %5.1f MB, file-backed %5.1f MB), %6.1f s, %s rows\n' \
+    "$1" "$2" "$(echo "$3 / 1024" | bc -l)" "$(echo "$5 / 1024" | bc -l)" "$(echo "$6 / 1024" | bc -l)" "$4" "$7"
 }
 
 mailroom_peaks=()
 dlt_peaks=()
 for round in $(seq 1 "$rounds"); do
   rm -rf data dlt-out
-  read -r kb secs < <(measure "$binary" --config config.toml --log-format json run-job smile-customers)
-  rows=$(grep -o '"rows_loaded":[0-9]*' last.out | head -1 | cut -d: -f2 || true)
+  read -r kb secs anon file < <(measure "$binary" --config config.toml --log-format json run-job smile-customers)
   mailroom_peaks+=("$kb")
-  printf 'round %d: mailroom %6.1f MB peak, %6.1f s%s\n' "$round" "$(echo "$kb / 1024" | bc -l)" "$secs" "${rows:+, $rows rows}"
-  read -r kb secs < <(measure venv/bin/python smile_dlt.py "$base" "$dir/dlt-out")
-  rows=$(grep -o 'rows=[0-9]*' last.out | cut -d= -f2)
+  show "$round" mailroom "$kb" "$secs" "$anon" "$file" "$(grep -o '[0-9]* rows loaded' last.out | cut -d' ' -f1)"
+  read -r kb secs anon file < <(measure venv/bin/python smile_dlt.py "$base" "$dir/dlt-out")
   dlt_peaks+=("$kb")
-  printf 'round %d: dlt      %6.1f MB peak, %6.1f s, %s rows\n' "$round" "$(echo "$kb / 1024" | bc -l)" "$secs" "$rows"
+  show "$round" dlt "$kb" "$secs" "$anon" "$file" "$(grep -o 'rows=[0-9]*' last.out | cut -d= -f2)"
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 m=$(median "${mailroom_peaks[@]}")
