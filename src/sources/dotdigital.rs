@@ -61,12 +61,7 @@ impl Dotdigital {
                     Composed::Rejected(reason) => rejected.push((campaign.to_string(), reason)),
                 }
             }
-            let composed = Page::from_records(&records)
-                .map_err(|message| SourceError::Contract {
-                    service: self.api.service.name,
-                    message,
-                })?
-                .with_rejected(rejected);
+            let composed = Page::from_records(&records).with_rejected(rejected);
             if pages.send(composed).await.is_err() {
                 break;
             }

@@ -85,20 +85,12 @@ impl Iterable {
         Ok((campaigns, rejected))
     }
 
-    /// A page of composed records.
-    fn page(&self, records: &[String]) -> Result<Page, SourceError> {
-        Page::from_records(records).map_err(|message| SourceError::Contract {
-            service: self.api.service.name,
-            message,
-        })
-    }
-
     /// Sends one page per batch of campaigns: each campaign with its metrics row.
     async fn fetch_campaigns(&self, window: Window, pages: &PageSender) -> Result<(), SourceError> {
         let (campaigns, rejected) = self.email_campaigns().await?;
         // Campaigns that cannot be asked about go to quarantine first, on a page of their own.
         if !rejected.is_empty() {
-            let page = self.page(&[])?.with_rejected(rejected);
+            let page = Page::from_records(&[]).with_rejected(rejected);
             if pages.send(page).await.is_err() {
                 return Ok(());
             }
@@ -164,7 +156,7 @@ impl Iterable {
                     )
                 })
                 .collect();
-            if pages.send(self.page(&records)?).await.is_err() {
+            if pages.send(Page::from_records(&records)).await.is_err() {
                 return Ok(());
             }
         }

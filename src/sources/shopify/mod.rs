@@ -120,10 +120,7 @@ impl Shopify {
             order["lineItems"]["pageInfo"] = json!({ "hasNextPage": false });
             records.push(order.to_string());
         }
-        Page::from_records(&records).map_err(|message| SourceError::Contract {
-            service: self.api.service.name,
-            message,
-        })
+        Ok(Page::from_records(&records))
     }
 
     /// An order's line items after `after`.
