@@ -9,6 +9,7 @@
 //! so one table declaration serves both. The result is read chunk by chunk and sent in
 //! pages of [`RECORDS_PER_PAGE`], never held whole.
 
+use std::borrow::Cow;
 use std::sync::OnceLock;
 
 use chrono::{DateTime, Timelike, Utc};
@@ -301,92 +302,12 @@ struct Grouper {
     ready: Vec<String>,
 }
 
-/// The `id` and `__parentId` of one result line, as they are written.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct LineIds<'a> {
-    id: Option<&'a str>,
-    parent: Option<&'a str>,
-}
-
-/// Reads a line's top-level `id` and `__parentId` (string values) in one pass over its
-/// bytes, skipping strings and nested values, without building the record: the decoder
-/// reads each record in full, and quarantines one that is not valid JSON. An error when
-/// the line is not an object with balanced brackets and closed strings.
-fn line_ids(line: &str) -> Result<LineIds<'_>, String> {
-    let not_object = || format!("a bulk result line is not a JSON object: {}", shorten(line));
-    let bytes = line.as_bytes();
-    if bytes.first() != Some(&b'{') {
-        return Err(not_object());
-    }
-    // The end of the string starting at `start` (its opening quote), past its closing one.
-    let string_end = |start: usize| {
-        let mut i = start + 1;
-        while i < bytes.len() {
-            match bytes[i] {
-                b'\\' => i += 2,
-                b'"' => return Some(i + 1),
-                _ => i += 1,
-            }
-        }
-        None
-    };
-    let skip_space = |mut i: usize| {
-        while bytes.get(i).is_some_and(u8::is_ascii_whitespace) {
-            i += 1;
-        }
-        i
-    };
-    let mut ids = LineIds::default();
-    let mut depth = 0_usize;
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'"' => {
-                let end = string_end(i).ok_or_else(not_object)?;
-                let colon = skip_space(end);
-                if depth == 1 && bytes.get(colon) == Some(&b':') {
-                    let value = skip_space(colon + 1);
-                    let slot = match &line[i + 1..end - 1] {
-                        "id" => Some(&mut ids.id),
-                        "__parentId" => Some(&mut ids.parent),
-                        _ => None,
-                    };
-                    if let Some(slot) = slot
-                        && bytes.get(value) == Some(&b'"')
-                    {
-                        let value_end = string_end(value).ok_or_else(not_object)?;
-                        *slot = Some(&line[value + 1..value_end - 1]);
-                        i = value_end;
-                        continue;
-                    }
-                }
-                i = end;
-            }
-            b'{' | b'[' => {
-                depth += 1;
-                i += 1;
-            }
-            b'}' | b']' => {
-                depth = depth.checked_sub(1).ok_or_else(not_object)?;
-                i += 1;
-            }
-            _ => i += 1,
-        }
-    }
-    if depth == 0 {
-        Ok(ids)
-    } else {
-        Err(not_object())
-    }
-}
-
-/// The start of a long line, for messages.
-fn shorten(line: &str) -> &str {
-    let end = line
-        .char_indices()
-        .nth(120)
-        .map_or(line.len(), |(at, _)| at);
-    &line[..end]
+#[derive(Deserialize)]
+struct Ids<'a> {
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(rename = "__parentId", default, borrow)]
+    parent: Option<Cow<'a, str>>,
 }
 
 impl Grouper {
@@ -407,9 +328,10 @@ impl Grouper {
             self.ready.push(line.to_string());
             return Ok(());
         };
-        let ids = line_ids(line)?;
+        let ids: Ids = serde_json::from_str(line)
+            .map_err(|e| format!("a bulk result line is not a JSON object: {e}"))?;
         match (ids.parent, &self.parent) {
-            (Some(parent), Some((current, _))) if parent == current => {
+            (Some(parent), Some((current, _))) if *parent == **current => {
                 self.kids.push(line.to_string());
                 Ok(())
             }
@@ -418,7 +340,7 @@ impl Grouper {
             )),
             (None, _) => {
                 self.finish();
-                self.parent = Some((ids.id.unwrap_or_default().to_string(), line.to_string()));
+                self.parent = Some((ids.id.unwrap_or_default().into_owned(), line.to_string()));
                 Ok(())
             }
         }
@@ -461,30 +383,5 @@ mod tests {
         let stray = grouper
             .line(r#"{"id":"gid://shopify/LineItem/11","__parentId":"gid://shopify/Order/9"}"#);
         assert!(stray.unwrap_err().contains("Order/9"));
-    }
-
-    #[test]
-    fn line_ids_are_the_top_level_ones() {
-        let line = r#"{ "customer": {"id": "gid://shopify/Customer/5"}, "note": "say \"id\": \"x\" {[", "id" : "gid://shopify/LineItem/10", "tags": ["id"], "__parentId":"gid://shopify/Order/1"}"#;
-        assert_eq!(
-            line_ids(line).unwrap(),
-            LineIds {
-                id: Some("gid://shopify/LineItem/10"),
-                parent: Some("gid://shopify/Order/1"),
-            }
-        );
-        assert_eq!(line_ids(r#"{"id":7}"#).unwrap(), LineIds::default());
-        for bad in [
-            r#"["id"]"#,
-            r#"{"id":"a""#,
-            r#"{"id":"a"}}"#,
-            r#"{"a":{"#,
-            "{\"id",
-        ] {
-            assert!(
-                line_ids(bad).unwrap_err().contains("not a JSON object"),
-                "{bad}"
-            );
-        }
     }
 }
