@@ -78,7 +78,7 @@ pub struct Product {
 }
 
 /// The catalogue.
-pub const PRODUCTS: [Product; 8] = [
+pub static PRODUCTS: [Product; 8] = [
     Product {
         id: 720001,
         sku: "TS-M-GR",
@@ -179,8 +179,8 @@ impl Person {
 pub struct OrderLine {
     /// Line id.
     pub id: u64,
-    /// What was bought.
-    pub product: Product,
+    /// What was bought (one of [`PRODUCTS`]).
+    pub product: &'static Product,
     /// How many.
     pub quantity: u32,
 }
@@ -491,7 +491,7 @@ impl World {
                 let lines = (0..rng.u32(1..=3))
                     .map(|l| OrderLine {
                         id: 13_000_000_000 + id * 4 + u64::from(l),
-                        product: PRODUCTS[rng.usize(..PRODUCTS.len())],
+                        product: &PRODUCTS[rng.usize(..PRODUCTS.len())],
                         quantity: rng.u32(1..=3),
                     })
                     .collect();
