@@ -2,10 +2,11 @@
 //! `<data dir>/warehouse/<table>`.
 //!
 //! A load's batches are staged as Parquet files under `_staging/` (never inside a table, so
-//! readers and vacuum never see them). At commit each table gets ONE Delta commit —
-//! `append`, `replace` (overwrite) or `merge` on the key, the staged rows first reduced to
-//! the last row per key — carrying an application transaction that marks the run, so a
-//! replayed commit is skipped. Child and quarantine tables are committed first and the
+//! readers and vacuum never see them), with a hash of each merge key. At commit each table
+//! gets ONE Delta commit — a new table created straight from the staged files when no key
+//! repeats; otherwise `append`, `replace` (overwrite) or `merge` on the key, the staged rows
+//! first reduced to the last row per key when a key hash repeats — carrying an application
+//! transaction that marks the run, so a replayed commit is skipped. Child and quarantine tables are committed first and the
 //! stream's own table last, with a second application transaction holding the cursor (its
 //! microseconds): the cursor moves in the same atomic commit as the data it covers, and a
 //! crash between tables leaves the cursor behind, so the next run reads those records again
