@@ -15,18 +15,13 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use mailroom::config::SourceKind;
-use mailroom::extract::{Mode, extract_stream};
 use mailroom::http::retry::RetryPolicy;
 use mailroom::http::{Auth, Body, Call, HttpClient, Service, Timeouts};
-use mailroom::normalize::{RunStamp, SchemaPolicy};
 use mailroom::secret::Secret;
-use mailroom::services::{Overrides, Services};
-use mailroom::warehouse::local::LocalWarehouse;
-use mailroom::warehouse::memory::MemoryWarehouse;
 use mailroom_sandbox::{RunningSandbox, SandboxOptions};
 
 mod support;
@@ -152,33 +147,8 @@ fn serve(customers: &str) {
 fn extract(url: &str, sink: &str) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
-        let config = mailroom::config::parse(
-            mailroom::config::DEFAULT_CONFIG,
-            "config.toml",
-            std::path::Path::new("."),
-        )
-        .expect("shipped config");
         let client = HttpClient::new(Timeouts::default()).expect("client");
-        let endpoints = mailroom_sandbox::services(url);
-        let overrides = Overrides::from_endpoints(
-            endpoints.iter().map(|e| (e.key, e.base_url.as_str())),
-            mailroom_sandbox::CREDENTIAL,
-        )
-        .expect("sandbox URLs");
-        let services = Services::new(
-            config.service_sections(),
-            overrides,
-            Box::new([("UNUSED", "")]),
-            client,
-            RetryPolicy::default(),
-        );
-        let shopify = mailroom::sources::build(SourceKind::Shopify, &services).expect("source");
-        let now = chrono::Utc::now();
-        let stamp = Arc::new(RunStamp {
-            run_id: "bench".into(),
-            extracted_at: now,
-            scheduled_for: now,
-        });
+        let shopify = support::sandbox_source(url, SourceKind::Shopify, client, |_| {});
         // The first and the last page decoded.
         let pages: Mutex<Option<(Instant, Instant)>> = Mutex::new(None);
         let progress = |_records: u64| {
@@ -188,20 +158,7 @@ fn extract(url: &str, sink: &str) {
             *pages = Some((first, now));
         };
         let started = Instant::now();
-        let report = if sink == "local" {
-            let dir = std::env::temp_dir().join(format!("mailroom-bench-{}", std::process::id()));
-            let mut warehouse = LocalWarehouse::open(&dir).expect("local warehouse");
-            let report = extract_stream(&shopify, "orders", &mut warehouse, stamp, Mode::Incremental, SchemaPolicy::Fixed, &progress)
-                .await
-                .expect("extraction");
-            let _ = std::fs::remove_dir_all(&dir);
-            report
-        } else {
-            let mut warehouse = MemoryWarehouse::counting();
-            extract_stream(&shopify, "orders", &mut warehouse, stamp, Mode::Incremental, SchemaPolicy::Fixed, &progress)
-                .await
-                .expect("extraction")
-        };
+        let report = support::extract_into(&shopify, "orders", sink, &progress).await;
         let ended = Instant::now();
         let (first, last) = pages.lock().expect("page times").expect("pages arrived");
         println!(

@@ -14,17 +14,11 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::Instant;
 
 use mailroom::config::SourceKind;
-use mailroom::extract::{Mode, extract_stream};
 use mailroom::http::retry::RetryPolicy;
 use mailroom::http::{HttpClient, Timeouts};
-use mailroom::normalize::{RunStamp, SchemaPolicy};
-use mailroom::services::{Overrides, Services};
-use mailroom::warehouse::local::LocalWarehouse;
-use mailroom::warehouse::memory::MemoryWarehouse;
 use mailroom_sandbox::{RunningSandbox, SandboxOptions};
 
 mod support;
@@ -167,58 +161,21 @@ fn serve(customers: &str, limit: &str) {
 fn extract(url: &str, limit: &str, sink: &str) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
-        let mut config = mailroom::config::parse(
-            mailroom::config::DEFAULT_CONFIG,
-            "config.toml",
-            std::path::Path::new("."),
-        )
-        .expect("shipped config");
-        let smile_section = config
-            .sources
-            .services
-            .get_mut(&SourceKind::Smile)
-            .expect("the shipped config reads Smile");
-        smile_section.options.insert(
-            "requests_per_second",
-            mailroom::config::OptionValue::Integer(limit.parse().unwrap_or(0)),
-        );
         let client = HttpClient::new(Timeouts::default()).expect("client");
-        let endpoints = mailroom_sandbox::services(url);
-        let overrides = Overrides::from_endpoints(
-            endpoints.iter().map(|e| (e.key, e.base_url.as_str())),
-            mailroom_sandbox::CREDENTIAL,
-        )
-        .expect("sandbox URLs");
-        let services = Services::new(
-            config.service_sections(),
-            overrides,
-            Box::new([("UNUSED", "")]),
-            client.clone(),
-            RetryPolicy::default(),
-        );
-        let smile = mailroom::sources::build(SourceKind::Smile, &services).expect("source");
-        let now = chrono::Utc::now();
-        let stamp = Arc::new(RunStamp {
-            run_id: "bench".into(),
-            extracted_at: now,
-            scheduled_for: now,
+        let smile = support::sandbox_source(url, SourceKind::Smile, client.clone(), |config| {
+            let smile_section = config
+                .sources
+                .services
+                .get_mut(&SourceKind::Smile)
+                .expect("the shipped config reads Smile");
+            smile_section.options.insert(
+                "requests_per_second",
+                mailroom::config::OptionValue::Integer(limit.parse().unwrap_or(0)),
+            );
         });
         let started = Instant::now();
-        let records = if sink == "local" {
-            let dir = std::env::temp_dir().join(format!("mailroom-bench-{}", std::process::id()));
-            let mut warehouse = LocalWarehouse::open(&dir).expect("local warehouse");
-            let report = extract_stream(&smile, "customers", &mut warehouse, stamp, Mode::Incremental, SchemaPolicy::Fixed, &|_| {})
-                .await
-                .expect("extraction");
-            let _ = std::fs::remove_dir_all(&dir);
-            report.rows_in("smile_customers")
-        } else {
-            let mut warehouse = MemoryWarehouse::counting();
-            extract_stream(&smile, "customers", &mut warehouse, stamp, Mode::Incremental, SchemaPolicy::Fixed, &|_| {})
-                .await
-                .expect("extraction");
-            warehouse.rows("smile_customers")
-        };
+        let report = support::extract_into(&smile, "customers", sink, &|_| {}).await;
+        let records = report.rows_in("smile_customers");
         let seconds = started.elapsed().as_secs_f64();
         let (requests, rate_limited) = sandbox_counts(&client, url).await;
         println!(

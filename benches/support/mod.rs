@@ -1,7 +1,19 @@
-//! What the benchmarks share: reading the `name=value` figures a child process prints, and
-//! a process's own CPU time and peak memory.
+//! What the benchmarks share: reading the `name=value` figures a child process prints, a
+//! process's own CPU time and peak memory, and a source of the shipped config aimed at a
+//! sandbox, extracted into a counting sink or a fresh local warehouse.
 
 use std::process::Output;
+use std::sync::Arc;
+
+use mailroom::config::{Config, SourceKind};
+use mailroom::extract::{Mode, Progress, StreamReport, extract_stream};
+use mailroom::http::HttpClient;
+use mailroom::http::retry::RetryPolicy;
+use mailroom::normalize::{RunStamp, SchemaPolicy};
+use mailroom::services::{Overrides, Services};
+use mailroom::sources::AnySource;
+use mailroom::warehouse::local::LocalWarehouse;
+use mailroom::warehouse::memory::MemoryWarehouse;
 
 /// The figure `name` in a child's `name=value` output; a missing one stops the benchmark
 /// with what the child printed.
@@ -45,4 +57,68 @@ pub fn peak_rss_kb() -> u64 {
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// Source `kind` of the shipped config, calling the sandbox at `url` through `client`, after
+/// `configure` has changed the config.
+#[allow(dead_code, reason = "only the extraction benchmarks read a source")]
+pub fn sandbox_source(
+    url: &str,
+    kind: SourceKind,
+    client: HttpClient,
+    configure: impl FnOnce(&mut Config),
+) -> AnySource {
+    let mut config = mailroom::config::parse(
+        mailroom::config::DEFAULT_CONFIG,
+        "config.toml",
+        std::path::Path::new("."),
+    )
+    .expect("shipped config");
+    configure(&mut config);
+    let endpoints = mailroom_sandbox::services(url);
+    let overrides = Overrides::from_endpoints(
+        endpoints.iter().map(|e| (e.key, e.base_url.as_str())),
+        mailroom_sandbox::CREDENTIAL,
+    )
+    .expect("sandbox URLs");
+    let services = Services::new(
+        config.service_sections(),
+        overrides,
+        Box::new([("UNUSED", "")]),
+        client,
+        RetryPolicy::default(),
+    );
+    mailroom::sources::build(kind, &services).expect("source")
+}
+
+/// Extracts `stream` of `source` into a counting sink (`sink` is `memory`) or a fresh local
+/// Delta warehouse in the temp folder (`local`, removed afterwards).
+#[allow(dead_code, reason = "only the extraction benchmarks extract")]
+pub async fn extract_into(
+    source: &AnySource,
+    stream: &str,
+    sink: &str,
+    progress: Progress<'_>,
+) -> StreamReport {
+    let now = chrono::Utc::now();
+    let stamp = Arc::new(RunStamp {
+        run_id: "bench".into(),
+        extracted_at: now,
+        scheduled_for: now,
+    });
+    let (mode, policy) = (Mode::Incremental, SchemaPolicy::Fixed);
+    if sink == "local" {
+        let dir = std::env::temp_dir().join(format!("mailroom-bench-{}", std::process::id()));
+        let mut warehouse = LocalWarehouse::open(&dir).expect("local warehouse");
+        let report = extract_stream(source, stream, &mut warehouse, stamp, mode, policy, progress)
+            .await
+            .expect("extraction");
+        let _ = std::fs::remove_dir_all(&dir);
+        report
+    } else {
+        let mut warehouse = MemoryWarehouse::counting();
+        extract_stream(source, stream, &mut warehouse, stamp, mode, policy, progress)
+            .await
+            .expect("extraction")
+    }
 }
