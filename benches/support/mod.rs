@@ -110,15 +110,31 @@ pub async fn extract_into(
     if sink == "local" {
         let dir = std::env::temp_dir().join(format!("mailroom-bench-{}", std::process::id()));
         let mut warehouse = LocalWarehouse::open(&dir).expect("local warehouse");
-        let report = extract_stream(source, stream, &mut warehouse, stamp, mode, policy, progress)
-            .await
-            .expect("extraction");
+        let report = extract_stream(
+            source,
+            stream,
+            &mut warehouse,
+            stamp,
+            mode,
+            policy,
+            progress,
+        )
+        .await
+        .expect("extraction");
         let _ = std::fs::remove_dir_all(&dir);
         report
     } else {
         let mut warehouse = MemoryWarehouse::counting();
-        extract_stream(source, stream, &mut warehouse, stamp, mode, policy, progress)
-            .await
-            .expect("extraction")
+        extract_stream(
+            source,
+            stream,
+            &mut warehouse,
+            stamp,
+            mode,
+            policy,
+            progress,
+        )
+        .await
+        .expect("extraction")
     }
 }

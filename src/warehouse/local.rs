@@ -42,7 +42,8 @@ use parquet::file::properties::WriterProperties;
 use url::Url;
 
 use super::{
-    Commit, CommitOutcome, LoadId, SEQUENCE, Warehouse, WarehouseError, damage, with_sequence,
+    Commit, CommitOutcome, LoadId, ROW_GROUP_ROWS, SEQUENCE, Warehouse, WarehouseError, conform,
+    damage, with_sequence,
 };
 use crate::normalize::schema::{MONEY_PRECISION, MONEY_SCALE};
 use crate::normalize::{BATCH_ROWS, ColumnType, QUARANTINE_TABLE, TableSchema, WriteDisposition};
@@ -54,8 +55,6 @@ const RUN_MARKER_RETENTION: &str = "interval 30 days";
 const LOAD_MEMORY: usize = 64 << 20;
 /// Bytes per data file written; each is built in memory before it is stored.
 const TARGET_FILE_BYTES: u64 = 8 << 20;
-/// Rows per Parquet row group written: the writer holds one group's pages in memory.
-const ROW_GROUP_ROWS: usize = 32_768;
 /// Staged rows whose key hashes are kept to tell whether a key repeats (8 bytes each);
 /// beyond them a merge load keeps the last row per key by sorting, which spills.
 const KEY_HASH_LIMIT: usize = 2 << 20;
@@ -747,19 +746,9 @@ fn read_staged(
         .map_err(unreadable)?;
     for batch in reader {
         let batch = batch.map_err(|e| io_error(table, "cannot read staged rows", e))?;
-        let columns = schema
-            .fields()
-            .iter()
-            .map(|field| match batch.column_by_name(field.name()) {
-                Some(column) => column.clone(),
-                None => arrow::array::new_null_array(field.data_type(), batch.num_rows()),
-            })
-            .collect();
-        let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|source| {
-            WarehouseError::Arrow {
-                table: table.to_string(),
-                source,
-            }
+        let batch = conform(&batch, schema).map_err(|source| WarehouseError::Arrow {
+            table: table.to_string(),
+            source,
         })?;
         if batches.blocking_send(Ok(batch)).is_err() {
             break;

@@ -213,6 +213,10 @@ pub trait Warehouse: Send {
     fn abort(&mut self, load: &LoadId) -> impl Future<Output = ()> + Send;
 }
 
+/// Rows per Parquet row group a store writes: a writer holds one group's pages in memory,
+/// so this bounds a load's memory whatever its rows.
+pub(crate) const ROW_GROUP_ROWS: usize = 32_768;
+
 /// The column numbering staged rows, so a merge keeps the last row staged for each key.
 pub(crate) const SEQUENCE: &str = "_mailroom_staged_seq";
 
@@ -234,4 +238,21 @@ pub(crate) fn with_sequence(
         first..first + batch.num_rows() as i64,
     )));
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+}
+
+/// `batch` as a batch of `schema`: its columns in `schema`'s order, any it lacks (a column a
+/// later batch of the same load added) null, any `schema` does not name dropped.
+pub(crate) fn conform(
+    batch: &RecordBatch,
+    schema: &arrow::datatypes::SchemaRef,
+) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|field| match batch.column_by_name(field.name()) {
+            Some(column) => column.clone(),
+            None => arrow::array::new_null_array(field.data_type(), batch.num_rows()),
+        })
+        .collect();
+    RecordBatch::try_new(schema.clone(), columns)
 }

@@ -8,14 +8,15 @@ use arrow::array::AsArray;
 use arrow::datatypes::Int64Type;
 use mailroom::config::SourceKind;
 use mailroom::extract::{Mode, extract_stream};
-use mailroom::normalize::SchemaPolicy;
-use mailroom::warehouse::Warehouse;
+use mailroom::normalize::{SchemaPolicy, TableSchema};
 use mailroom::warehouse::local::LocalWarehouse;
+use mailroom::warehouse::{Commit, LoadId, Warehouse};
 use mailroom_sandbox::SandboxOptions;
 use mailroom_sandbox::world::World;
 
 use crate::support::{
-    duplicate_keys, load_world_twice, sandbox, small_sandbox, small_world, source, stamp,
+    duplicate_keys, events_batch, events_table, load_world_twice, sandbox, small_sandbox,
+    small_world, source, stamp,
 };
 
 async fn load(
@@ -338,61 +339,74 @@ async fn loading_the_whole_world_twice_leaves_one_row_per_key_in_every_merge_tab
     }
 }
 
+/// Rows of `events`: id, name, score.
+type Events<'a> = &'a [(i64, &'a str, Option<f64>)];
+
+/// Stages each batch (as the table was declared when it was read) as one load of `run` and
+/// commits it with `table`.
+async fn load_events(
+    warehouse: &mut LocalWarehouse,
+    run: &str,
+    batches: &[(&TableSchema, Events<'_>)],
+    table: &TableSchema,
+) {
+    let load = LoadId {
+        source: "test".into(),
+        stream: "events".into(),
+        run_id: run.into(),
+    };
+    for (staged_as, rows) in batches {
+        warehouse
+            .write(&load, staged_as, events_batch(staged_as, rows))
+            .await
+            .unwrap();
+    }
+    warehouse
+        .commit(Commit {
+            load,
+            tables: vec![table.clone()],
+            cursor: None,
+        })
+        .await
+        .unwrap();
+}
+
+/// The `events` table's `column` by id, as text (null as `None`), sorted by id.
+async fn events_column(warehouse: &LocalWarehouse, column: &str) -> Vec<(i64, Option<String>)> {
+    let batch = warehouse
+        .read("events")
+        .await
+        .unwrap()
+        .expect("table exists");
+    let ids = batch
+        .column_by_name("id")
+        .unwrap()
+        .as_primitive::<Int64Type>();
+    let values = arrow::compute::cast(
+        batch.column_by_name(column).unwrap(),
+        &arrow::datatypes::DataType::Utf8,
+    )
+    .unwrap();
+    let values = values.as_string::<i32>();
+    let mut rows: Vec<(i64, Option<String>)> = ids
+        .iter()
+        .zip(values.iter())
+        .map(|(id, value)| (id.unwrap(), value.map(str::to_string)))
+        .collect();
+    rows.sort();
+    rows
+}
+
 /// Keys repeated within one load (a page served twice, a record changed mid-extract) keep
 /// the row staged last, whether the table is new or merged into; keys seen once are loaded
 /// without the sort.
 #[tokio::test]
 async fn a_key_staged_twice_in_one_load_keeps_the_row_staged_last() {
-    use std::sync::Arc;
-
-    use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray};
-    use arrow::record_batch::RecordBatch;
-    use mailroom::normalize::{Column, ColumnType, TableSchema};
-    use mailroom::warehouse::{Commit, LoadId};
-
-    let table = TableSchema::new(
-        "people",
-        vec![
-            Column::named("id", ColumnType::Int64).required(),
-            Column::named("name", ColumnType::Text),
-        ],
-    )
-    .merge_on(&["id"]);
-    let batch = |run: &str, rows: &[(i64, &str)]| {
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1))),
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|_| run))),
-            Arc::new(
-                TimestampMicrosecondArray::from_iter_values(rows.iter().map(|_| 0))
-                    .with_timezone("UTC"),
-            ),
-        ];
-        RecordBatch::try_new(table.arrow_schema(), columns).unwrap()
-    };
-    let names = |batch: RecordBatch| {
-        let ids = batch
-            .column_by_name("id")
-            .unwrap()
-            .as_primitive::<Int64Type>();
-        let names = arrow::compute::cast(
-            batch.column_by_name("name").unwrap(),
-            &arrow::datatypes::DataType::Utf8,
-        )
-        .unwrap();
-        let names = names.as_string::<i32>();
-        let mut rows: Vec<(i64, String)> = ids
-            .iter()
-            .zip(names.iter())
-            .map(|(id, name)| (id.unwrap(), name.unwrap().to_string()))
-            .collect();
-        rows.sort();
-        rows
-    };
+    let table = events_table(false, false);
     let dir = tempfile::tempdir().unwrap();
     let mut warehouse = LocalWarehouse::open(dir.path()).unwrap();
-    type Rows<'a> = &'a [(i64, &'a str)];
-    let loads: [(&str, &[Rows], Rows); 3] = [
+    type Names<'a> = &'a [(i64, &'a str)];
+    let loads: [(&str, &[Names], Names); 3] = [
         // A new table: id 2 staged twice, in two batches.
         (
             "run-1",
@@ -419,30 +433,48 @@ async fn a_key_staged_twice_in_one_load_keeps_the_row_staged_last() {
         ),
     ];
     for (run, batches, expected) in loads {
-        let load = LoadId {
-            source: "test".into(),
-            stream: "people".into(),
-            run_id: run.into(),
-        };
-        for rows in batches {
-            warehouse
-                .write(&load, &table, batch(run, rows))
-                .await
-                .unwrap();
-        }
-        warehouse
-            .commit(Commit {
-                load,
-                tables: vec![table.clone()],
-                cursor: None,
-            })
-            .await
-            .unwrap();
-        let read = warehouse.read("people").await.unwrap().unwrap();
-        let expected: Vec<(i64, String)> = expected
+        let rows: Vec<Vec<(i64, &str, Option<f64>)>> = batches
             .iter()
-            .map(|(id, name)| (*id, name.to_string()))
+            .map(|batch| batch.iter().map(|(id, name)| (*id, *name, None)).collect())
             .collect();
-        assert_eq!(names(read), expected, "{run}");
+        let batches: Vec<(&TableSchema, Events)> =
+            rows.iter().map(|rows| (&table, rows.as_slice())).collect();
+        load_events(&mut warehouse, run, &batches, &table).await;
+        let expected: Vec<(i64, Option<String>)> = expected
+            .iter()
+            .map(|(id, name)| (*id, Some(name.to_string())))
+            .collect();
+        assert_eq!(events_column(&warehouse, "name").await, expected, "{run}");
     }
+}
+
+/// A column a source starts sending mid-load (schema evolution) is in the new table, null
+/// in the rows staged before it.
+#[tokio::test]
+async fn a_column_added_mid_load_is_null_in_the_rows_staged_before_it() {
+    let (before, after) = (events_table(false, false), events_table(true, false));
+    let dir = tempfile::tempdir().unwrap();
+    let mut warehouse = LocalWarehouse::open(dir.path()).unwrap();
+    load_events(
+        &mut warehouse,
+        "run-1",
+        &[
+            (&before, &[(1, "ann", None), (2, "bob", None)]),
+            (&after, &[(3, "cy", Some(1.5))]),
+        ],
+        &after,
+    )
+    .await;
+    assert_eq!(
+        events_column(&warehouse, "score").await,
+        [(1, None), (2, None), (3, Some("1.5".to_string()))]
+    );
+    assert_eq!(
+        events_column(&warehouse, "name").await,
+        [
+            (1, Some("ann".to_string())),
+            (2, Some("bob".to_string())),
+            (3, Some("cy".to_string()))
+        ]
+    );
 }

@@ -278,7 +278,8 @@ async fn download(
         }
         pending.drain(..start);
     }
-    let rest = String::from_utf8_lossy(&pending).to_string();
+    let rest = std::str::from_utf8(&pending)
+        .map_err(|_| contract("the bulk result is not UTF-8".into()))?;
     grouper.line(rest.trim()).map_err(contract)?;
     grouper.finish();
     send(&mut grouper, pages).await?;

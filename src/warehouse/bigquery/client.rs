@@ -121,6 +121,22 @@ pub struct BigQueryClient {
     pub location: String,
 }
 
+/// The error for a staged `file` that could not be read.
+fn unreadable(file: &Path) -> impl FnOnce(std::io::Error) -> BigQueryError + '_ {
+    move |source| BigQueryError::Staging {
+        file: file.to_path_buf(),
+        source,
+    }
+}
+
+/// A resumable upload's answer that does not follow the protocol.
+fn upload_protocol(message: String) -> BigQueryError {
+    BigQueryError::Protocol {
+        what: "resumable upload".into(),
+        message,
+    }
+}
+
 fn is_status(err: &BigQueryError, status: u16) -> bool {
     matches!(err, BigQueryError::Http(e) if e.status == Some(status))
 }
@@ -197,11 +213,6 @@ impl BigQueryClient {
     async fn send(&self, prefix: &str, call: &Call) -> Result<Value, BigQueryError> {
         let service = self.service(prefix).await?;
         let response = self.http.send(&service, call).await?;
-        Self::json(call, response).await
-    }
-
-    /// An answer's JSON body (`Null` when it has none).
-    async fn json(call: &Call, response: reqwest::Response) -> Result<Value, BigQueryError> {
         if response.status() == reqwest::StatusCode::NO_CONTENT {
             return Ok(Value::Null);
         }
@@ -314,16 +325,12 @@ impl BigQueryClient {
         load: Value,
         file: &Path,
     ) -> Result<JobStart, BigQueryError> {
-        let unreadable = |source| BigQueryError::Staging {
-            file: file.to_path_buf(),
-            source,
-        };
-        let size = std::fs::metadata(file).map_err(unreadable)?.len();
+        let size = std::fs::metadata(file).map_err(unreadable(file))?.len();
         let metadata = self.job_resource(job_id, json!({ "load": load }));
         let started = if size > self.upload_chunk {
             self.upload_resumable(&metadata, file, size).await
         } else {
-            let data = std::fs::read(file).map_err(unreadable)?;
+            let data = std::fs::read(file).map_err(unreadable(file))?;
             self.upload_multipart(job_id, &metadata, data).await
         };
         match started {
@@ -373,10 +380,7 @@ impl BigQueryClient {
         file: &Path,
         size: u64,
     ) -> Result<(), BigQueryError> {
-        let handle = std::fs::File::open(file).map_err(|source| BigQueryError::Staging {
-            file: file.to_path_buf(),
-            source,
-        })?;
+        let handle = std::fs::File::open(file).map_err(unreadable(file))?;
         for _ in 0..UPLOAD_SESSIONS {
             let session = self.open_upload_session(metadata, size).await?;
             match self.upload_chunks(&session, &handle, file, size).await {
@@ -386,10 +390,9 @@ impl BigQueryClient {
                 other => return other,
             }
         }
-        Err(BigQueryError::Protocol {
-            what: "resumable upload".into(),
-            message: format!("the upload session expired {UPLOAD_SESSIONS} times in a row"),
-        })
+        Err(upload_protocol(format!(
+            "the upload session expired {UPLOAD_SESSIONS} times in a row"
+        )))
     }
 
     /// Opens a resumable session for the job: the service to send the data to (the
@@ -406,22 +409,18 @@ impl BigQueryClient {
             .idempotent();
         let mut service = self.service("upload/bigquery/v2").await?;
         let response = self.http.send(&service, &call).await?;
-        let protocol = |message: String| BigQueryError::Protocol {
-            what: "resumable upload".into(),
-            message,
-        };
         let location = response
             .headers()
             .get(reqwest::header::LOCATION)
             .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| protocol("the session answer has no Location".into()))?;
+            .ok_or_else(|| upload_protocol("the session answer has no Location".into()))?;
         let location = self
             .root
             .join(location)
-            .map_err(|e| protocol(format!("the session's Location is not a URL: {e}")))?;
+            .map_err(|e| upload_protocol(format!("the session's Location is not a URL: {e}")))?;
         // The bearer token goes with the data: only to BigQuery's own host.
         if location.origin() != self.root.origin() {
-            return Err(protocol(format!(
+            return Err(upload_protocol(format!(
                 "the session's Location is on another host ({})",
                 location.host_str().unwrap_or("none")
             )));
@@ -445,10 +444,7 @@ impl BigQueryClient {
             let mut chunk = vec![0; (end - offset) as usize];
             handle
                 .read_exact_at(&mut chunk, offset)
-                .map_err(|source| BigQueryError::Staging {
-                    file: file.to_path_buf(),
-                    source,
-                })?;
+                .map_err(unreadable(file))?;
             // Sending a range again is harmless: the session answers with what it holds.
             let call = Call::put(
                 "",
@@ -467,21 +463,16 @@ impl BigQueryClient {
                 // The whole file is in: the job exists and is polled by its id next.
                 return Ok(());
             }
-            let held = held_bytes(response.headers()).ok_or_else(|| BigQueryError::Protocol {
-                what: "resumable upload".into(),
-                message: "a 308 answer's Range is not bytes=0-N".into(),
-            })?;
+            let held = held_bytes(response.headers())
+                .ok_or_else(|| upload_protocol("a 308 answer's Range is not bytes=0-N".into()))?;
             if held > offset {
                 stalls = 0;
             } else {
                 stalls += 1;
                 if stalls >= UPLOAD_STALLS {
-                    return Err(BigQueryError::Protocol {
-                        what: "resumable upload".into(),
-                        message: format!(
-                            "the session stayed at {held} of {size} bytes for {UPLOAD_STALLS} chunks in a row"
-                        ),
-                    });
+                    return Err(upload_protocol(format!(
+                        "the session stayed at {held} of {size} bytes for {UPLOAD_STALLS} chunks in a row"
+                    )));
                 }
             }
             offset = held.min(size);

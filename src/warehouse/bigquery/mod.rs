@@ -33,15 +33,15 @@ use serde_json::{Value, json};
 
 use self::client::{BigQueryClient, BigQueryError, JobStart};
 use super::query::QueryEngine;
-use super::{Commit, CommitOutcome, LoadId, SEQUENCE, Warehouse, WarehouseError, with_sequence};
+use super::{
+    Commit, CommitOutcome, LoadId, ROW_GROUP_ROWS, SEQUENCE, Warehouse, WarehouseError, conform,
+    with_sequence,
+};
 use crate::config::WarehouseConfig;
 use crate::http::google_auth::GoogleTokens;
 use crate::normalize::{TableSchema, WriteDisposition};
 use crate::services::{ServiceError, ServiceKind, Services};
 use crate::state::{PendingLoad, StateStore};
-
-/// Rows per row group of the one file a table's staged parts are combined into.
-const COMBINED_ROW_GROUP_ROWS: usize = 65_536;
 
 /// One table's rows staged for a load: one Parquet file per batch (a held-open writer
 /// would keep the warehouse from being shared between tasks).
@@ -367,7 +367,7 @@ impl BigQueryWarehouse {
         // The writer holds one row group's pages until it is full: bounded by rows, so a
         // load of millions of rows writes with flat memory.
         let properties = parquet::file::properties::WriterProperties::builder()
-            .set_max_row_group_row_count(Some(COMBINED_ROW_GROUP_ROWS))
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
             .build();
         let mut writer = ArrowWriter::try_new(
             File::create(&combined).map_err(|e| storage(name, "cannot stage", e))?,
@@ -383,16 +383,8 @@ impl BigQueryWarehouse {
             .map_err(|e| storage(name, "cannot stage", e))?;
             for batch in reader {
                 let batch = batch.map_err(|e| storage(name, "cannot stage", e))?;
-                let columns = schema
-                    .fields()
-                    .iter()
-                    .map(|f| match batch.column_by_name(f.name()) {
-                        Some(column) => column.clone(),
-                        None => arrow::array::new_null_array(f.data_type(), batch.num_rows()),
-                    })
-                    .collect();
-                let batch = RecordBatch::try_new(schema.clone(), columns)
-                    .map_err(|e| storage(name, "cannot stage", e))?;
+                let batch =
+                    conform(&batch, &schema).map_err(|e| storage(name, "cannot stage", e))?;
                 writer
                     .write(&batch)
                     .map_err(|e| storage(name, "cannot stage", e))?;
