@@ -68,6 +68,8 @@ pub struct SandboxOptions {
     pub faults: Vec<FaultRule>,
     /// The shortest time a Shopify bulk operation takes (real ones take seconds to hours).
     pub shopify_bulk_duration: std::time::Duration,
+    /// How long a Shopify bulk result stays downloadable after it completed (7 days).
+    pub shopify_result_ttl: std::time::Duration,
 }
 
 impl SandboxOptions {
@@ -82,6 +84,7 @@ impl SandboxOptions {
             smile_rate_limit: Some(10),
             faults: Vec::new(),
             shopify_bulk_duration: std::time::Duration::from_millis(500),
+            shopify_result_ttl: std::time::Duration::from_secs(7 * 24 * 3600),
         }
     }
 }

@@ -8,8 +8,11 @@
 //! whether or not anyone polls. `bulkOperationCancel` makes a running one `CANCELING`, then
 //! `CANCELED` shortly after. The result has one line per node: nested connection nodes get
 //! their own line with `__parentId`, `edges`/`node` wrappers never appear, and with
-//! `groupObjects: false` the lines come in a shuffled order.
+//! `groupObjects: false` the lines come in a shuffled order. As at Shopify, the result is
+//! written once, to a file (a temporary file here) that every download is served from,
+//! and is gone once the operation is canceled or its result has expired (`EXPIRED`).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -42,8 +45,12 @@ pub struct BulkOperation {
     pub created: Instant,
     /// The earliest it may complete: real exports take a while even for a small shop.
     pub ready_at: Instant,
-    /// What the background export counted, once it has (`None` inside: it failed).
+    /// What the background export wrote, once it has (`None` inside: it failed).
     pub outcome: Option<Option<BulkResult>>,
+    /// The result file, until the operation is canceled or its result expires.
+    pub file: Option<Arc<tempfile::TempPath>>,
+    /// How long a completed result stays downloadable (Shopify: 7 days).
+    pub expires_after: Duration,
     /// When the outcome was in.
     pub finished: Option<(Instant, DateTime<Utc>)>,
     /// When a cancel was asked for.
@@ -52,9 +59,7 @@ pub struct BulkOperation {
     pub signature: String,
 }
 
-/// A completed operation's output, as counted when it was built: the file itself is
-/// derived from the world again, chunk by chunk, each time it is downloaded (the same
-/// bytes every time), so no result is ever held in memory.
+/// A completed operation's output, as counted when its file was written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BulkResult {
     /// All lines.
@@ -76,6 +81,13 @@ impl BulkOperation {
             };
         }
         match &self.outcome {
+            Some(Some(_))
+                if self
+                    .completed()
+                    .is_some_and(|at| now >= at + self.expires_after) =>
+            {
+                "EXPIRED"
+            }
             Some(Some(_)) if now >= self.ready_at => "COMPLETED",
             Some(None) if now >= self.ready_at => "FAILED",
             _ if now >= self.created + STARTS_AFTER => "RUNNING",
@@ -83,12 +95,17 @@ impl BulkOperation {
         }
     }
 
+    /// When it completed or failed: once both its export and its minimum duration were done.
+    fn completed(&self) -> Option<Instant> {
+        self.finished.map(|(at, _)| at.max(self.ready_at))
+    }
+
     /// Whether it still counts against the concurrency limit.
     pub fn is_running(&self, now: Instant) -> bool {
         matches!(self.status(now), "CREATED" | "RUNNING" | "CANCELING")
     }
 
-    /// The result, once the operation has completed.
+    /// The result, once the operation has completed and until it expires.
     pub fn result(&self, now: Instant) -> Option<&BulkResult> {
         match (&self.outcome, self.status(now)) {
             (Some(Some(result)), "COMPLETED") => Some(result),
@@ -99,15 +116,19 @@ impl BulkOperation {
     /// The operation as `BulkOperation` JSON at `now`; `base` is the sandbox's address.
     pub fn json(&self, base: &str, now: Instant) -> Value {
         let status = self.status(now);
-        let result = self.result(now);
-        let url = result.filter(|r| r.objects > 0).map(|_| {
+        // An expired result keeps its counts; only its URL is gone.
+        let result = match (&self.outcome, status) {
+            (Some(Some(result)), "COMPLETED" | "EXPIRED") => Some(result),
+            _ => None,
+        };
+        let url = self.result(now).filter(|r| r.objects > 0).map(|_| {
             format!(
                 "{base}/shopify/bulk/{}.jsonl?signature={}",
                 self.id, self.signature
             )
         });
         let completed_at = match status {
-            "COMPLETED" | "FAILED" => self.finished.map(|(at, wall)| {
+            "COMPLETED" | "FAILED" | "EXPIRED" => self.finished.map(|(at, wall)| {
                 // Completed when both the export and the minimum duration were done.
                 wall + chrono::Duration::from_std(self.ready_at.saturating_duration_since(at))
                     .unwrap_or_default()

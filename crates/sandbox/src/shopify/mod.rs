@@ -7,8 +7,8 @@
 //! token (2000 points, 100 restored per second), `extensions.cost` on every answer,
 //! `THROTTLED` in an HTTP 200, `MAX_COST_EXCEEDED` over 1000 points; bulk operations that
 //! run in the background on their own clock, found by `bulkOperation(id:)`, `node(id:)`,
-//! `bulkOperations(...)` or `currentBulkOperation`, with a JSONL result at a signed URL
-//! (`/shopify/bulk/{id}.jsonl`).
+//! `bulkOperations(...)` or `currentBulkOperation`, with a JSONL result written once to a
+//! file and served at a signed URL (`/shopify/bulk/{id}.jsonl`) until it expires.
 
 pub mod bulk;
 pub mod data;
@@ -45,8 +45,10 @@ pub const RESTORE_RATE: f64 = 100.0;
 pub const MAX_QUERY_COST: u64 = 1000;
 /// What a mutation costs.
 const MUTATION_COST: u64 = 10;
-/// Top-level nodes derived, and held, at a time while a bulk result is built or streamed.
+/// Top-level nodes derived, and held, at a time while a bulk result is written.
 const EXPORT_CHUNK: usize = 512;
+/// Bytes read from a result file per chunk of a download.
+const DOWNLOAD_CHUNK: usize = 256 * 1024;
 
 /// People and orders of the world, built on first use.
 pub struct Catalog {
@@ -113,6 +115,15 @@ impl ShopifyState {
         let restored = now.duration_since(self.updated).as_secs_f64() * RESTORE_RATE;
         self.available = (self.available + restored).min(MAXIMUM_AVAILABLE);
         self.updated = now;
+    }
+
+    /// Deletes the result files of operations canceled or expired by `now`.
+    fn drop_dead_results(&mut self, now: Instant) {
+        for op in &mut self.operations {
+            if op.file.is_some() && matches!(op.status(now), "CANCELING" | "CANCELED" | "EXPIRED") {
+                op.file = None;
+            }
+        }
     }
 
     fn throttle_status(&self) -> Value {
@@ -228,6 +239,7 @@ fn answer(
     }
     let mut state = lock(&shared.shopify);
     state.refill();
+    state.drop_dead_results(Instant::now());
     if state.available < requested as f64 {
         return json_response(
             StatusCode::OK,
@@ -247,6 +259,7 @@ fn answer(
         base,
         seed: shared.options.world.seed,
         bulk_duration: shared.options.shopify_bulk_duration,
+        result_ttl: shared.options.shopify_result_ttl,
         started: Vec::new(),
     };
     let data = exec.run(root_type, set, &mut root);
@@ -286,6 +299,8 @@ struct ShopifyRoot<'a> {
     seed: u64,
     /// The shortest time a bulk operation takes.
     bulk_duration: std::time::Duration,
+    /// How long a bulk result stays downloadable.
+    result_ttl: std::time::Duration,
     /// Bulk operations this request created, to start in the background.
     started: Vec<Started>,
 }
@@ -469,18 +484,16 @@ impl<'a> ShopifyRoot<'a> {
         })
     }
 
-    /// Derives an operation's JSONL result from the world in chunks of [`EXPORT_CHUNK`]
-    /// top-level nodes, handing each chunk's text to `emit` (which says whether to go on);
-    /// the lines of a chunk are shuffled by the operation's seed unless objects are
-    /// grouped, so the same operation gives the same bytes every time. Only one chunk is
-    /// ever held.
-    fn export(
+    /// Writes an operation's JSONL result to a temporary file, deriving it from the world
+    /// in chunks of [`EXPORT_CHUNK`] top-level nodes (only one chunk is ever held); the lines
+    /// of a chunk are shuffled by the operation's seed unless objects are grouped. Returns
+    /// what the file holds (lines, top-level lines, bytes) and the file.
+    fn write_export(
         &self,
         doc: &Doc,
         group_objects: bool,
         id: u64,
-        emit: &mut dyn FnMut(String, bulk::BulkResult) -> bool,
-    ) -> Result<(), String> {
+    ) -> Result<(bulk::BulkResult, tempfile::TempPath), String> {
         let field = bulk::root_field(doc)?;
         let args = bulk::root_arguments(field);
         let (node, mut items) = match field.name.as_str() {
@@ -488,44 +501,34 @@ impl<'a> ShopifyRoot<'a> {
             _ => ("Customer", self.customers(&args)?),
         };
         items.sort_by(|a, b| a.1.partial_cmp(&b.1).unwrap_or(std::cmp::Ordering::Equal));
+        let unwritable = |err: std::io::Error| format!("cannot write the bulk result: {err}");
+        let file = tempfile::Builder::new()
+            .prefix(&format!("sandbox-shopify-bulk-{id}-"))
+            .suffix(".jsonl")
+            .tempfile()
+            .map_err(unwritable)?;
+        let mut out = std::io::BufWriter::new(file);
         let vars = Map::new();
         let mut exec = Exec::new(doc, &vars);
         let mut rng = fastrand::Rng::with_seed(self.seed ^ id);
         let plan = bulk::LinePlan::new(node, field);
+        let mut total = bulk::BulkResult::default();
+        let mut text = String::new();
         for chunk in items.chunks(EXPORT_CHUNK) {
             let rendered: Vec<Value> = chunk.iter().map(|(hit, _)| self.render(*hit)).collect();
             let mut lines = Vec::new();
             bulk::flatten(&mut exec, &plan, &rendered, None, &mut lines);
-            let counted = bulk::BulkResult {
-                objects: lines.len() as u64,
-                roots: chunk.len() as u64,
-                bytes: 0,
-            };
-            let mut text = String::new();
+            total.objects += lines.len() as u64;
+            total.roots += chunk.len() as u64;
+            text.clear();
             bulk::write_jsonl(lines, group_objects, &mut rng, &mut text);
-            if !emit(text, counted) {
-                break;
-            }
-        }
-        Ok(())
-    }
-
-    /// Counts what an operation's result holds (lines, top-level lines, bytes) by deriving
-    /// it once and keeping nothing.
-    fn count_export(
-        &self,
-        doc: &Doc,
-        group_objects: bool,
-        id: u64,
-    ) -> Result<bulk::BulkResult, String> {
-        let mut total = bulk::BulkResult::default();
-        self.export(doc, group_objects, id, &mut |text, counted| {
-            total.objects += counted.objects;
-            total.roots += counted.roots;
             total.bytes += text.len() as u64;
-            true
-        })?;
-        Ok(total)
+            std::io::Write::write_all(&mut out, text.as_bytes()).map_err(unwritable)?;
+        }
+        let file = out
+            .into_inner()
+            .map_err(|err| unwritable(err.into_error()))?;
+        Ok((total, file.into_temp_path()))
     }
 
     fn run_query(&mut self, args: &Map<String, Value>) -> Value {
@@ -591,6 +594,8 @@ impl<'a> ShopifyRoot<'a> {
             created: now,
             ready_at: now + self.bulk_duration,
             outcome: None,
+            file: None,
+            expires_after: self.result_ttl,
             finished: None,
             canceled: None,
             signature,
@@ -628,8 +633,9 @@ impl<'a> ShopifyRoot<'a> {
             return json!({ "bulkOperation": op.json(self.base, now), "userErrors": [{ "field": ["id"], "message": message }] });
         }
         op.canceled = Some(now);
-        // What it had built is dropped with it.
+        // What it had written is deleted with it.
         op.outcome = None;
+        op.file = None;
         json!({ "bulkOperation": op.json(self.base, now), "userErrors": [] })
     }
 }
@@ -707,6 +713,7 @@ fn with_export<T>(
         base: "",
         seed: shared.options.world.seed,
         bulk_duration: shared.options.shopify_bulk_duration,
+        result_ttl: shared.options.shopify_result_ttl,
         started: Vec::new(),
     };
     work(&root, &doc)
@@ -722,18 +729,23 @@ fn run_in_background(shared: Arc<Shared>, started: Started) {
     } = started;
     tokio::spawn(async move {
         let worker = shared.clone();
-        let built = tokio::task::spawn_blocking(move || {
+        let written = tokio::task::spawn_blocking(move || {
             with_export(&worker, &query, |root, doc| {
-                root.count_export(doc, group_objects, id)
+                root.write_export(doc, group_objects, id)
             })
         })
         .await;
-        let outcome = built.ok().and_then(Result::ok);
+        let (outcome, file) = match written {
+            Ok(Ok((result, file))) => (Some(result), Some(Arc::new(file))),
+            _ => (None, None),
+        };
         let mut state = lock(&shared.shopify);
+        // A canceled operation's file is deleted here, as `file` is dropped.
         if let Some(op) = state.operations.iter_mut().find(|op| op.id == id)
             && op.canceled.is_none()
         {
             op.outcome = Some(outcome);
+            op.file = file;
             op.finished = Some((Instant::now(), Utc::now()));
         }
     });
@@ -748,16 +760,22 @@ async fn bulk_result(
         .strip_suffix(".jsonl")
         .and_then(|n| n.parse::<u64>().ok());
     let found = {
-        let state = lock(&shared.shopify);
+        let mut state = lock(&shared.shopify);
         let now = Instant::now();
+        state.drop_dead_results(now);
         state
             .operations
             .iter()
             .find(|op| Some(op.id) == id)
-            .and_then(|op| op.result(now).map(|r| (op.clone(), *r)))
+            .and_then(|op| {
+                let result = op.result(now)?;
+                Some((op.signature.clone(), *result, op.file.clone()?))
+            })
     };
-    let (op, result) = match found {
-        Some((op, result)) if query.get("signature") == Some(&op.signature) => (op, result),
+    let (result, file) = match found {
+        Some((signature, result, file)) if query.get("signature") == Some(&signature) => {
+            (result, file)
+        }
         Some(_) => {
             return error(
                 StatusCode::FORBIDDEN,
@@ -771,16 +789,27 @@ async fn bulk_result(
             );
         }
     };
-    // The file is derived again, chunk by chunk, on a blocking thread, and streamed: a few
-    // chunks in flight at most, whatever its size.
-    let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(4);
-    let worker = shared.clone();
+    // The file is read on a blocking thread and streamed, a few chunks in flight at most;
+    // the download holds the file, so an expiry or cancel meanwhile does not cut it short.
+    let (sender, receiver) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
     tokio::task::spawn_blocking(move || {
-        let _ = with_export(&worker, &op.query, |root, doc| {
-            root.export(doc, op.group_objects, op.id, &mut |text, _| {
-                sender.blocking_send(Bytes::from(text)).is_ok()
-            })
-        });
+        let mut reader = match std::fs::File::open(&**file) {
+            Ok(reader) => reader,
+            Err(err) => return drop(sender.blocking_send(Err(err))),
+        };
+        loop {
+            let mut chunk = vec![0; DOWNLOAD_CHUNK];
+            let read = match std::io::Read::read(&mut reader, &mut chunk) {
+                Ok(0) => return,
+                Ok(read) => read,
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(err) => return drop(sender.blocking_send(Err(err))),
+            };
+            chunk.truncate(read);
+            if sender.blocking_send(Ok(Bytes::from(chunk))).is_err() {
+                return;
+            }
+        }
     });
     let mut response = Response::new(Body::from_stream(Chunks(receiver)));
     response.headers_mut().insert(
@@ -796,15 +825,15 @@ async fn bulk_result(
 }
 
 /// The chunks of a streamed bulk result, as a response body.
-struct Chunks(tokio::sync::mpsc::Receiver<Bytes>);
+struct Chunks(tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>);
 
 impl futures_core::Stream for Chunks {
-    type Item = Result<Bytes, std::io::Error>;
+    type Item = std::io::Result<Bytes>;
 
     fn poll_next(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Self::Item>> {
-        self.0.poll_recv(cx).map(|chunk| chunk.map(Ok))
+        self.0.poll_recv(cx)
     }
 }

@@ -426,8 +426,7 @@ async fn bulk_operations_run_on_their_own_clock_to_a_jsonl_file_with_parent_ids(
         .collect();
     assert_eq!(operation["objectCount"], lines.len().to_string());
     assert_eq!(operation["fileSize"], jsonl.len().to_string());
-    // The result is derived from the world again on every download, never stored: the
-    // same bytes each time.
+    // The result is a file written once: the same bytes on every download.
     let again = reqwest::get(url)
         .await
         .expect("downloaded again")
@@ -539,6 +538,33 @@ async fn a_bulk_operation_shows_running_until_its_minimum_duration_has_passed() 
     assert_eq!(statuses.last().map(String::as_str), Some("COMPLETED"));
     assert!(statuses.contains(&"RUNNING".to_string()), "{statuses:?}");
     assert!(operation["url"].is_string());
+}
+
+#[tokio::test]
+async fn a_completed_result_expires_keeping_its_counts_but_not_its_url() {
+    let mut options = SandboxOptions::new(SMALL_SEED, SMALL_CUSTOMERS);
+    options.shopify_bulk_duration = std::time::Duration::ZERO;
+    options.shopify_result_ttl = std::time::Duration::from_secs(2);
+    let sandbox = sandbox(options).await;
+    let shop = Shop::new(&sandbox.base_url);
+    let id = run_bulk(&shop, ORDERS_EXPORT).await["bulkOperation"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let (_, completed) = poll_until_settled(&shop, &id).await;
+    assert_eq!(completed["status"], "COMPLETED");
+    let url = completed["url"].as_str().expect("a result URL").to_string();
+    let download = reqwest::get(&url).await.expect("download");
+    assert_eq!(download.status(), 200);
+
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    let expired = shop.query(POLL, json!({ "id": id })).await["data"]["bulkOperation"].clone();
+    assert_eq!(expired["status"], "EXPIRED", "{expired}");
+    assert!(expired["url"].is_null(), "{expired}");
+    assert_eq!(expired["objectCount"], completed["objectCount"]);
+    assert_eq!(expired["completedAt"], completed["completedAt"]);
+    let gone = reqwest::get(&url).await.expect("download after expiry");
+    assert_eq!(gone.status(), 404);
 }
 
 #[tokio::test]
