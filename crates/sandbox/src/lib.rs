@@ -111,7 +111,6 @@ pub struct Shared {
     sheets: Mutex<sheets::SheetsState>,
     bigquery: tokio::sync::Mutex<bigquery::BigQueryState>,
     google: google::GoogleAuth,
-    shopify_catalog: std::sync::OnceLock<shopify::Catalog>,
     faults: Mutex<Vec<FaultRule>>,
     requests: Mutex<BTreeMap<String, EndpointCount>>,
     /// Every write request to an e-mail platform, in order: method, path and body.
@@ -138,7 +137,6 @@ impl Shared {
             sheets: Mutex::new(sheets::SheetsState::default()),
             bigquery: tokio::sync::Mutex::new(bigquery::BigQueryState::default()),
             google: google::GoogleAuth::new(options.world.seed),
-            shopify_catalog: std::sync::OnceLock::new(),
             faults: Mutex::new(options.faults.clone()),
             requests: Mutex::new(BTreeMap::new()),
             platform_writes: Mutex::new(Vec::new()),

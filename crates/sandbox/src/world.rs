@@ -410,6 +410,12 @@ fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
+/// Order ids are this plus [`ORDER_ID_SPAN`] × the buyer's index plus the order's place
+/// among theirs (no one has more than 12 orders).
+const ORDER_ID_BASE: u64 = 5_500_000_000;
+/// Ids set aside per person for their orders.
+const ORDER_ID_SPAN: u64 = 16;
+
 impl World {
     /// A world from its parameters.
     pub fn new(params: WorldParams) -> Self {
@@ -472,6 +478,17 @@ impl World {
         (1..=self.params.customers).map(|i| self.person(i))
     }
 
+    /// The order with id `id`, if the world has one.
+    pub fn order(&self, id: u64) -> Option<Order> {
+        let offset = id.checked_sub(ORDER_ID_BASE)?;
+        let index = u32::try_from(offset / ORDER_ID_SPAN).ok()?;
+        if index == 0 || index > self.params.customers {
+            return None;
+        }
+        let place = usize::try_from(offset % ORDER_ID_SPAN).ok()?;
+        self.orders_of(&self.person(index)).into_iter().nth(place)
+    }
+
     /// The orders of person `index`, oldest first.
     pub fn orders_of(&self, person: &Person) -> Vec<Order> {
         let Some(last) = person.last_order_at else {
@@ -487,7 +504,7 @@ impl World {
                 } else {
                     (person.created_at + span * (k as i32 + 1) / n as i32).trunc_subsecs(0)
                 };
-                let id = 5_500_000_000 + u64::from(person.index) * 16 + u64::from(k);
+                let id = ORDER_ID_BASE + u64::from(person.index) * ORDER_ID_SPAN + u64::from(k);
                 let lines = (0..rng.u32(1..=3))
                     .map(|l| OrderLine {
                         id: 13_000_000_000 + id * 4 + u64::from(l),
@@ -504,7 +521,7 @@ impl World {
                 };
                 Order {
                     id,
-                    number: 1000 + u64::from(person.index) * 16 + u64::from(k),
+                    number: 1000 + u64::from(person.index) * ORDER_ID_SPAN + u64::from(k),
                     customer: person.index,
                     email: person.shopify_email.clone(),
                     processed_at: at,
@@ -791,6 +808,36 @@ mod tests {
             customers,
             anchor: WorldParams::default_anchor(),
         })
+    }
+
+    #[test]
+    fn every_order_is_found_by_its_id_and_no_other_id_finds_one() {
+        let w = world(3, 40);
+        let mut found = 0;
+        for person in w.people() {
+            let orders = w.orders_of(&person);
+            for order in &orders {
+                assert_eq!(w.order(order.id).as_ref(), Some(order));
+                found += 1;
+            }
+            let next =
+                ORDER_ID_BASE + u64::from(person.index) * ORDER_ID_SPAN + orders.len() as u64;
+            assert_eq!(
+                w.order(next),
+                None,
+                "past the last order of {}",
+                person.index
+            );
+        }
+        assert!(found > 40, "{found} orders");
+        for id in [
+            0,
+            ORDER_ID_BASE - 1,
+            ORDER_ID_BASE,
+            ORDER_ID_BASE + 41 * ORDER_ID_SPAN,
+        ] {
+            assert_eq!(w.order(id), None, "{id}");
+        }
     }
 
     #[test]

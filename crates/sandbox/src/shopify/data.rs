@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use super::search::{Attr, Searchable};
-use crate::world::{CURRENCY, Consent, Order, Person, World};
+use crate::world::{CURRENCY, Consent, Order, Person};
 
 /// Shopify customer ids are offset from person indexes.
 pub const CUSTOMER_BASE: u64 = 7_000_000;
@@ -204,11 +204,6 @@ impl Searchable for CustomerRow<'_> {
             _ => return None,
         })
     }
-}
-
-/// Every order of the world, built once.
-pub fn all_orders(world: &World) -> Vec<Order> {
-    world.people().flat_map(|p| world.orders_of(&p)).collect()
 }
 
 /// A value connections sort by.

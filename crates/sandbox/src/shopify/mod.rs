@@ -16,7 +16,6 @@ pub mod exec;
 pub mod schema;
 pub mod search;
 
-use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -28,7 +27,7 @@ use axum::routing::{get, post};
 use chrono::Utc;
 use serde_json::{Map, Value, json};
 
-use super::world::{Order, Person, World};
+use super::world::{Order, World};
 use super::{CREDENTIAL, Shared, json_response, lock};
 use bulk::BulkOperation;
 use data::{
@@ -49,48 +48,6 @@ const MUTATION_COST: u64 = 10;
 const EXPORT_CHUNK: usize = 512;
 /// Bytes read from a result file per chunk of a download.
 const DOWNLOAD_CHUNK: usize = 256 * 1024;
-
-/// People and orders of the world, built on first use.
-pub struct Catalog {
-    people: Vec<Person>,
-    orders: Vec<Order>,
-    orders_of: Vec<Range<usize>>,
-}
-
-impl Catalog {
-    fn build(world: &World) -> Self {
-        let mut people = Vec::new();
-        let mut orders = Vec::new();
-        let mut orders_of = Vec::new();
-        for person in world.people() {
-            let start = orders.len();
-            orders.extend(world.orders_of(&person));
-            orders_of.push(start..orders.len());
-            people.push(person);
-        }
-        Catalog {
-            people,
-            orders,
-            orders_of,
-        }
-    }
-
-    fn person_orders(&self, index: u32) -> &[Order] {
-        self.orders_of
-            .get(index as usize - 1)
-            .map_or(&[], |r| &self.orders[r.clone()])
-    }
-
-    fn customer(&self, index: u32) -> Option<Value> {
-        let person = self.people.get((index as usize).checked_sub(1)?)?;
-        Some(customer_json(person, self.person_orders(index)))
-    }
-
-    fn order(&self, order: &Order) -> Value {
-        let customer = self.customer(order.customer).unwrap_or(Value::Null);
-        order_json(order, &customer)
-    }
-}
 
 /// What Shopify requests changed: the cost bucket and bulk operations.
 pub struct ShopifyState {
@@ -249,12 +206,9 @@ fn answer(
             }),
         );
     }
-    let catalog = shared
-        .shopify_catalog
-        .get_or_init(|| Catalog::build(&shared.world));
     let mut exec = Exec::new(doc, vars);
     let mut root = ShopifyRoot {
-        catalog,
+        world: shared.world,
         state: &mut state,
         base,
         seed: shared.options.world.seed,
@@ -281,19 +235,21 @@ fn answer(
     json_response(StatusCode::OK, &body)
 }
 
-/// An object with the key connections sort it by.
-/// A matching order or customer, rendered to JSON only once it is on the page.
+/// A matching order (its buyer's index and its place among their orders) or customer (their
+/// index): nothing of the world is held between requests, so a hit is derived from the
+/// world again, and rendered to JSON, only once it is on the page or in the export.
 #[derive(Clone, Copy)]
-enum Hit<'a> {
-    Order(&'a Order),
-    Customer(CustomerRow<'a>),
+enum Hit {
+    Order { buyer: u32, place: usize },
+    Customer(u32),
 }
 
-type Keyed<'a> = (Hit<'a>, (SortValue, u64));
+/// A hit with the key connections sort it by.
+type Keyed = (Hit, (SortValue, u64));
 
 /// Resolves root fields for one request.
 struct ShopifyRoot<'a> {
-    catalog: &'a Catalog,
+    world: World,
     state: &'a mut ShopifyState,
     base: &'a str,
     seed: u64,
@@ -353,17 +309,17 @@ fn sort_key<'k>(
     }
 }
 
-impl<'a> ShopifyRoot<'a> {
+impl ShopifyRoot<'_> {
     /// Every order matching the arguments, keyed for sorting.
-    fn orders(&self, args: &Map<String, Value>) -> Result<Vec<Keyed<'a>>, String> {
+    fn orders(&self, args: &Map<String, Value>) -> Result<Vec<Keyed>, String> {
         let filter = search::parse(args.get("query").and_then(Value::as_str).unwrap_or(""));
         let key = sort_key(args, &ORDER_SORT_KEYS, "PROCESSED_AT", "OrderSortKeys")?;
-        let catalog: &'a Catalog = self.catalog;
-        Ok(catalog
-            .orders
-            .iter()
-            .filter(|o| filter.matches(*o))
-            .map(|o| {
+        let mut hits = Vec::new();
+        for person in self.world.people() {
+            for (place, o) in self.world.orders_of(&person).iter().enumerate() {
+                if !filter.matches(o) {
+                    continue;
+                }
                 let sort = match key {
                     "CREATED_AT" => SortValue::Time(o.created_at),
                     "UPDATED_AT" => SortValue::Time(o.updated_at),
@@ -374,46 +330,63 @@ impl<'a> ShopifyRoot<'a> {
                     "CUSTOMER_NAME" => SortValue::Text(o.email.to_lowercase()),
                     _ => SortValue::Number(o.id as i64),
                 };
-                (Hit::Order(o), (sort, o.id))
-            })
-            .collect())
+                let hit = Hit::Order {
+                    buyer: person.index,
+                    place,
+                };
+                hits.push((hit, (sort, o.id)));
+            }
+        }
+        Ok(hits)
     }
 
     /// Every customer matching the arguments, keyed for sorting.
-    fn customers(&self, args: &Map<String, Value>) -> Result<Vec<Keyed<'a>>, String> {
+    fn customers(&self, args: &Map<String, Value>) -> Result<Vec<Keyed>, String> {
         let filter = search::parse(args.get("query").and_then(Value::as_str).unwrap_or(""));
         let key = sort_key(args, &CUSTOMER_SORT_KEYS, "ID", "CustomerSortKeys")?;
-        let catalog: &'a Catalog = self.catalog;
-        Ok(catalog
-            .people
-            .iter()
-            .map(|p| CustomerRow {
-                person: p,
-                orders: catalog.person_orders(p.index),
-            })
-            .filter(|row| filter.matches(row))
-            .map(|row| {
-                let id = data::CUSTOMER_BASE + u64::from(row.person.index);
-                let sort = match key {
-                    "CREATED_AT" => SortValue::Time(row.person.created_at),
-                    "UPDATED_AT" => SortValue::Time(customer_updated_at(row.person, row.orders)),
-                    "NAME" => SortValue::Text(format!(
-                        "{} {}",
-                        row.person.first_name, row.person.last_name
-                    )),
-                    _ => SortValue::Number(id as i64),
-                };
-                (Hit::Customer(row), (sort, id))
-            })
-            .collect())
+        let mut hits = Vec::new();
+        for person in self.world.people() {
+            let orders = self.world.orders_of(&person);
+            let row = CustomerRow {
+                person: &person,
+                orders: &orders,
+            };
+            if !filter.matches(&row) {
+                continue;
+            }
+            let id = data::CUSTOMER_BASE + u64::from(person.index);
+            let sort = match key {
+                "CREATED_AT" => SortValue::Time(person.created_at),
+                "UPDATED_AT" => SortValue::Time(customer_updated_at(&person, &orders)),
+                "NAME" => SortValue::Text(format!("{} {}", person.first_name, person.last_name)),
+                _ => SortValue::Number(id as i64),
+            };
+            hits.push((Hit::Customer(person.index), (sort, id)));
+        }
+        Ok(hits)
     }
 
-    /// The JSON of one hit, built only for what a page or bulk result returns.
-    fn render(&self, hit: Hit<'_>) -> Value {
+    /// The JSON of one hit, derived from the world again.
+    fn render(&self, hit: Hit) -> Value {
         match hit {
-            Hit::Order(order) => self.catalog.order(order),
-            Hit::Customer(row) => customer_json(row.person, row.orders),
+            Hit::Order { buyer, place } => self.customer_json(buyer, |customer, orders| {
+                orders
+                    .get(place)
+                    .map_or(Value::Null, |order| order_json(order, &customer))
+            }),
+            Hit::Customer(index) => self.customer_json(index, |customer, _| customer),
         }
+    }
+
+    /// Customer `index` as JSON (null if the world has no such person), handed to `then`
+    /// with their orders.
+    fn customer_json(&self, index: u32, then: impl FnOnce(Value, &[Order]) -> Value) -> Value {
+        if index == 0 || index > self.world.params.customers {
+            return then(Value::Null, &[]);
+        }
+        let person = self.world.person(index);
+        let orders = self.world.orders_of(&person);
+        then(customer_json(&person, &orders), &orders)
     }
 
     fn by_gid(&mut self, id: &str) -> Value {
@@ -421,16 +394,13 @@ impl<'a> ShopifyRoot<'a> {
             return Value::Null;
         };
         match kind {
-            "Order" => self
-                .catalog
-                .orders
-                .iter()
-                .find(|o| o.id == n)
-                .map_or(Value::Null, |o| self.catalog.order(o)),
+            "Order" => self.world.order(n).map_or(Value::Null, |order| {
+                self.customer_json(order.customer, |customer, _| order_json(&order, &customer))
+            }),
             "Customer" => u32::try_from(n.saturating_sub(data::CUSTOMER_BASE))
-                .ok()
-                .and_then(|i| self.catalog.customer(i))
-                .unwrap_or(Value::Null),
+                .map_or(Value::Null, |i| {
+                    self.customer_json(i, |customer, _| customer)
+                }),
             "BulkOperation" => self.poll(n),
             _ => Value::Null,
         }
@@ -700,15 +670,12 @@ fn with_export<T>(
     query: &str,
     work: impl FnOnce(&ShopifyRoot<'_>, &Doc) -> Result<T, String>,
 ) -> Result<T, String> {
-    let catalog = shared
-        .shopify_catalog
-        .get_or_init(|| Catalog::build(&shared.world));
     let doc = graphql_parser::parse_query::<String>(query)
         .map_err(|e| e.to_string())?
         .into_static();
     let mut scratch = ShopifyState::default();
     let root = ShopifyRoot {
-        catalog,
+        world: shared.world,
         state: &mut scratch,
         base: "",
         seed: shared.options.world.seed,
