@@ -107,6 +107,9 @@ pub struct Shared {
     iterable: Mutex<iterable::IterableState>,
     dotdigital: Mutex<dotdigital::DotdigitalState>,
     shopify: Mutex<shopify::ShopifyState>,
+    /// Held while a Shopify bulk result is written: one at a time, as each holds the sorted
+    /// keys of every node it exports.
+    shopify_export: Mutex<()>,
     slack: Mutex<slack::SlackState>,
     sheets: Mutex<sheets::SheetsState>,
     bigquery: tokio::sync::Mutex<bigquery::BigQueryState>,
@@ -133,6 +136,7 @@ impl Shared {
             iterable: Mutex::new(iterable::IterableState::default()),
             dotdigital: Mutex::new(dotdigital::DotdigitalState::default()),
             shopify: Mutex::new(shopify::ShopifyState::default()),
+            shopify_export: Mutex::new(()),
             slack: Mutex::new(slack::SlackState::default()),
             sheets: Mutex::new(sheets::SheetsState::default()),
             bigquery: tokio::sync::Mutex::new(bigquery::BigQueryState::default()),

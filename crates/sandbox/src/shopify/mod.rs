@@ -686,8 +686,9 @@ fn with_export<T>(
     work(&root, &doc)
 }
 
-/// Runs bulk operation `id` off the request path, as Shopify does: the export is built on
-/// a blocking thread while every other request is answered, and its outcome recorded.
+/// Runs bulk operation `id` off the request path, as Shopify does: the export is written on
+/// a blocking thread, one export at a time, while every other request is answered, and its
+/// outcome recorded.
 fn run_in_background(shared: Arc<Shared>, started: Started) {
     let Started {
         id,
@@ -697,6 +698,14 @@ fn run_in_background(shared: Arc<Shared>, started: Started) {
     tokio::spawn(async move {
         let worker = shared.clone();
         let written = tokio::task::spawn_blocking(move || {
+            let _one_at_a_time = lock(&worker.shopify_export);
+            let canceled = lock(&worker.shopify)
+                .operations
+                .iter()
+                .any(|op| op.id == id && op.canceled.is_some());
+            if canceled {
+                return Err("canceled while waiting its turn".to_string());
+            }
             with_export(&worker, &query, |root, doc| {
                 root.write_export(doc, group_objects, id)
             })
