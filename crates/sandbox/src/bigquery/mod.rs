@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
+use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderMap, Response, StatusCode};
 use axum::routing::{get, post};
 use datafusion::arrow::datatypes::SchemaRef;
@@ -36,6 +37,9 @@ const SCOPES: [&str; 2] = [
 const DEFAULT_PAGE: usize = 10_000;
 /// Resumable chunks other than the last must be multiples of this.
 const CHUNK_GRANULE: usize = 262_144;
+/// The largest upload request taken: a multipart file or one resumable chunk. Google takes
+/// far more; this is room for the 8 MiB chunks its guide recommends, and then some.
+const UPLOAD_BODY_LIMIT: usize = 64 << 20;
 
 /// A stored table.
 #[derive(Debug, Clone)]
@@ -166,11 +170,15 @@ pub fn routes() -> Router<Arc<Shared>> {
         )
         .route(
             "/upload/bigquery/v2/projects/{project}/jobs",
-            post(upload::upload_job).put(upload::upload_bytes),
+            post(upload::upload_job)
+                .put(upload::upload_bytes)
+                .layer(DefaultBodyLimit::max(UPLOAD_BODY_LIMIT)),
         )
         .route(
             "/resumable/upload/bigquery/v2/projects/{project}/jobs",
-            post(upload::upload_job).put(upload::upload_bytes),
+            post(upload::upload_job)
+                .put(upload::upload_bytes)
+                .layer(DefaultBodyLimit::max(UPLOAD_BODY_LIMIT)),
         )
 }
 

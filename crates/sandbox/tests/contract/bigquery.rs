@@ -398,6 +398,31 @@ async fn resumable_uploads_take_256_kib_chunks_and_report_progress_with_308() {
 }
 
 #[tokio::test]
+async fn uploads_of_several_megabytes_are_taken_whole() {
+    let sandbox = small_sandbox().await;
+    let bq = Bq::new(&sandbox.base_url).await;
+    bq.dataset("crm").await;
+    // More than a web framework's usual 2 MB body limit, as an 8 MiB chunk or a multipart
+    // file of a few megabytes is.
+    let data = parquet(1, 20_000, 200);
+    assert!(data.len() > 3_000_000, "{} bytes", data.len());
+    let (status, _) = bq
+        .load_multipart(
+            "several_mb",
+            "wide",
+            data,
+            "WRITE_APPEND",
+            "CREATE_IF_NEEDED",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        bq.get("/jobs/several_mb").await.1["statistics"]["load"]["outputRows"],
+        "20000"
+    );
+}
+
+#[tokio::test]
 async fn queries_need_use_legacy_sql_false_and_page_through_results() {
     let sandbox = small_sandbox().await;
     let bq = Bq::new(&sandbox.base_url).await;
