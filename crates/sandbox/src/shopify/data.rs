@@ -276,62 +276,142 @@ pub struct Page<T> {
     pub has_previous: bool,
 }
 
+/// A connection's sort key: the sort value, then the id.
+pub type Key = (SortValue, u64);
+
 /// Sorts `items` by `key` (then id), applies the cursors and the page size.
 pub fn paginate<T>(
-    items: Vec<T>,
-    key: impl Fn(&T) -> (SortValue, u64),
+    items: impl IntoIterator<Item = T>,
+    key: impl Fn(&T) -> Key,
     args: &PageArgs,
 ) -> Result<Page<T>, String> {
-    let mut keyed: Vec<((SortValue, u64), T)> =
-        items.into_iter().map(|item| (key(&item), item)).collect();
-    let order =
-        |a: &(SortValue, u64), b: &(SortValue, u64)| a.partial_cmp(b).unwrap_or(Ordering::Equal);
-    keyed.sort_by(|a, b| order(&a.0, &b.0));
-    if args.reverse {
-        keyed.reverse();
+    let mut pager = Pager::new(args);
+    for item in items {
+        pager.push(key(&item), item)?;
     }
-    let sample = keyed
-        .first()
-        .map(|(k, _)| k.0.clone())
-        .unwrap_or(SortValue::Number(0));
-    let position = |cursor: &str| -> Result<usize, String> {
-        let at = decode_cursor(cursor, &sample)
-            .ok_or_else(|| "Invalid cursor for current pagination sort.".to_string())?;
-        let before_or_at = |k: &(SortValue, u64)| {
-            let ord = order(k, &at);
-            if args.reverse {
-                ord != Ordering::Less
-            } else {
-                ord != Ordering::Greater
+    pager.finish()
+}
+
+/// Builds one page of a connection from its items in any order, holding at most about
+/// twice a page of them (every item, without a page size): a connection over millions of
+/// orders costs a page's memory, not the connection's.
+pub struct Pager<'a, T> {
+    args: &'a PageArgs,
+    /// The cursors, decoded once the first item shows which kind of sort value they hold.
+    bounds: Option<(Option<Key>, Option<Key>)>,
+    /// Items at or before `after`.
+    earlier: usize,
+    /// Items at or after `before`.
+    later: usize,
+    /// Items between the cursors.
+    between: usize,
+    /// The best candidates for the page among them.
+    kept: Vec<(Key, T)>,
+}
+
+impl<'a, T> Pager<'a, T> {
+    /// An empty page for `args`.
+    pub fn new(args: &'a PageArgs) -> Self {
+        Pager {
+            args,
+            bounds: None,
+            earlier: 0,
+            later: 0,
+            between: 0,
+            kept: Vec::new(),
+        }
+    }
+
+    /// The connection's order: ascending by key, or descending when reversed.
+    fn order(&self, a: &Key, b: &Key) -> Ordering {
+        let ord = a.partial_cmp(b).unwrap_or(Ordering::Equal);
+        if self.args.reverse {
+            ord.reverse()
+        } else {
+            ord
+        }
+    }
+
+    /// Decodes the cursors (once) as holding sort values like `like`.
+    fn decode_bounds(&mut self, like: &SortValue) -> Result<(), String> {
+        if self.bounds.is_none() {
+            let decode = |cursor: &Option<String>| {
+                let invalid = || "Invalid cursor for current pagination sort.".to_string();
+                cursor
+                    .as_deref()
+                    .map(|c| decode_cursor(c, like).ok_or_else(invalid))
+                    .transpose()
+            };
+            self.bounds = Some((decode(&self.args.after)?, decode(&self.args.before)?));
+        }
+        Ok(())
+    }
+
+    /// Takes one item of the connection.
+    pub fn push(&mut self, key: Key, item: T) -> Result<(), String> {
+        self.decode_bounds(&key.0)?;
+        let (after, before) = self.bounds.as_ref().expect("decoded above");
+        if after
+            .as_ref()
+            .is_some_and(|a| self.order(&key, a) != Ordering::Greater)
+        {
+            self.earlier += 1;
+        } else if before
+            .as_ref()
+            .is_some_and(|b| self.order(&key, b) != Ordering::Less)
+        {
+            self.later += 1;
+        } else {
+            self.between += 1;
+            self.kept.push((key, item));
+            if let Some(size) = self.size()
+                && self.kept.len() >= 2 * size.max(64)
+            {
+                self.keep_page(size);
             }
+        }
+        Ok(())
+    }
+
+    /// The page size asked for, `first` or else `last`.
+    fn size(&self) -> Option<usize> {
+        self.args.first.or(self.args.last)
+    }
+
+    /// Sorts what is kept and keeps the page's `size` items: the first ones, or the last
+    /// ones when only `last` is given.
+    fn keep_page(&mut self, size: usize) {
+        let mut kept = std::mem::take(&mut self.kept);
+        kept.sort_by(|a, b| self.order(&a.0, &b.0));
+        if self.args.first.is_some() {
+            kept.truncate(size);
+        } else {
+            kept.drain(..kept.len().saturating_sub(size));
+        }
+        self.kept = kept;
+    }
+
+    /// The page, with each item's cursor and whether items lie beyond it either way.
+    pub fn finish(mut self) -> Result<Page<T>, String> {
+        // A cursor must be valid even when the connection is empty.
+        self.decode_bounds(&SortValue::Number(0))?;
+        self.keep_page(self.size().unwrap_or(usize::MAX));
+        let skipped = self.between - self.kept.len();
+        let (has_previous, has_next) = if self.args.first.is_some() || self.args.last.is_none() {
+            (self.earlier > 0, skipped > 0 || self.later > 0)
+        } else {
+            (self.earlier > 0 || skipped > 0, self.later > 0)
         };
-        Ok(keyed.iter().take_while(|(k, _)| before_or_at(k)).count())
-    };
-    let start = match &args.after {
-        Some(cursor) => position(cursor)?,
-        None => 0,
-    };
-    let end = match &args.before {
-        Some(cursor) => position(cursor)?.saturating_sub(1).max(start),
-        None => keyed.len(),
-    };
-    let (from, to) = match (args.first, args.last) {
-        (Some(n), _) => (start, (start + n).min(end)),
-        (None, Some(n)) => (end.saturating_sub(n).max(start), end),
-        (None, None) => (start, end),
-    };
-    let total = keyed.len();
-    let items = keyed
-        .into_iter()
-        .skip(from)
-        .take(to - from)
-        .map(|((key, id), item)| (item, encode_cursor(&key, id)))
-        .collect();
-    Ok(Page {
-        items,
-        has_next: to < total,
-        has_previous: from > 0,
-    })
+        Ok(Page {
+            items: self
+                .kept
+                .into_iter()
+                .map(|((key, id), item)| (item, encode_cursor(&key, id)))
+                .collect(),
+            has_next,
+            has_previous,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -344,6 +424,54 @@ mod tests {
         assert_eq!(amount(200000), "2000.0");
         assert_eq!(amount(1205), "12.05");
         assert_eq!(amount(0), "0.0");
+    }
+
+    #[test]
+    fn pages_of_a_connection_longer_than_a_pager_keeps_walk_it_in_order_both_ways() {
+        // Far more items than a pager keeps (twice the page, at least 128), in no order.
+        let items: Vec<u64> = (0..1000).map(|i| (i * 389) % 1000).collect();
+        let key = |i: &u64| (SortValue::Number((*i % 7) as i64), *i);
+        let mut sorted = items.clone();
+        sorted.sort_by_key(|i| (i % 7, *i));
+        for reverse in [false, true] {
+            let expected: Vec<u64> = if reverse {
+                sorted.iter().rev().copied().collect()
+            } else {
+                sorted.clone()
+            };
+            let mut forward = PageArgs {
+                first: Some(30),
+                reverse,
+                ..PageArgs::default()
+            };
+            let mut seen = Vec::new();
+            loop {
+                let page = paginate(items.clone(), key, &forward).expect("page");
+                assert_eq!(page.has_previous, !seen.is_empty());
+                seen.extend(page.items.iter().map(|(i, _)| *i));
+                if !page.has_next {
+                    break;
+                }
+                forward.after = page.items.last().map(|(_, c)| c.clone());
+            }
+            assert_eq!(seen, expected, "forward, reverse {reverse}");
+            let mut backward = PageArgs {
+                last: Some(30),
+                reverse,
+                ..PageArgs::default()
+            };
+            let mut seen = Vec::new();
+            loop {
+                let page = paginate(items.clone(), key, &backward).expect("page");
+                assert_eq!(page.has_next, !seen.is_empty());
+                seen.splice(0..0, page.items.iter().map(|(i, _)| *i));
+                if !page.has_previous {
+                    break;
+                }
+                backward.before = page.items.first().map(|(_, c)| c.clone());
+            }
+            assert_eq!(seen, expected, "backward, reverse {reverse}");
+        }
     }
 
     #[test]

@@ -31,7 +31,7 @@ use super::world::{Order, World};
 use super::{CREDENTIAL, Shared, json_response, lock};
 use bulk::BulkOperation;
 use data::{
-    CustomerRow, PageArgs, SortValue, customer_json, customer_updated_at, gid, order_json,
+    CustomerRow, PageArgs, Pager, SortValue, customer_json, customer_updated_at, gid, order_json,
     paginate, parse_gid,
 };
 use exec::{Analysis, Doc, Exec, Resolved, Root, Ty};
@@ -310,11 +310,28 @@ fn sort_key<'k>(
 }
 
 impl ShopifyRoot<'_> {
+    /// Hands every node of connection `name` (`orders` or `customers`) matching the
+    /// arguments to `visit`, keyed for sorting.
+    fn hits(
+        &self,
+        name: &str,
+        args: &Map<String, Value>,
+        visit: &mut dyn FnMut(Keyed) -> Result<(), String>,
+    ) -> Result<(), String> {
+        match name {
+            "orders" => self.orders(args, visit),
+            _ => self.customers(args, visit),
+        }
+    }
+
     /// Every order matching the arguments, keyed for sorting.
-    fn orders(&self, args: &Map<String, Value>) -> Result<Vec<Keyed>, String> {
+    fn orders(
+        &self,
+        args: &Map<String, Value>,
+        visit: &mut dyn FnMut(Keyed) -> Result<(), String>,
+    ) -> Result<(), String> {
         let filter = search::parse(args.get("query").and_then(Value::as_str).unwrap_or(""));
         let key = sort_key(args, &ORDER_SORT_KEYS, "PROCESSED_AT", "OrderSortKeys")?;
-        let mut hits = Vec::new();
         for person in self.world.people() {
             for (place, o) in self.world.orders_of(&person).iter().enumerate() {
                 if !filter.matches(o) {
@@ -334,17 +351,20 @@ impl ShopifyRoot<'_> {
                     buyer: person.index,
                     place,
                 };
-                hits.push((hit, (sort, o.id)));
+                visit((hit, (sort, o.id)))?;
             }
         }
-        Ok(hits)
+        Ok(())
     }
 
     /// Every customer matching the arguments, keyed for sorting.
-    fn customers(&self, args: &Map<String, Value>) -> Result<Vec<Keyed>, String> {
+    fn customers(
+        &self,
+        args: &Map<String, Value>,
+        visit: &mut dyn FnMut(Keyed) -> Result<(), String>,
+    ) -> Result<(), String> {
         let filter = search::parse(args.get("query").and_then(Value::as_str).unwrap_or(""));
         let key = sort_key(args, &CUSTOMER_SORT_KEYS, "ID", "CustomerSortKeys")?;
-        let mut hits = Vec::new();
         for person in self.world.people() {
             let orders = self.world.orders_of(&person);
             let row = CustomerRow {
@@ -361,9 +381,9 @@ impl ShopifyRoot<'_> {
                 "NAME" => SortValue::Text(format!("{} {}", person.first_name, person.last_name)),
                 _ => SortValue::Number(id as i64),
             };
-            hits.push((Hit::Customer(person.index), (sort, id)));
+            visit((Hit::Customer(person.index), (sort, id)))?;
         }
-        Ok(hits)
+        Ok(())
     }
 
     /// The JSON of one hit, derived from the world again.
@@ -466,10 +486,15 @@ impl ShopifyRoot<'_> {
     ) -> Result<(bulk::BulkResult, tempfile::TempPath), String> {
         let field = bulk::root_field(doc)?;
         let args = bulk::root_arguments(field);
-        let (node, mut items) = match field.name.as_str() {
-            "orders" => ("Order", self.orders(&args)?),
-            _ => ("Customer", self.customers(&args)?),
+        let node = match field.name.as_str() {
+            "orders" => "Order",
+            _ => "Customer",
         };
+        let mut items = Vec::new();
+        self.hits(&field.name, &args, &mut |hit| {
+            items.push(hit);
+            Ok(())
+        })?;
         items.sort_by(|a, b| a.1.partial_cmp(&b.1).unwrap_or(std::cmp::Ordering::Equal));
         let unwritable = |err: std::io::Error| format!("cannot write the bulk result: {err}");
         let file = tempfile::Builder::new()
@@ -613,15 +638,19 @@ impl ShopifyRoot<'_> {
 impl Root for ShopifyRoot<'_> {
     fn resolve(&mut self, name: &str, args: &Map<String, Value>) -> Result<Resolved, String> {
         let page_args: PageArgs = exec::page_args(args);
-        let page = |root: &Self, items: Vec<Keyed>| {
-            paginate(items, |(_, key)| key.clone(), &page_args).map(|p| data::Page {
-                items: p
+        // Only a page of hits is held, whatever the connection's size; only they are rendered.
+        let page = |root: &Self| {
+            let mut pager = Pager::new(&page_args);
+            root.hits(name, args, &mut |(hit, key)| pager.push(key, hit))?;
+            let page = pager.finish()?;
+            Ok::<_, String>(data::Page {
+                items: page
                     .items
                     .into_iter()
-                    .map(|((hit, _), cursor)| (root.render(hit), cursor))
+                    .map(|(hit, cursor)| (root.render(hit), cursor))
                     .collect(),
-                has_next: p.has_next,
-                has_previous: p.has_previous,
+                has_next: page.has_next,
+                has_previous: page.has_previous,
             })
         };
         let id = args
@@ -630,8 +659,7 @@ impl Root for ShopifyRoot<'_> {
             .unwrap_or_default()
             .to_string();
         Ok(match name {
-            "orders" => Resolved::Page(page(self, self.orders(args)?)?),
-            "customers" => Resolved::Page(page(self, self.customers(args)?)?),
+            "orders" | "customers" => Resolved::Page(page(self)?),
             "order" | "customer" | "node" => Resolved::Value(self.by_gid(&id)),
             "bulkOperation" => {
                 Resolved::Value(parse_gid(&id).map_or(Value::Null, |(_, n)| self.poll(n)))
