@@ -206,15 +206,8 @@ async fn rows_in_tables(wiring: &Wiring, counters: &Counters) -> BTreeMap<String
     let Ok(engine) = warehouse::open_for_queries(&wiring.config, &wiring.services) else {
         return totals;
     };
-    let names = engine.table_names();
     for table in counters.keys().filter_map(|k| k.strip_prefix("rows.")) {
-        let sql = format!("SELECT COUNT(*) AS n FROM {}", names.qualify(table));
-        let count = engine.run(&sql).await.ok().and_then(|result| {
-            let column = result.batches.first()?.column(0).clone();
-            let counts = column.as_any().downcast_ref::<arrow::array::Int64Array>()?;
-            u64::try_from(counts.value(0)).ok()
-        });
-        match count {
+        match engine.row_count(table).await.ok().flatten() {
             Some(n) => {
                 totals.insert(table.to_string(), n);
             }

@@ -327,6 +327,26 @@ impl LocalWarehouse {
         Ok(ctx)
     }
 
+    /// The rows of `table` as its Delta log counts them (each file's `numRecords`), without
+    /// reading a data file or starting a query engine; `None` when the table does not
+    /// exist, or a file has no count or rows deleted by a deletion vector (then only a
+    /// query can count them).
+    pub async fn row_count(&self, table: &str) -> Result<Option<u64>, WarehouseError> {
+        if !self.exists(table) {
+            return Ok(None);
+        }
+        let delta = self.table(table).await?;
+        let snapshot = delta.snapshot().map_err(|e| delta_error(table, e))?;
+        let mut rows = 0;
+        for file in snapshot.log_data().iter() {
+            match file.num_records() {
+                Some(n) if file.deletion_vector_descriptor().is_none() => rows += n as u64,
+                _ => return Ok(None),
+            }
+        }
+        Ok(Some(rows))
+    }
+
     /// Every row of a table as one batch (for tests and small reads).
     pub async fn read(&self, table: &str) -> Result<Option<RecordBatch>, WarehouseError> {
         let Some(frame) = self.frame(table).await? else {

@@ -5,7 +5,8 @@
 
 use std::sync::Arc;
 
-use arrow::datatypes::SchemaRef;
+use arrow::array::AsArray;
+use arrow::datatypes::{Int64Type, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use mailroom_googlesql::{self as googlesql, FrontEndError};
 
@@ -122,6 +123,24 @@ impl QueryEngine {
                 dataset: dataset.clone(),
             },
         }
+    }
+
+    /// How many rows `table` holds: a local table's log counts them, else `COUNT(*)`.
+    pub async fn row_count(&self, table: &str) -> Result<Option<u64>, QueryError> {
+        if let QueryEngine::Local(warehouse) = self
+            && let Some(rows) = warehouse.row_count(table).await?
+        {
+            return Ok(Some(rows));
+        }
+        let sql = format!(
+            "SELECT COUNT(*) AS n FROM {}",
+            self.table_names().qualify(table)
+        );
+        let result = self.run(&sql).await?;
+        Ok(result.batches.first().and_then(|batch| {
+            let counts = batch.column(0).as_primitive_opt::<Int64Type>()?;
+            u64::try_from(counts.value(0)).ok()
+        }))
     }
 
     /// Runs one rendered statement.

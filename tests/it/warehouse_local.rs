@@ -89,6 +89,12 @@ async fn smile_customers_merge_to_one_row_per_key_and_keep_their_cursor() {
             expected.len(),
             "{run}"
         );
+        // Merged files carry their counts in the log, as first loads' files do.
+        assert_eq!(
+            warehouse.row_count("smile_customers").await.unwrap(),
+            Some(expected.len() as u64),
+            "{run}"
+        );
     }
 }
 
@@ -127,6 +133,8 @@ async fn compaction_rewrites_small_files_and_keeps_every_row() {
         };
         warehouse.commit(commit).await.unwrap();
     }
+    // The log counts the rows of the four files without reading one.
+    assert_eq!(warehouse.row_count("events").await.unwrap(), Some(40));
     let done = warehouse
         .compact("events", chrono::Duration::days(7))
         .await
@@ -134,6 +142,8 @@ async fn compaction_rewrites_small_files_and_keeps_every_row() {
         .expect("the table exists");
     assert_eq!((done.files_removed, done.files_added), (4, 1), "{done:?}");
     assert_eq!(ids(&warehouse, "events").await.len(), 40);
+    assert_eq!(warehouse.row_count("events").await.unwrap(), Some(40));
+    assert_eq!(warehouse.row_count("nothing").await.unwrap(), None);
     assert_eq!(warehouse.tables().unwrap(), ["events"]);
     assert!(
         warehouse
