@@ -31,8 +31,8 @@ use super::world::{Order, World};
 use super::{CREDENTIAL, Shared, json_response, lock};
 use bulk::BulkOperation;
 use data::{
-    CustomerRow, PageArgs, Pager, SortValue, customer_json, customer_updated_at, gid, order_json,
-    paginate, parse_gid,
+    CustomerRow, Key, PageArgs, Pager, SortValue, customer_json, customer_updated_at, gid,
+    order_json, paginate, parse_gid,
 };
 use exec::{Analysis, Doc, Exec, Resolved, Root, Ty};
 
@@ -74,10 +74,11 @@ impl ShopifyState {
         self.updated = now;
     }
 
-    /// Deletes the result files of operations canceled or expired by `now`.
-    fn drop_dead_results(&mut self, now: Instant) {
+    /// Deletes the result files of operations whose results expired by `now` (a cancel
+    /// deletes its operation's file at once).
+    fn drop_expired_results(&mut self, now: Instant) {
         for op in &mut self.operations {
-            if op.file.is_some() && matches!(op.status(now), "CANCELING" | "CANCELED" | "EXPIRED") {
+            if op.file.is_some() && op.status(now) == "EXPIRED" {
                 op.file = None;
             }
         }
@@ -196,7 +197,7 @@ fn answer(
     }
     let mut state = lock(&shared.shopify);
     state.refill();
-    state.drop_dead_results(Instant::now());
+    state.drop_expired_results(Instant::now());
     if state.available < requested as f64 {
         return json_response(
             StatusCode::OK,
@@ -245,7 +246,7 @@ enum Hit {
 }
 
 /// A hit with the key connections sort it by.
-type Keyed = (Hit, (SortValue, u64));
+type Keyed = (Hit, Key);
 
 /// Resolves root fields for one request.
 struct ShopifyRoot<'a> {
@@ -766,7 +767,7 @@ async fn bulk_result(
     let found = {
         let mut state = lock(&shared.shopify);
         let now = Instant::now();
-        state.drop_dead_results(now);
+        state.drop_expired_results(now);
         state
             .operations
             .iter()
