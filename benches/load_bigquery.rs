@@ -15,17 +15,19 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray};
 use arrow::record_batch::RecordBatch;
 use mailroom::http::{HttpClient, Timeouts};
-use mailroom::normalize::{Column, ColumnType, TableSchema};
-use mailroom::services::{GoogleOverride, Overrides, Services};
+use mailroom::normalize::TableSchema;
 use mailroom::state::StateStore;
 use mailroom::warehouse::bigquery::{BigQuerySettings, BigQueryWarehouse, connect_client};
 use mailroom::warehouse::{Commit, LoadId, Warehouse};
 use mailroom_sandbox::{RunningSandbox, SandboxOptions};
 
 mod support;
+
+// The `events` table of the warehouse tests.
+#[path = "../tests/it/support/events.rs"]
+mod events;
 
 const BATCH_ROWS: u64 = 65_536;
 
@@ -96,15 +98,8 @@ fn load(url: &str, key: &str, rows: u64) {
     runtime.block_on(async {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut warehouse = warehouse(url, key, dir.path());
-        let table = TableSchema::new(
-            "events",
-            vec![
-                Column::named("id", ColumnType::Int64).required(),
-                Column::named("name", ColumnType::Text),
-                Column::named("score", ColumnType::Float64),
-            ],
-        )
-        .merge_on(&["id"]);
+        // Merged on `id`, with a score.
+        let table = events::events_table(true, false);
         let load = LoadId {
             source: "bench".into(),
             stream: "events".into(),
@@ -114,7 +109,7 @@ fn load(url: &str, key: &str, rows: u64) {
         let mut first = 0;
         while first < rows {
             let n = BATCH_ROWS.min(rows - first);
-            let batch = events(&table, first, n);
+            let batch = batch(&table, first, n);
             warehouse
                 .write(&load, &table, batch)
                 .await
@@ -143,36 +138,10 @@ fn load(url: &str, key: &str, rows: u64) {
 
 /// A BigQuery warehouse on the sandbox at `url`, signing in with `key`, journaling in `dir`.
 fn warehouse(url: &str, key: &str, dir: &std::path::Path) -> BigQueryWarehouse {
-    let key_json: serde_json::Value = serde_json::from_str(key).expect("key JSON");
-    let project = key_json["project_id"]
-        .as_str()
-        .expect("project")
-        .to_string();
-    let endpoints = mailroom_sandbox::services(url);
-    let mut overrides = Overrides::from_endpoints(
-        endpoints.iter().map(|e| (e.key, e.base_url.as_str())),
-        mailroom_sandbox::CREDENTIAL,
-    )
-    .expect("sandbox URLs");
-    overrides.google = Some(GoogleOverride {
-        key_json: key.to_string(),
-        project: project.clone(),
-    });
-    let config = mailroom::config::parse(
-        mailroom::config::DEFAULT_CONFIG,
-        "config.toml",
-        std::path::Path::new("."),
-    )
-    .expect("shipped config");
-    let services = Services::new(
-        config.service_sections(),
-        overrides,
-        Box::new([("UNUSED", "")]),
-        HttpClient::new(Timeouts::default()).expect("client"),
-        mailroom::http::RetryPolicy::default(),
-    );
+    let client = HttpClient::new(Timeouts::default()).expect("client");
+    let services = support::sandbox_services(url, client, |_| {}, Some(key));
     let settings = BigQuerySettings {
-        project,
+        project: mailroom_sandbox::google::PROJECT_ID.into(),
         dataset: "bench".into(),
         location: "US".into(),
         credentials_file: None,
@@ -182,32 +151,16 @@ fn warehouse(url: &str, key: &str, dir: &std::path::Path) -> BigQueryWarehouse {
     BigQueryWarehouse::new(client, "bench".into(), state, dir.join("bigquery-staging"))
 }
 
-/// Rows `first..first + n` of `table`: names are a multiplicative hash of the id in hex.
-fn events(table: &TableSchema, first: u64, n: u64) -> RecordBatch {
-    let ids = first..first + n;
-    let schema = table.arrow_schema();
-    let columns: Vec<ArrayRef> = schema
-        .fields()
-        .iter()
-        .map(|f| -> ArrayRef {
-            match f.name().as_str() {
-                "id" => Arc::new(Int64Array::from_iter_values(ids.clone().map(|i| i as i64))),
-                "name" => {
-                    Arc::new(StringArray::from_iter_values(ids.clone().map(|i| {
-                        format!("{:016x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
-                    })))
-                }
-                "score" => Arc::new(Float64Array::from_iter_values(
-                    ids.clone().map(|i| (i % 1000) as f64 / 10.0),
-                )),
-                "_mailroom_run_id" => Arc::new(StringArray::from(vec!["bench-1"; n as usize])),
-                _ => Arc::new(
-                    TimestampMicrosecondArray::from(vec![0; n as usize]).with_timezone("UTC"),
-                ),
-            }
-        })
+/// Rows `first..first + n` of `table`, with names that do not compress.
+fn batch(table: &TableSchema, first: u64, n: u64) -> RecordBatch {
+    let names: Vec<String> = (first..first + n)
+        .map(events::incompressible_name)
         .collect();
-    RecordBatch::try_new(schema, columns).expect("batch")
+    let rows: Vec<(i64, &str, Option<f64>)> = (first..first + n)
+        .zip(&names)
+        .map(|(i, name)| (i as i64, name.as_str(), Some((i % 1000) as f64 / 10.0)))
+        .collect();
+    events::events_batch(table, &rows)
 }
 
 /// Bytes of the files under `dir`, before the commit removes them.

@@ -1,6 +1,6 @@
 //! What the benchmarks share: reading the `name=value` figures a child process prints, a
-//! process's own CPU time and peak memory, and a source of the shipped config aimed at a
-//! sandbox, extracted into a counting sink or a fresh local warehouse.
+//! process's own CPU time and peak memory, and the shipped config's services and sources
+//! aimed at a sandbox, a stream extracted into a counting sink or a fresh local warehouse.
 
 use std::process::Output;
 use std::sync::Arc;
@@ -10,8 +10,9 @@ use mailroom::extract::{Mode, Progress, StreamReport, extract_stream};
 use mailroom::http::HttpClient;
 use mailroom::http::retry::RetryPolicy;
 use mailroom::normalize::{RunStamp, SchemaPolicy};
-use mailroom::services::{Overrides, Services};
+use mailroom::services::{GoogleOverride, Overrides, Services};
 use mailroom::sources::AnySource;
+use mailroom::warehouse::Warehouse;
 use mailroom::warehouse::local::LocalWarehouse;
 use mailroom::warehouse::memory::MemoryWarehouse;
 
@@ -59,6 +60,45 @@ pub fn peak_rss_kb() -> u64 {
         .unwrap_or(0)
 }
 
+/// The services of the shipped config, after `configure` has changed it, calling the
+/// sandbox at `url` through `client`; with `google_key` (the sandbox's service-account key
+/// JSON), Google's services too.
+#[allow(dead_code, reason = "not every benchmark calls a service")]
+pub fn sandbox_services(
+    url: &str,
+    client: HttpClient,
+    configure: impl FnOnce(&mut Config),
+    google_key: Option<&str>,
+) -> Services {
+    let mut config = mailroom::config::parse(
+        mailroom::config::DEFAULT_CONFIG,
+        "config.toml",
+        std::path::Path::new("."),
+    )
+    .expect("shipped config");
+    configure(&mut config);
+    let endpoints = mailroom_sandbox::services(url);
+    let mut overrides = Overrides::from_endpoints(
+        endpoints.iter().map(|e| (e.key, e.base_url.as_str())),
+        mailroom_sandbox::CREDENTIAL,
+    )
+    .expect("sandbox URLs");
+    overrides.google = google_key.map(|key| {
+        let parsed: serde_json::Value = serde_json::from_str(key).expect("key JSON");
+        GoogleOverride {
+            key_json: key.to_string(),
+            project: parsed["project_id"].as_str().expect("project").to_string(),
+        }
+    });
+    Services::new(
+        config.service_sections(),
+        overrides,
+        Box::new([("UNUSED", "")]),
+        client,
+        RetryPolicy::default(),
+    )
+}
+
 /// Source `kind` of the shipped config, calling the sandbox at `url` through `client`, after
 /// `configure` has changed the config.
 #[allow(dead_code, reason = "only the extraction benchmarks read a source")]
@@ -68,26 +108,7 @@ pub fn sandbox_source(
     client: HttpClient,
     configure: impl FnOnce(&mut Config),
 ) -> AnySource {
-    let mut config = mailroom::config::parse(
-        mailroom::config::DEFAULT_CONFIG,
-        "config.toml",
-        std::path::Path::new("."),
-    )
-    .expect("shipped config");
-    configure(&mut config);
-    let endpoints = mailroom_sandbox::services(url);
-    let overrides = Overrides::from_endpoints(
-        endpoints.iter().map(|e| (e.key, e.base_url.as_str())),
-        mailroom_sandbox::CREDENTIAL,
-    )
-    .expect("sandbox URLs");
-    let services = Services::new(
-        config.service_sections(),
-        overrides,
-        Box::new([("UNUSED", "")]),
-        client,
-        RetryPolicy::default(),
-    );
+    let services = sandbox_services(url, client, configure, None);
     mailroom::sources::build(kind, &services).expect("source")
 }
 
@@ -100,41 +121,40 @@ pub async fn extract_into(
     sink: &str,
     progress: Progress<'_>,
 ) -> StreamReport {
+    if sink == "local" {
+        let dir = std::env::temp_dir().join(format!("mailroom-bench-{}", std::process::id()));
+        let mut warehouse = LocalWarehouse::open(&dir).expect("local warehouse");
+        let report = extract(source, stream, &mut warehouse, progress).await;
+        let _ = std::fs::remove_dir_all(&dir);
+        report
+    } else {
+        extract(source, stream, &mut MemoryWarehouse::counting(), progress).await
+    }
+}
+
+/// One incremental extraction of `stream` into `warehouse`, stamped now.
+#[allow(dead_code, reason = "only the extraction benchmarks extract")]
+async fn extract(
+    source: &AnySource,
+    stream: &str,
+    warehouse: &mut impl Warehouse,
+    progress: Progress<'_>,
+) -> StreamReport {
     let now = chrono::Utc::now();
     let stamp = Arc::new(RunStamp {
         run_id: "bench".into(),
         extracted_at: now,
         scheduled_for: now,
     });
-    let (mode, policy) = (Mode::Incremental, SchemaPolicy::Fixed);
-    if sink == "local" {
-        let dir = std::env::temp_dir().join(format!("mailroom-bench-{}", std::process::id()));
-        let mut warehouse = LocalWarehouse::open(&dir).expect("local warehouse");
-        let report = extract_stream(
-            source,
-            stream,
-            &mut warehouse,
-            stamp,
-            mode,
-            policy,
-            progress,
-        )
-        .await
-        .expect("extraction");
-        let _ = std::fs::remove_dir_all(&dir);
-        report
-    } else {
-        let mut warehouse = MemoryWarehouse::counting();
-        extract_stream(
-            source,
-            stream,
-            &mut warehouse,
-            stamp,
-            mode,
-            policy,
-            progress,
-        )
-        .await
-        .expect("extraction")
-    }
+    extract_stream(
+        source,
+        stream,
+        warehouse,
+        stamp,
+        Mode::Incremental,
+        SchemaPolicy::Fixed,
+        progress,
+    )
+    .await
+    .expect("extraction")
 }

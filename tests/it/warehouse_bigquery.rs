@@ -20,8 +20,8 @@ use mailroom_sandbox::RunningSandbox;
 
 use crate::sql_golden::{check_cases, load_fixtures};
 use crate::support::{
-    commit_batch, duplicate_keys, events_batch, events_table, get_json, load_world_twice,
-    services_with, small_sandbox, small_world, source, stamp, utc,
+    commit_batch, duplicate_keys, events_batch, events_table, get_json, incompressible_name,
+    load_world_twice, services_with, small_sandbox, small_world, source, stamp, utc,
 };
 
 /// A warehouse in `dataset` of the sandbox's project, journaling in `dir`.
@@ -503,9 +503,7 @@ async fn a_large_load_is_uploaded_in_chunks_through_faults_and_every_row_arrives
     let mut warehouse = warehouse_uploading_in(&sandbox, dir.path(), "mailroom", 256 << 10).await;
     let table = events_table(false, false);
     // Names that do not compress: the staged file is several chunks.
-    let names: Vec<String> = (0..ROWS)
-        .map(|i| format!("{:016x}", (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)))
-        .collect();
+    let names: Vec<String> = (0..ROWS).map(|i| incompressible_name(i as u64)).collect();
     let rows: Vec<(i64, &str, Option<f64>)> = (0..ROWS)
         .map(|i| (i, names[i as usize].as_str(), None))
         .collect();

@@ -5,14 +5,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray};
-use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use mailroom::config::{JobConfig, MissedPolicy, OverlapPolicy, SourceKind, Step};
 use mailroom::error::ErrorKind;
-use mailroom::normalize::TableSchema;
-use mailroom::normalize::schema::{Column, ColumnType};
 use mailroom::schedule::CronSchedule;
 use mailroom::scheduler::clock::{Clock, TokioClock};
 use mailroom::scheduler::{Executor, RunContext, RunError, Runtime, Scheduler};
@@ -196,6 +192,9 @@ pub fn clock_at(start: &str) -> Arc<TokioClock> {
 #[path = "../../../crates/sandbox/tests/contract/support.rs"]
 mod client;
 pub use client::*;
+// The `events` table: shared with the BigQuery load bench.
+mod events;
+pub use events::*;
 use serde_json::Value;
 
 /// The shipped config pointed at a sandbox: every source and destination configured.
@@ -418,48 +417,4 @@ pub async fn report_pipeline(
     let services = services_with(&sandbox.base_url, key.as_ref(), retry);
     let state = StateStore::open(&dir.join(ledger)).expect("state");
     mailroom::pipeline::Pipeline::new(Arc::new(config), Arc::new(services), Arc::new(state))
-}
-
-/// `events` merged on `id`; `evolved` adds a nullable `score`, `retyped` makes `name` an
-/// integer.
-pub fn events_table(evolved: bool, retyped: bool) -> TableSchema {
-    let mut columns = vec![
-        Column::named("id", ColumnType::Int64).required(),
-        Column::named(
-            "name",
-            if retyped {
-                ColumnType::Int64
-            } else {
-                ColumnType::Text
-            },
-        ),
-    ];
-    if evolved {
-        columns.push(Column::named("score", ColumnType::Float64));
-    }
-    TableSchema::new("events", columns).merge_on(&["id"])
-}
-
-/// A batch of `events` (as `table` declares it) holding these rows.
-pub fn events_batch(table: &TableSchema, rows: &[(i64, &str, Option<f64>)]) -> RecordBatch {
-    let schema = table.arrow_schema();
-    let columns: Vec<ArrayRef> = schema
-        .fields()
-        .iter()
-        .map(|f| -> ArrayRef {
-            match f.name().as_str() {
-                "id" => Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
-                "name" if f.data_type() == &arrow::datatypes::DataType::Int64 => {
-                    Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0)))
-                }
-                "name" => Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1))),
-                "score" => Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.2))),
-                "_mailroom_run_id" => Arc::new(StringArray::from(vec!["events"; rows.len()])),
-                _ => Arc::new(
-                    TimestampMicrosecondArray::from(vec![0; rows.len()]).with_timezone("UTC"),
-                ),
-            }
-        })
-        .collect();
-    RecordBatch::try_new(schema, columns).expect("batch")
 }
