@@ -121,12 +121,14 @@ impl BulkOperation {
             (Some(Some(result)), "COMPLETED" | "EXPIRED") => Some(result),
             _ => None,
         };
-        let url = self.result(now).filter(|r| r.objects > 0).map(|_| {
-            format!(
-                "{base}/shopify/bulk/{}.jsonl?signature={}",
-                self.id, self.signature
-            )
-        });
+        let url = result
+            .filter(|r| status == "COMPLETED" && r.objects > 0)
+            .map(|_| {
+                format!(
+                    "{base}/shopify/bulk/{}.jsonl?signature={}",
+                    self.id, self.signature
+                )
+            });
         let completed_at = match status {
             "COMPLETED" | "FAILED" | "EXPIRED" => self.finished.map(|(at, wall)| {
                 // Completed when both the export and the minimum duration were done.

@@ -426,72 +426,76 @@ mod tests {
         assert_eq!(amount(0), "0.0");
     }
 
-    #[test]
-    fn pages_of_a_connection_longer_than_a_pager_keeps_walk_it_in_order_both_ways() {
-        // Far more items than a pager keeps (twice the page, at least 128), in no order.
-        let items: Vec<u64> = (0..1000).map(|i| (i * 389) % 1000).collect();
-        let key = |i: &u64| (SortValue::Number((*i % 7) as i64), *i);
-        let mut sorted = items.clone();
-        sorted.sort_by_key(|i| (i % 7, *i));
-        for reverse in [false, true] {
-            let expected: Vec<u64> = if reverse {
-                sorted.iter().rev().copied().collect()
-            } else {
-                sorted.clone()
-            };
-            let mut forward = PageArgs {
-                first: Some(30),
-                reverse,
-                ..PageArgs::default()
-            };
-            let mut seen = Vec::new();
-            loop {
-                let page = paginate(items.clone(), key, &forward).expect("page");
-                assert_eq!(page.has_previous, !seen.is_empty());
-                seen.extend(page.items.iter().map(|(i, _)| *i));
-                if !page.has_next {
-                    break;
-                }
-                forward.after = page.items.last().map(|(_, c)| c.clone());
-            }
-            assert_eq!(seen, expected, "forward, reverse {reverse}");
-            let mut backward = PageArgs {
-                last: Some(30),
-                reverse,
-                ..PageArgs::default()
-            };
-            let mut seen = Vec::new();
-            loop {
-                let page = paginate(items.clone(), key, &backward).expect("page");
-                assert_eq!(page.has_next, !seen.is_empty());
-                seen.splice(0..0, page.items.iter().map(|(i, _)| *i));
-                if !page.has_previous {
-                    break;
-                }
-                backward.before = page.items.first().map(|(_, c)| c.clone());
-            }
-            assert_eq!(seen, expected, "backward, reverse {reverse}");
-        }
-    }
+    type Item = u64;
 
-    #[test]
-    fn paging_forward_and_backward_visits_every_item_once() {
-        let items: Vec<u64> = (1..=7).collect();
-        let key = |i: &u64| (SortValue::Number((*i % 3) as i64), *i);
+    /// Every item of a connection, page by page from the start (`first: size`, `after`),
+    /// checking that only the first page has nothing before it.
+    fn walk_forward(
+        items: &[Item],
+        key: fn(&Item) -> Key,
+        size: usize,
+        reverse: bool,
+    ) -> Vec<Item> {
         let mut args = PageArgs {
-            first: Some(3),
+            first: Some(size),
+            reverse,
             ..PageArgs::default()
         };
         let mut seen = Vec::new();
         loop {
-            let page = paginate(items.clone(), key, &args).expect("page");
+            let page = paginate(items.to_vec(), key, &args).expect("page");
+            assert_eq!(page.has_previous, !seen.is_empty());
             seen.extend(page.items.iter().map(|(i, _)| *i));
             if !page.has_next {
-                break;
+                return seen;
             }
             args.after = page.items.last().map(|(_, c)| c.clone());
         }
-        assert_eq!(seen, [3, 6, 1, 4, 7, 2, 5]);
+    }
+
+    /// The same from the end (`last: size`, `before`), in the connection's order.
+    fn walk_backward(
+        items: &[Item],
+        key: fn(&Item) -> Key,
+        size: usize,
+        reverse: bool,
+    ) -> Vec<Item> {
+        let mut args = PageArgs {
+            last: Some(size),
+            reverse,
+            ..PageArgs::default()
+        };
+        let mut seen = Vec::new();
+        loop {
+            let page = paginate(items.to_vec(), key, &args).expect("page");
+            assert_eq!(page.has_next, !seen.is_empty());
+            seen.splice(0..0, page.items.iter().map(|(i, _)| *i));
+            if !page.has_previous {
+                return seen;
+            }
+            args.before = page.items.first().map(|(_, c)| c.clone());
+        }
+    }
+
+    #[test]
+    fn pages_of_a_connection_longer_than_a_pager_keeps_walk_it_in_order_both_ways() {
+        // Far more items than a pager keeps (twice the page, at least 128), in no order.
+        let items: Vec<Item> = (0..1000).map(|i| (i * 389) % 1000).collect();
+        let key = |i: &Item| (SortValue::Number((*i % 7) as i64), *i);
+        let mut sorted = items.clone();
+        sorted.sort_by_key(|i| (i % 7, *i));
+        let reversed: Vec<Item> = sorted.iter().rev().copied().collect();
+        assert_eq!(walk_forward(&items, key, 30, false), sorted);
+        assert_eq!(walk_backward(&items, key, 30, false), sorted);
+        assert_eq!(walk_forward(&items, key, 30, true), reversed);
+        assert_eq!(walk_backward(&items, key, 30, true), reversed);
+    }
+
+    #[test]
+    fn paging_forward_and_backward_visits_every_item_once() {
+        let items: Vec<Item> = (1..=7).collect();
+        let key = |i: &Item| (SortValue::Number((*i % 3) as i64), *i);
+        assert_eq!(walk_forward(&items, key, 3, false), [3, 6, 1, 4, 7, 2, 5]);
         let back = paginate(
             items.clone(),
             key,
@@ -506,16 +510,12 @@ mod tests {
             [2, 5]
         );
         assert!(back.has_previous && !back.has_next);
-        assert!(
-            paginate(
-                items,
-                key,
-                &PageArgs {
-                    after: Some("bogus".into()),
-                    ..PageArgs::default()
-                }
-            )
-            .is_err()
-        );
+        // A cursor that is not one is refused, even on an empty connection.
+        let bogus = PageArgs {
+            after: Some("bogus".into()),
+            ..PageArgs::default()
+        };
+        assert!(paginate(items, key, &bogus).is_err());
+        assert!(paginate(Vec::<Item>::new(), key, &bogus).is_err());
     }
 }

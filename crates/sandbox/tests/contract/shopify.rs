@@ -373,6 +373,26 @@ async fn run_bulk(shop: &Shop, query: &str) -> Value {
     body["data"]["bulkOperationRunQuery"].clone()
 }
 
+/// The id of the operation `bulkOperationRunQuery` answered with, once it raised no error.
+fn operation_id(started: &Value) -> String {
+    assert_eq!(started["userErrors"], json!([]), "{started}");
+    started["bulkOperation"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string()
+}
+
+/// A sandbox started with `options`, a client of its shop, and the id of the orders export
+/// just started there.
+async fn sandbox_with_an_export(
+    options: SandboxOptions,
+) -> (mailroom_sandbox::RunningSandbox, Shop, String) {
+    let sandbox = sandbox(options).await;
+    let shop = Shop::new(&sandbox.base_url);
+    let id = operation_id(&run_bulk(&shop, ORDERS_EXPORT).await);
+    (sandbox, shop, id)
+}
+
 const POLL: &str = "query($id: ID!) { bulkOperation(id: $id) { id status objectCount rootObjectCount fileSize url partialDataUrl completedAt } }";
 
 /// Polls every 100 ms until the operation leaves `CREATED`/`RUNNING`/`CANCELING`; the
@@ -401,12 +421,8 @@ async fn bulk_operations_run_on_their_own_clock_to_a_jsonl_file_with_parent_ids(
     let sandbox = small_sandbox().await;
     let shop = Shop::new(&sandbox.base_url);
     let started = run_bulk(&shop, ORDERS_EXPORT).await;
-    assert_eq!(started["userErrors"], json!([]));
     assert_eq!(started["bulkOperation"]["status"], "CREATED");
-    let id = started["bulkOperation"]["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let id = operation_id(&started);
 
     // Nobody polls: the operation still finishes in the background, as Shopify's do.
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
@@ -528,12 +544,7 @@ async fn invalid_bulk_queries_come_back_as_user_errors() {
 async fn a_bulk_operation_shows_running_until_its_minimum_duration_has_passed() {
     let mut options = SandboxOptions::new(SMALL_SEED, SMALL_CUSTOMERS);
     options.shopify_bulk_duration = std::time::Duration::from_secs(2);
-    let sandbox = sandbox(options).await;
-    let shop = Shop::new(&sandbox.base_url);
-    let id = run_bulk(&shop, ORDERS_EXPORT).await["bulkOperation"]["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let (_sandbox, shop, id) = sandbox_with_an_export(options).await;
     let (statuses, operation) = poll_until_settled(&shop, &id).await;
     assert_eq!(statuses.last().map(String::as_str), Some("COMPLETED"));
     assert!(statuses.contains(&"RUNNING".to_string()), "{statuses:?}");
@@ -545,12 +556,7 @@ async fn a_completed_result_expires_keeping_its_counts_but_not_its_url() {
     let mut options = SandboxOptions::new(SMALL_SEED, SMALL_CUSTOMERS);
     options.shopify_bulk_duration = std::time::Duration::ZERO;
     options.shopify_result_ttl = std::time::Duration::from_secs(2);
-    let sandbox = sandbox(options).await;
-    let shop = Shop::new(&sandbox.base_url);
-    let id = run_bulk(&shop, ORDERS_EXPORT).await["bulkOperation"]["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let (_sandbox, shop, id) = sandbox_with_an_export(options).await;
     let (_, completed) = poll_until_settled(&shop, &id).await;
     assert_eq!(completed["status"], "COMPLETED");
     let url = completed["url"].as_str().expect("a result URL").to_string();
@@ -575,14 +581,7 @@ async fn five_running_operations_fill_the_shop_and_a_cancel_frees_a_slot() {
     let shop = Shop::new(&sandbox.base_url);
     let mut ids = Vec::new();
     for _ in 0..bulk::MAX_RUNNING {
-        let started = run_bulk(&shop, ORDERS_EXPORT).await;
-        assert_eq!(started["userErrors"], json!([]), "{started}");
-        ids.push(
-            started["bulkOperation"]["id"]
-                .as_str()
-                .expect("id")
-                .to_string(),
-        );
+        ids.push(operation_id(&run_bulk(&shop, ORDERS_EXPORT).await));
     }
     let refused = run_bulk(&shop, ORDERS_EXPORT).await;
     assert!(refused["bulkOperation"].is_null());
