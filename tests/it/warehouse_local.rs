@@ -15,8 +15,8 @@ use mailroom_sandbox::SandboxOptions;
 use mailroom_sandbox::world::World;
 
 use crate::support::{
-    duplicate_keys, events_batch, events_table, load_world_twice, sandbox, small_sandbox,
-    small_world, source, stamp,
+    duplicate_keys, events_batch, events_table, incompressible_name, load_world_twice, sandbox,
+    small_sandbox, small_world, source, stamp,
 };
 
 async fn load(
@@ -486,5 +486,187 @@ async fn a_column_added_mid_load_is_null_in_the_rows_staged_before_it() {
             (2, Some("bob".to_string())),
             (3, Some("cy".to_string()))
         ]
+    );
+}
+
+/// The `add` actions of a table's first commit: each file's path and its statistics.
+fn first_commit_files(table_dir: &std::path::Path) -> Vec<(String, serde_json::Value)> {
+    let log = std::fs::read_to_string(table_dir.join("_delta_log/00000000000000000000.json"))
+        .expect("the table's first commit");
+    log.lines()
+        .filter_map(|line| {
+            let action: serde_json::Value = serde_json::from_str(line).unwrap();
+            let add = action.get("add")?;
+            let stats = serde_json::from_str(add["stats"].as_str().expect("statistics")).unwrap();
+            Some((add["path"].as_str().unwrap().to_string(), stats))
+        })
+        .collect()
+}
+
+/// A new table is created from the files its load staged, encoded once: several files of
+/// the table's size, each with its row count and bounds in the log, nothing left staged;
+/// and when a key repeats across those files, the row staged last (in the last file) wins.
+#[tokio::test]
+async fn a_new_table_is_made_of_its_staged_files_and_the_last_row_per_key_wins_across_them() {
+    let table = events_table(false, false);
+    let rows = 400_000_i64;
+    let names: Vec<String> = (0..rows as u64).map(incompressible_name).collect();
+    let batch_of = |ids: std::ops::Range<i64>| {
+        let rows: Vec<(i64, &str, Option<f64>)> = ids
+            .map(|id| (id, names[id as usize].as_str(), None))
+            .collect();
+        events_batch(&table, &rows)
+    };
+    for repeated in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut warehouse = LocalWarehouse::open(dir.path()).unwrap();
+        let load = LoadId {
+            source: "test".into(),
+            stream: "events".into(),
+            run_id: "run-1".into(),
+        };
+        for start in (0..rows).step_by(8192) {
+            let batch = batch_of(start..(start + 8192).min(rows));
+            warehouse.write(&load, &table, batch).await.unwrap();
+        }
+        if repeated {
+            // Row 0 again, renamed, after every other row.
+            let again = events_batch(&table, &[(0, "staged last", None)]);
+            warehouse.write(&load, &table, again).await.unwrap();
+        }
+        let commit = Commit {
+            load,
+            tables: vec![table.clone()],
+            cursor: None,
+        };
+        warehouse.commit(commit).await.unwrap();
+
+        assert_eq!(
+            warehouse.row_count("events").await.unwrap(),
+            Some(rows as u64),
+            "repeated: {repeated}"
+        );
+        assert!(
+            !dir.path().join("_staging").exists()
+                || std::fs::read_dir(dir.path().join("_staging"))
+                    .unwrap()
+                    .next()
+                    .is_none(),
+            "nothing is left staged"
+        );
+        let names_loaded = events_column(&warehouse, "name").await;
+        let first = if repeated { "staged last" } else { &names[0] };
+        assert_eq!(names_loaded[0], (0, Some(first.to_string())));
+        assert_eq!(
+            names_loaded[rows as usize - 1],
+            (rows - 1, Some(names[rows as usize - 1].clone()))
+        );
+        if repeated {
+            continue;
+        }
+        // Encoded once, as the table's own files: their counts and bounds in the log.
+        let files = first_commit_files(&dir.path().join("events"));
+        assert!(files.len() > 1, "{} files", files.len());
+        let mut counted = 0;
+        let mut bounds = Vec::new();
+        for (path, stats) in &files {
+            assert!(path.ends_with(".snappy.parquet"), "{path}");
+            assert!(dir.path().join("events").join(path).is_file(), "{path}");
+            counted += stats["numRecords"].as_i64().unwrap();
+            assert_eq!(stats["nullCount"]["id"], 0, "{path}: {stats}");
+            bounds.push((
+                stats["minValues"]["id"].as_i64().unwrap(),
+                stats["maxValues"]["id"].as_i64().unwrap(),
+            ));
+        }
+        assert_eq!(counted, rows);
+        bounds.sort();
+        assert_eq!(bounds.first().unwrap().0, 0);
+        assert_eq!(bounds.last().unwrap().1, rows - 1);
+        assert!(
+            bounds.windows(2).all(|pair| pair[0].1 + 1 == pair[1].0),
+            "files hold consecutive ids: {bounds:?}"
+        );
+    }
+}
+
+/// Two loads staged into a table that does not exist yet (two streams feeding one table):
+/// the first commit creates it from its staged files, the second, finding it there, merges
+/// into it instead, and a key both loaded keeps the second load's row.
+#[tokio::test]
+async fn two_loads_staged_before_a_table_exists_both_land_the_second_merged() {
+    let table = events_table(false, false);
+    let dir = tempfile::tempdir().unwrap();
+    let mut warehouse = LocalWarehouse::open(dir.path()).unwrap();
+    let load = |stream: &str| LoadId {
+        source: "test".into(),
+        stream: stream.into(),
+        run_id: "run-1".into(),
+    };
+    let first = [(1, "ann", None), (2, "bob", None)];
+    let second = [(2, "bobby", None), (3, "cy", None)];
+    warehouse
+        .write(&load("a"), &table, events_batch(&table, &first))
+        .await
+        .unwrap();
+    warehouse
+        .write(&load("b"), &table, events_batch(&table, &second))
+        .await
+        .unwrap();
+    for stream in ["a", "b"] {
+        let commit = Commit {
+            load: load(stream),
+            tables: vec![table.clone()],
+            cursor: None,
+        };
+        warehouse.commit(commit).await.unwrap();
+    }
+    assert_eq!(
+        events_column(&warehouse, "name").await,
+        [
+            (1, Some("ann".to_string())),
+            (2, Some("bobby".to_string())),
+            (3, Some("cy".to_string()))
+        ]
+    );
+}
+
+/// A load abandoned before its commit leaves no table and nothing staged, and the next
+/// load of the same table starts clean.
+#[tokio::test]
+async fn an_abandoned_first_load_leaves_no_table_and_nothing_staged() {
+    let table = events_table(false, false);
+    let dir = tempfile::tempdir().unwrap();
+    let mut warehouse = LocalWarehouse::open(dir.path()).unwrap();
+    let load = |run: &str| LoadId {
+        source: "test".into(),
+        stream: "events".into(),
+        run_id: run.into(),
+    };
+    warehouse
+        .write(
+            &load("run-1"),
+            &table,
+            events_batch(&table, &[(1, "ann", None)]),
+        )
+        .await
+        .unwrap();
+    warehouse.abort(&load("run-1")).await;
+    assert_eq!(warehouse.tables().unwrap(), Vec::<String>::new());
+    let staging = dir.path().join("_staging");
+    assert!(
+        !staging.exists() || std::fs::read_dir(&staging).unwrap().next().is_none(),
+        "nothing is left staged"
+    );
+    load_events(
+        &mut warehouse,
+        "run-2",
+        &[(&table, &[(2, "bob", None)])],
+        &table,
+    )
+    .await;
+    assert_eq!(
+        events_column(&warehouse, "name").await,
+        [(2, Some("bob".to_string()))]
     );
 }

@@ -2,15 +2,18 @@
 //! `<data dir>/warehouse/<table>`.
 //!
 //! A load's batches are staged as Parquet files under `_staging/` (never inside a table, so
-//! readers and vacuum never see them), with a hash of each merge key. At commit each table
-//! gets ONE Delta commit — a new table created straight from the staged files when no key
-//! repeats; otherwise `append`, `replace` (overwrite) or `merge` on the key, the staged rows
-//! first reduced to the last row per key when a key hash repeats — carrying an application
+//! readers and vacuum never see them; see [`staging`]), with a hash of each merge key. At
+//! commit each table gets ONE Delta commit — a new table created from its staged data files,
+//! moved in, when no key repeats; otherwise `append`, `replace` (overwrite) or `merge` on the
+//! key, the staged rows first reduced to the last row per key when a key hash repeats —
+//! carrying an application
 //! transaction that marks the run, so a replayed commit is skipped. Child and quarantine
 //! tables are committed first and the stream's own table last, with a second application
 //! transaction holding the cursor (its microseconds): the cursor moves in the same atomic
 //! commit as the data it covers, and a crash between tables leaves the cursor behind, so
 //! the next run reads those records again and merges them without duplicates.
+
+mod staging;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -22,7 +25,6 @@ use arrow::compute::concat_batches;
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, Utc};
 use datafusion::catalog::TableProvider;
-use datafusion::common::hash_utils::{QualityRandomState, create_hashes};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
@@ -30,34 +32,29 @@ use datafusion::datasource::listing::{
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext};
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::transaction::CommitProperties;
-use deltalake::kernel::{Action, StructType, Transaction};
+use deltalake::kernel::{Action, Add, StructType, Transaction};
 use deltalake::operations::create::CreateBuilder;
 use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
-use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableBuilder};
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::properties::WriterProperties;
 use url::Url;
 
+use self::staging::{Rows, Staged};
 use super::{
-    Commit, CommitOutcome, LoadId, ROW_GROUP_ROWS, SEQUENCE, Warehouse, WarehouseError, conform,
-    damage, with_sequence,
+    Commit, CommitOutcome, LoadId, ROW_GROUP_ROWS, SEQUENCE, Warehouse, WarehouseError, damage,
 };
 use crate::normalize::schema::{MONEY_PRECISION, MONEY_SCALE};
-use crate::normalize::{BATCH_ROWS, ColumnType, QUARANTINE_TABLE, TableSchema, WriteDisposition};
+use crate::normalize::{ColumnType, QUARANTINE_TABLE, TableSchema, WriteDisposition};
 
 /// How long a table remembers which runs committed to it (replays come within minutes; the
 /// markers of months of runs would slow every snapshot).
 const RUN_MARKER_RETENTION: &str = "interval 30 days";
 /// Memory a load's sort may hold before it spills to disk.
 const LOAD_MEMORY: usize = 64 << 20;
-/// Bytes per data file written; each is built in memory before it is stored.
+/// Bytes per data file written.
 const TARGET_FILE_BYTES: u64 = 8 << 20;
-/// Staged rows whose key hashes are kept to tell whether a key repeats (8 bytes each);
-/// beyond them a merge load keeps the last row per key by sorting, which spills.
-const KEY_HASH_LIMIT: usize = 2 << 20;
 
 /// Delta tables under one folder.
 #[derive(Debug)]
@@ -75,84 +72,6 @@ pub struct Compaction {
     pub files_removed: u64,
     /// Files no longer needed, deleted.
     pub files_deleted: u64,
-}
-
-/// One table's part of a load, on disk.
-#[derive(Debug)]
-struct Staged {
-    dir: PathBuf,
-    files: usize,
-    rows: u64,
-    keys: KeyHashes,
-}
-
-/// A 64-bit hash of each staged row's key, to learn at commit whether any key repeats
-/// without reading the staged rows again: equal hashes may be a collision, which only
-/// costs the sort that keeps the last row per key, never a wrong answer.
-#[derive(Debug, Default)]
-enum KeyHashes {
-    /// The table has no key, or is not merged: nothing to check.
-    #[default]
-    Unkeyed,
-    /// The hashes so far.
-    Kept(Vec<u64>),
-    /// More rows than [`KEY_HASH_LIMIT`]: treated as repeating.
-    TooMany,
-}
-
-impl KeyHashes {
-    fn for_table(table: &TableSchema) -> Self {
-        if table.disposition == WriteDisposition::Merge && !table.key.is_empty() {
-            KeyHashes::Kept(Vec::new())
-        } else {
-            KeyHashes::Unkeyed
-        }
-    }
-
-    /// Adds the hashes of `batch`'s key columns.
-    fn add(&mut self, table: &TableSchema, batch: &RecordBatch) -> Result<(), WarehouseError> {
-        let KeyHashes::Kept(hashes) = self else {
-            return Ok(());
-        };
-        if hashes.len() + batch.num_rows() > KEY_HASH_LIMIT {
-            *self = KeyHashes::TooMany;
-            return Ok(());
-        }
-        let columns = table
-            .key
-            .iter()
-            .map(|key| {
-                batch.column_by_name(key).cloned().ok_or_else(|| {
-                    io_error(
-                        table.name,
-                        "cannot stage",
-                        format!("key column {key} is missing"),
-                    )
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let start = hashes.len();
-        hashes.resize(start + batch.num_rows(), 0);
-        create_hashes(
-            &columns,
-            &QualityRandomState::with_seed(0),
-            &mut hashes[start..],
-        )
-        .map_err(|e| io_error(table.name, "cannot stage", e))?;
-        Ok(())
-    }
-
-    /// Whether some key may appear in more than one staged row.
-    fn may_repeat(self) -> bool {
-        match self {
-            KeyHashes::Unkeyed => false,
-            KeyHashes::TooMany => true,
-            KeyHashes::Kept(mut hashes) => {
-                hashes.sort_unstable();
-                hashes.windows(2).any(|pair| pair[0] == pair[1])
-            }
-        }
-    }
 }
 
 fn io_error(
@@ -449,7 +368,7 @@ impl LocalWarehouse {
         &self,
         load: &LoadId,
         table: &TableSchema,
-        mut staged: Option<Staged>,
+        staged: Option<Staged>,
         cursor: Option<(String, i64)>,
     ) -> Result<Option<u64>, WarehouseError> {
         let name = table.name;
@@ -462,6 +381,9 @@ impl LocalWarehouse {
                 .await
                 .map_err(|e| delta_error(name, e))?;
             if done.is_some() {
+                if let Some(staged) = staged {
+                    staged.abandon().await;
+                }
                 return Ok(None);
             }
         }
@@ -473,22 +395,18 @@ impl LocalWarehouse {
         if let Some((app_id, version)) = cursor {
             properties = properties.with_application_transaction(Transaction::new(app_id, version));
         }
-        let rows = staged.as_ref().map_or(0, |s| s.rows);
         let exists = delta.version().is_some();
         if exists {
             check_types(&delta, table)?;
         }
-        let repeats = staged
-            .as_mut()
-            .is_some_and(|s| std::mem::take(&mut s.keys).may_repeat());
-        if let Some(staged) = staged
-            .as_ref()
-            .filter(|s| s.rows > 0 && !exists && !repeats)
-        {
-            // A first load whose keys are all distinct needs neither a sort nor a join.
-            self.create_from_staged(table, staged, properties).await?;
-            return Ok(Some(rows));
-        }
+        let staged = match staged {
+            Some(stage) if stage.rows() == 0 => {
+                stage.abandon().await;
+                None
+            }
+            stage => stage,
+        };
+        let rows = staged.as_ref().map_or(0, Staged::rows);
         let merging = exists && table.disposition == WriteDisposition::Merge;
         // Writes sort (merge tables: dedupe by key) and encode in bounded memory, spilling
         // to disk; a merge joins the staged rows with the table in DataFusion's own terms.
@@ -498,10 +416,22 @@ impl LocalWarehouse {
             bounded_session()
         };
         let source = match staged {
-            Some(staged) if staged.rows > 0 => {
-                Some(self.staged_rows(table, &staged, repeats, &ctx).await?)
+            Some(mut stage) => {
+                let repeats = stage.keys_may_repeat();
+                // A first load whose keys are all distinct needs neither a sort nor a join:
+                // its staged data files become the table.
+                match stage.into_rows(!exists && !repeats).await? {
+                    Rows::DataFiles { dir, files } => {
+                        self.create_from_files(table, &dir, files, properties)
+                            .await?;
+                        return Ok(Some(rows));
+                    }
+                    Rows::Sequenced { dir } => {
+                        Some(self.staged_rows(table, &dir, repeats, &ctx).await?)
+                    }
+                }
             }
-            _ => None,
+            None => None,
         };
         match (source, exists) {
             (None, false) => {
@@ -559,14 +489,14 @@ impl LocalWarehouse {
     async fn staged_rows(
         &self,
         table: &TableSchema,
-        staged: &Staged,
+        dir: &Path,
         repeats: bool,
         ctx: &SessionContext,
     ) -> Result<DataFrame, WarehouseError> {
         let name = table.name;
         let failed =
             |e: datafusion::error::DataFusionError| io_error(name, "cannot read staged rows", e);
-        let dir = format!("{}/", staged.dir.display());
+        let dir = format!("{}/", dir.display());
         ctx.register_parquet("staged", &dir, ParquetReadOptions::default())
             .await
             .map_err(failed)?;
@@ -588,52 +518,23 @@ impl LocalWarehouse {
         ctx.sql(&sql).await.map_err(failed)
     }
 
-    /// Creates the table in one commit from the staged rows, streamed file by file through
-    /// Delta's writer (data files rolled at [`TARGET_FILE_BYTES`], their statistics kept)
-    /// without a query plan: memory holds a batch and the open file's row group.
-    async fn create_from_staged(
+    /// Creates the table in one commit from data files staged under `dir` (named relative
+    /// to it), moved into the table's folder first: until the commit they are no table's.
+    async fn create_from_files(
         &self,
         table: &TableSchema,
-        staged: &Staged,
+        dir: &Path,
+        files: Vec<Add>,
         properties: CommitProperties,
     ) -> Result<(), WarehouseError> {
         let name = table.name;
         let url = self.table_url(name)?;
-        let schema = table.arrow_schema();
-        let mut writer = RecordBatchWriter::try_new(url.as_str(), schema.clone(), None, None)
-            .map_err(|e| delta_error(name, e))?
-            .with_target_file_size(TARGET_FILE_BYTES)
-            .with_writer_properties(
-                WriterProperties::builder()
-                    .set_compression(parquet::basic::Compression::SNAPPY)
-                    .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-                    .build(),
-            );
-        // The staged files are decoded on a blocking thread while the writer encodes: two
-        // batches in flight at most.
-        let (batches, mut received) = tokio::sync::mpsc::channel(2);
-        let files: Vec<PathBuf> = (0..staged.files)
-            .map(|part| staged.dir.join(staged_file_name(part)))
-            .collect();
-        let reading = schema.clone();
-        let reader = tokio::task::spawn_blocking(move || {
-            for path in files {
-                if let Err(err) = read_staged(name, &path, &reading, &batches) {
-                    let _ = batches.blocking_send(Err(err));
-                    return;
-                }
-            }
-        });
-        while let Some(batch) = received.recv().await {
-            writer
-                .write(batch?)
-                .await
-                .map_err(|e| delta_error(name, e))?;
+        let table_dir = self.root.join(name);
+        for file in &files {
+            std::fs::rename(dir.join(&file.path), table_dir.join(&file.path))
+                .map_err(|e| io_error(name, "cannot move staged files into the table", e))?;
         }
-        reader
-            .await
-            .map_err(|e| io_error(name, "cannot read staged rows", e))?;
-        let added = writer.flush().await.map_err(|e| delta_error(name, e))?;
+        let schema = table.arrow_schema();
         let columns: StructType = schema
             .as_ref()
             .try_into_kernel()
@@ -645,7 +546,7 @@ impl LocalWarehouse {
                 "delta.setTransactionRetentionDuration",
                 Some(RUN_MARKER_RETENTION),
             )])
-            .with_actions(added.into_iter().map(Action::Add))
+            .with_actions(files.into_iter().map(Action::Add))
             .with_commit_properties(properties)
             .await
             .map_err(|e| delta_error(name, e))?;
@@ -747,41 +648,6 @@ fn delta_type(kind: ColumnType) -> String {
     }
 }
 
-/// Sends the rows of one staged file of `table` as batches of `schema`: its declared columns
-/// in order, without the sequence, a column added later in the load (schema evolution) null
-/// in the batches staged before it. Stops quietly when the receiver is gone.
-fn read_staged(
-    table: &'static str,
-    path: &Path,
-    schema: &arrow::datatypes::SchemaRef,
-    batches: &tokio::sync::mpsc::Sender<Result<RecordBatch, WarehouseError>>,
-) -> Result<(), WarehouseError> {
-    let unreadable =
-        |e: parquet::errors::ParquetError| io_error(table, "cannot read staged rows", e);
-    let file = File::open(path).map_err(|e| io_error(table, "cannot read staged rows", e))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        // One staged file is one batch of the decoder's.
-        .map(|builder| builder.with_batch_size(BATCH_ROWS))
-        .and_then(|builder| builder.build())
-        .map_err(unreadable)?;
-    for batch in reader {
-        let batch = batch.map_err(|e| io_error(table, "cannot read staged rows", e))?;
-        let batch = conform(&batch, schema).map_err(|source| WarehouseError::Arrow {
-            table: table.to_string(),
-            source,
-        })?;
-        if batches.blocking_send(Ok(batch)).is_err() {
-            break;
-        }
-    }
-    Ok(())
-}
-
-/// The name of a load's `part`th staged file of a table.
-fn staged_file_name(part: usize) -> String {
-    format!("part-{part:05}.parquet")
-}
-
 /// The next batch of a DataFusion stream.
 async fn next_batch(
     stream: &mut datafusion::physical_plan::SendableRecordBatchStream,
@@ -828,34 +694,15 @@ impl Warehouse for LocalWarehouse {
         batch: RecordBatch,
     ) -> Result<(), WarehouseError> {
         let dir = self.staging_dir(load, table.name);
-        let staged = self
-            .staged
-            .entry(load.clone())
-            .or_default()
-            .entry(table.name.to_string())
-            .or_insert_with(|| Staged {
-                dir: dir.clone(),
-                files: 0,
-                rows: 0,
-                keys: KeyHashes::for_table(table),
-            });
-        std::fs::create_dir_all(&dir).map_err(|e| io_error(table.name, "cannot stage", e))?;
-        let batch = with_sequence(&batch, staged.rows).map_err(|source| WarehouseError::Arrow {
-            table: table.name.to_string(),
-            source,
-        })?;
-        let path = dir.join(staged_file_name(staged.files));
-        let file = File::create(&path).map_err(|e| io_error(table.name, "cannot stage", e))?;
-        let mut writer = ArrowWriter::try_new(file, batch.schema(), None)
-            .map_err(|e| io_error(table.name, "cannot stage", e))?;
-        writer
-            .write(&batch)
-            .and_then(|()| writer.close().map(|_| ()))
-            .map_err(|e| io_error(table.name, "cannot stage", e))?;
-        staged.keys.add(table, &batch)?;
-        staged.files += 1;
-        staged.rows += batch.num_rows() as u64;
-        Ok(())
+        let new = !self.exists(table.name);
+        let tables = self.staged.entry(load.clone()).or_default();
+        let staged = match tables.entry(table.name.to_string()) {
+            std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::btree_map::Entry::Vacant(entry) => {
+                entry.insert(Staged::new(table, dir, new)?)
+            }
+        };
+        staged.add(table, batch).await
     }
 
     async fn commit(&mut self, commit: Commit) -> Result<CommitOutcome, WarehouseError> {
@@ -883,7 +730,9 @@ impl Warehouse for LocalWarehouse {
     }
 
     async fn abort(&mut self, load: &LoadId) {
-        self.staged.remove(load);
+        for (_, staged) in self.staged.remove(load).unwrap_or_default() {
+            staged.abandon().await;
+        }
         self.remove_staging(load);
     }
 }

@@ -1,0 +1,416 @@
+//! A load's rows on disk until its commit, in one of two forms.
+//!
+//! A table that does not exist yet is staged as its own future data files: each batch goes
+//! to a writer task that encodes it once (Snappy, [`ROW_GROUP_ROWS`]-row groups, files
+//! rolled at [`TARGET_FILE_BYTES`] and streamed to disk, statistics kept for Delta), so
+//! encoding overlaps extraction and a commit that creates the table only moves the files
+//! in. A table that exists is staged as one Parquet file per batch with a sequence column
+//! ([`SEQUENCE`](crate::warehouse::SEQUENCE)), which a merge orders by to keep the last row
+//! per key; new-table files are turned into that form ([`Staged::sequence`]) when the commit
+//! cannot use them as they are (a key repeats, the table appeared meanwhile, or a column was
+//! added mid-load).
+//!
+//! Either way a 64-bit hash of each row's merge key is kept ([`KeyHashes`]), to learn at
+//! commit whether any key repeats without reading the rows again.
+
+use std::fs::File;
+use std::num::NonZeroU64;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use datafusion::common::hash_utils::{QualityRandomState, create_hashes};
+use deltalake::datafile::writer::{DeltaWriter, WriterConfig};
+use deltalake::kernel::Add;
+use deltalake::logstore::object_store::local::LocalFileSystem;
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::file::properties::WriterProperties;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::{TARGET_FILE_BYTES, delta_error, io_error};
+use crate::normalize::{BATCH_ROWS, TableSchema, WriteDisposition};
+use crate::warehouse::{ROW_GROUP_ROWS, WarehouseError, conform, with_sequence};
+
+/// Staged rows whose key hashes are kept to tell whether a key repeats (8 bytes each);
+/// beyond them a merge load keeps the last row per key by sorting, which spills.
+const KEY_HASH_LIMIT: usize = 2 << 20;
+/// Batches waiting for the data-file writer: the extraction runs at most this far ahead
+/// of the encoding.
+const WRITER_QUEUE: usize = 2;
+
+/// One table's part of a load, on disk.
+#[derive(Debug)]
+pub(super) struct Staged {
+    table: &'static str,
+    /// The folder of this table's staged files.
+    dir: PathBuf,
+    rows: u64,
+    keys: KeyHashes,
+    form: Form,
+}
+
+#[derive(Debug)]
+enum Form {
+    /// The table's future data files, still being written.
+    DataFiles(DataFileWriter),
+    /// `files` Parquet files of one batch each, with the sequence column.
+    Sequenced { files: usize },
+}
+
+/// What a commit gets from a table's staged rows.
+pub(super) enum Rows {
+    /// Finished data files of the table's schema, named relative to `dir`, ready to be
+    /// moved into the table.
+    DataFiles { dir: PathBuf, files: Vec<Add> },
+    /// A folder of sequenced Parquet files, for a query to read.
+    Sequenced { dir: PathBuf },
+}
+
+impl Staged {
+    /// An empty stage under `dir` for `table`: data files when the table is `new`.
+    pub(super) fn new(
+        table: &TableSchema,
+        dir: PathBuf,
+        new: bool,
+    ) -> Result<Self, WarehouseError> {
+        let name = table.name;
+        let form = if new {
+            let files = dir.join("files");
+            Form::DataFiles(DataFileWriter::spawn(name, &files, table.arrow_schema())?)
+        } else {
+            Form::Sequenced { files: 0 }
+        };
+        Ok(Staged {
+            table: name,
+            dir,
+            rows: 0,
+            keys: KeyHashes::for_table(table),
+            form,
+        })
+    }
+
+    /// The rows staged so far.
+    pub(super) fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Stages `batch` (a batch of `table`'s declared columns or some of them). A table
+    /// declared with more columns than its first batch (a column a source started sending
+    /// mid-load) is staged as sequenced files from then on, which take any schema.
+    pub(super) async fn add(
+        &mut self,
+        table: &TableSchema,
+        batch: RecordBatch,
+    ) -> Result<(), WarehouseError> {
+        let arrow = |source| WarehouseError::Arrow {
+            table: table.name.to_string(),
+            source,
+        };
+        let schema = table.arrow_schema();
+        if let Form::DataFiles(writer) = &self.form
+            && *writer.schema != *schema
+        {
+            self.sequence().await?;
+        }
+        let batch = conform(&batch, &schema).map_err(arrow)?;
+        self.keys.add(table, &batch)?;
+        let rows = batch.num_rows() as u64;
+        match &mut self.form {
+            Form::DataFiles(writer) => writer.write(batch).await?,
+            Form::Sequenced { files } => {
+                let batch = with_sequence(&batch, self.rows).map_err(arrow)?;
+                write_sequenced(self.table, &self.dir, *files, &batch)?;
+                *files += 1;
+            }
+        }
+        self.rows += rows;
+        Ok(())
+    }
+
+    /// Whether some key may appear in more than one staged row (hashes are taken once).
+    pub(super) fn keys_may_repeat(&mut self) -> bool {
+        std::mem::take(&mut self.keys).may_repeat()
+    }
+
+    /// The staged rows, every file finished: the table's own data files when
+    /// `as_table_files` and they were staged so, else sequenced files.
+    pub(super) async fn into_rows(mut self, as_table_files: bool) -> Result<Rows, WarehouseError> {
+        if !as_table_files {
+            self.sequence().await?;
+        }
+        match self.form {
+            Form::DataFiles(writer) => Ok(Rows::DataFiles {
+                dir: writer.dir.clone(),
+                files: writer.finish().await?,
+            }),
+            Form::Sequenced { .. } => Ok(Rows::Sequenced { dir: self.dir }),
+        }
+    }
+
+    /// Stages the rows as sequenced files from now on, rewriting any new-table data files
+    /// in the order they were written (a merge needs the sequence to keep the last row per
+    /// key).
+    pub(super) async fn sequence(&mut self) -> Result<(), WarehouseError> {
+        let writer = match std::mem::replace(&mut self.form, Form::Sequenced { files: 0 }) {
+            Form::DataFiles(writer) => writer,
+            sequenced => {
+                self.form = sequenced;
+                return Ok(());
+            }
+        };
+        let files_dir = writer.dir.clone();
+        let mut files = writer.finish().await?;
+        // A writer's files are numbered in the order it rolled them.
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        let (table, dir) = (self.table, self.dir.clone());
+        let written = tokio::task::spawn_blocking(move || {
+            let mut part = 0;
+            let mut sequence = 0;
+            for file in files {
+                for batch in read_parquet(table, &files_dir.join(&file.path))? {
+                    let batch = with_sequence(&batch?, sequence).map_err(|source| {
+                        WarehouseError::Arrow {
+                            table: table.to_string(),
+                            source,
+                        }
+                    })?;
+                    write_sequenced(table, &dir, part, &batch)?;
+                    sequence += batch.num_rows() as u64;
+                    part += 1;
+                }
+            }
+            std::fs::remove_dir_all(&files_dir)
+                .map_err(|e| io_error(table, "cannot clear staged files", e))?;
+            Ok::<_, WarehouseError>(part)
+        })
+        .await
+        .map_err(|e| io_error(table, "cannot restage rows", e))??;
+        self.form = Form::Sequenced { files: written };
+        Ok(())
+    }
+
+    /// Stops writing; what was staged is left for the caller to remove.
+    pub(super) async fn abandon(self) {
+        if let Form::DataFiles(writer) = self.form {
+            writer.abandon().await;
+        }
+    }
+}
+
+/// The task encoding a new table's data files, fed through a short queue.
+struct DataFileWriter {
+    table: &'static str,
+    /// The schema of every batch and file.
+    schema: SchemaRef,
+    /// Where the files go.
+    dir: PathBuf,
+    batches: Option<mpsc::Sender<RecordBatch>>,
+    task: Option<JoinHandle<Result<Vec<Add>, WarehouseError>>>,
+}
+
+impl std::fmt::Debug for DataFileWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataFileWriter")
+            .field("table", &self.table)
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DataFileWriter {
+    fn spawn(table: &'static str, dir: &Path, schema: SchemaRef) -> Result<Self, WarehouseError> {
+        std::fs::create_dir_all(dir).map_err(|e| io_error(table, "cannot stage", e))?;
+        let store = LocalFileSystem::new_with_prefix(dir)
+            .map_err(|e| io_error(table, "cannot stage", e))?;
+        let config = WriterConfig::new(
+            schema.clone(),
+            Vec::new(),
+            Some(table_file_properties()),
+            NonZeroU64::new(TARGET_FILE_BYTES),
+            None,
+            // Delta's default: statistics of the first 32 columns.
+            Default::default(),
+            None,
+        );
+        let mut writer = DeltaWriter::new(Arc::new(store), config);
+        let (sender, mut batches) = mpsc::channel::<RecordBatch>(WRITER_QUEUE);
+        let task = tokio::spawn(async move {
+            while let Some(batch) = batches.recv().await {
+                if let Err(err) = writer.write(&batch).await {
+                    let _ = writer.abort().await;
+                    return Err(delta_error(table, err));
+                }
+            }
+            writer.close().await.map_err(|e| delta_error(table, e))
+        });
+        Ok(DataFileWriter {
+            table,
+            schema,
+            dir: dir.to_path_buf(),
+            batches: Some(sender),
+            task: Some(task),
+        })
+    }
+
+    async fn write(&mut self, batch: RecordBatch) -> Result<(), WarehouseError> {
+        let sent = match &self.batches {
+            Some(batches) => batches.send(batch).await.is_ok(),
+            None => false,
+        };
+        if sent {
+            return Ok(());
+        }
+        // The task stopped: it failed, and says why.
+        self.batches = None;
+        match self.task.take() {
+            Some(task) => match task.await {
+                Ok(Err(err)) => Err(err),
+                Ok(Ok(_)) => Err(io_error(self.table, "cannot stage", "the writer stopped")),
+                Err(err) => Err(io_error(self.table, "cannot stage", err)),
+            },
+            None => Err(io_error(self.table, "cannot stage", "the writer stopped")),
+        }
+    }
+
+    /// Closes the last file; every file written, named relative to the writer's folder.
+    async fn finish(mut self) -> Result<Vec<Add>, WarehouseError> {
+        self.batches = None;
+        let task = self.task.take();
+        match task {
+            Some(task) => task
+                .await
+                .map_err(|e| io_error(self.table, "cannot stage", e))?,
+            None => Err(io_error(self.table, "cannot stage", "the writer stopped")),
+        }
+    }
+
+    /// Stops the task and waits for it, so nothing is written after this returns.
+    async fn abandon(mut self) {
+        self.batches = None;
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for DataFileWriter {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+/// How a table's data files are encoded.
+pub(super) fn table_file_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .build()
+}
+
+/// Writes one sequenced batch as the `part`th file under `dir`.
+fn write_sequenced(
+    table: &str,
+    dir: &Path,
+    part: usize,
+    batch: &RecordBatch,
+) -> Result<(), WarehouseError> {
+    std::fs::create_dir_all(dir).map_err(|e| io_error(table, "cannot stage", e))?;
+    let path = dir.join(format!("part-{part:05}.parquet"));
+    let file = File::create(&path).map_err(|e| io_error(table, "cannot stage", e))?;
+    let mut writer = ArrowWriter::try_new(file, batch.schema(), None)
+        .map_err(|e| io_error(table, "cannot stage", e))?;
+    writer
+        .write(batch)
+        .and_then(|()| writer.close().map(|_| ()))
+        .map_err(|e| io_error(table, "cannot stage", e))
+}
+
+/// The batches of one Parquet file.
+fn read_parquet(
+    table: &str,
+    path: &Path,
+) -> Result<impl Iterator<Item = Result<RecordBatch, WarehouseError>> + use<>, WarehouseError> {
+    let failed = |e: parquet::errors::ParquetError| io_error(table, "cannot read staged rows", e);
+    let file = File::open(path).map_err(|e| io_error(table, "cannot read staged rows", e))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map(|builder| builder.with_batch_size(BATCH_ROWS))
+        .and_then(|builder| builder.build())
+        .map_err(failed)?;
+    let table = table.to_string();
+    Ok(reader.map(move |batch| batch.map_err(|e| io_error(&table, "cannot read staged rows", e))))
+}
+
+/// A 64-bit hash of each staged row's key, to learn at commit whether any key repeats
+/// without reading the staged rows again: equal hashes may be a collision, which only
+/// costs the sort that keeps the last row per key, never a wrong answer.
+#[derive(Debug, Default)]
+enum KeyHashes {
+    /// The table has no key, or is not merged: nothing to check.
+    #[default]
+    Unkeyed,
+    /// The hashes so far.
+    Kept(Vec<u64>),
+    /// More rows than [`KEY_HASH_LIMIT`]: treated as repeating.
+    TooMany,
+}
+
+impl KeyHashes {
+    fn for_table(table: &TableSchema) -> Self {
+        if table.disposition == WriteDisposition::Merge && !table.key.is_empty() {
+            KeyHashes::Kept(Vec::new())
+        } else {
+            KeyHashes::Unkeyed
+        }
+    }
+
+    /// Adds the hashes of `batch`'s key columns.
+    fn add(&mut self, table: &TableSchema, batch: &RecordBatch) -> Result<(), WarehouseError> {
+        let KeyHashes::Kept(hashes) = self else {
+            return Ok(());
+        };
+        if hashes.len() + batch.num_rows() > KEY_HASH_LIMIT {
+            *self = KeyHashes::TooMany;
+            return Ok(());
+        }
+        let columns = table
+            .key
+            .iter()
+            .map(|key| {
+                batch.column_by_name(key).cloned().ok_or_else(|| {
+                    io_error(
+                        table.name,
+                        "cannot stage",
+                        format!("key column {key} is missing"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let start = hashes.len();
+        hashes.resize(start + batch.num_rows(), 0);
+        create_hashes(
+            &columns,
+            &QualityRandomState::with_seed(0),
+            &mut hashes[start..],
+        )
+        .map_err(|e| io_error(table.name, "cannot stage", e))?;
+        Ok(())
+    }
+
+    /// Whether some key may appear in more than one staged row.
+    fn may_repeat(self) -> bool {
+        match self {
+            KeyHashes::Unkeyed => false,
+            KeyHashes::TooMany => true,
+            KeyHashes::Kept(mut hashes) => {
+                hashes.sort_unstable();
+                hashes.windows(2).any(|pair| pair[0] == pair[1])
+            }
+        }
+    }
+}
