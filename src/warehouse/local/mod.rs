@@ -407,6 +407,24 @@ impl LocalWarehouse {
             stage => stage,
         };
         let rows = staged.as_ref().map_or(0, Staged::rows);
+        let staged = match staged {
+            Some(mut stage) => {
+                let repeats = stage.keys_may_repeat();
+                Some((stage.into_rows(!exists && !repeats).await?, repeats))
+            }
+            None => None,
+        };
+        let (staged_dir, repeats) = match staged {
+            // A first load whose keys are all distinct needs neither a sort nor a join (nor
+            // a query engine): its staged data files become the table.
+            Some((Rows::DataFiles { dir, files }, _)) => {
+                self.create_from_files(table, &dir, files, properties)
+                    .await?;
+                return Ok(Some(rows));
+            }
+            Some((Rows::Sequenced { dir }, repeats)) => (Some(dir), repeats),
+            None => (None, false),
+        };
         let merging = exists && table.disposition == WriteDisposition::Merge;
         // Writes sort (merge tables: dedupe by key) and encode in bounded memory, spilling
         // to disk; a merge joins the staged rows with the table in DataFusion's own terms.
@@ -415,22 +433,8 @@ impl LocalWarehouse {
         } else {
             bounded_session()
         };
-        let source = match staged {
-            Some(mut stage) => {
-                let repeats = stage.keys_may_repeat();
-                // A first load whose keys are all distinct needs neither a sort nor a join:
-                // its staged data files become the table.
-                match stage.into_rows(!exists && !repeats).await? {
-                    Rows::DataFiles { dir, files } => {
-                        self.create_from_files(table, &dir, files, properties)
-                            .await?;
-                        return Ok(Some(rows));
-                    }
-                    Rows::Sequenced { dir } => {
-                        Some(self.staged_rows(table, &dir, repeats, &ctx).await?)
-                    }
-                }
-            }
+        let source = match staged_dir {
+            Some(dir) => Some(self.staged_rows(table, &dir, repeats, &ctx).await?),
             None => None,
         };
         match (source, exists) {
