@@ -55,6 +55,10 @@ const RUN_MARKER_RETENTION: &str = "interval 30 days";
 const LOAD_MEMORY: usize = 64 << 20;
 /// Bytes per data file written.
 const TARGET_FILE_BYTES: u64 = 8 << 20;
+/// Bytes of distinct values a column chunk's dictionary may hold; past them the rest of the
+/// chunk is written plain. A column of nearly unique values (ids, e-mails, URLs, times) is
+/// then not hashed into a dictionary only to be dropped, and each open column holds little.
+const DICTIONARY_BYTES: usize = 64 << 10;
 
 /// Delta tables under one folder.
 #[derive(Debug)]
@@ -470,12 +474,7 @@ impl LocalWarehouse {
                     )])
                 };
                 write
-                    .with_writer_properties(
-                        WriterProperties::builder()
-                            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-                            .build(),
-                    )
-                    // Delta buffers a data file in memory until it reaches this size.
+                    .with_writer_properties(table_file_properties())
                     .with_target_file_size(NonZeroU64::new(TARGET_FILE_BYTES))
                     .with_save_mode(mode)
                     .with_schema_mode(SchemaMode::Merge)
@@ -578,6 +577,7 @@ impl LocalWarehouse {
             .with_source_alias("source")
             .with_target_alias("target")
             .with_merge_schema(true)
+            .with_writer_properties(table_file_properties())
             .with_commit_properties(properties)
             .when_matched_update(|update| {
                 columns
@@ -598,6 +598,16 @@ impl LocalWarehouse {
             .map_err(|e| delta_error(name, e))?;
         Ok(())
     }
+}
+
+/// How every data file of a table is encoded: Snappy, [`ROW_GROUP_ROWS`]-row groups,
+/// dictionaries up to [`DICTIONARY_BYTES`].
+fn table_file_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_dictionary_page_size_limit(DICTIONARY_BYTES)
+        .build()
 }
 
 /// A Delta session whose sorts spill to disk beyond [`LOAD_MEMORY`], so a load's memory

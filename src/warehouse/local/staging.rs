@@ -1,8 +1,8 @@
 //! A load's rows on disk until its commit, in one of two forms.
 //!
 //! A table that does not exist yet is staged as its own future data files: each batch goes
-//! to a writer task that encodes it once (Snappy, [`ROW_GROUP_ROWS`]-row groups, files
-//! rolled at [`TARGET_FILE_BYTES`] and streamed to disk, statistics kept for Delta), so
+//! to a writer task that encodes it once (as every table file, [`table_file_properties`];
+//! files rolled at [`TARGET_FILE_BYTES`] and streamed to disk, statistics kept for Delta), so
 //! encoding overlaps extraction and a commit that creates the table only moves the files
 //! in. A table that exists is staged as one Parquet file per batch with a sequence column
 //! ([`SEQUENCE`](crate::warehouse::SEQUENCE)), which a merge orders by to keep the last row
@@ -26,13 +26,12 @@ use deltalake::kernel::Add;
 use deltalake::logstore::object_store::local::LocalFileSystem;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::file::properties::WriterProperties;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::{TARGET_FILE_BYTES, delta_error, io_error};
+use super::{TARGET_FILE_BYTES, delta_error, io_error, table_file_properties};
 use crate::normalize::{BATCH_ROWS, TableSchema, WriteDisposition};
-use crate::warehouse::{ROW_GROUP_ROWS, WarehouseError, conform, with_sequence};
+use crate::warehouse::{WarehouseError, conform, with_sequence};
 
 /// Staged rows whose key hashes are kept to tell whether a key repeats (8 bytes each);
 /// beyond them a merge load keeps the last row per key by sorting, which spills.
@@ -303,14 +302,6 @@ impl Drop for DataFileWriter {
             task.abort();
         }
     }
-}
-
-/// How a table's data files are encoded.
-pub(super) fn table_file_properties() -> WriterProperties {
-    WriterProperties::builder()
-        .set_compression(parquet::basic::Compression::SNAPPY)
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .build()
 }
 
 /// Writes one sequenced batch as the `part`th file under `dir`.
