@@ -6,12 +6,12 @@
 //! commit each table gets ONE Delta commit — a new table created from its staged data files,
 //! moved in, when no key repeats; otherwise `append`, `replace` (overwrite) or `merge` on the
 //! key, the staged rows first reduced to the last row per key when a key hash repeats —
-//! carrying an application
-//! transaction that marks the run, so a replayed commit is skipped. Child and quarantine
-//! tables are committed first and the stream's own table last, with a second application
-//! transaction holding the cursor (its microseconds): the cursor moves in the same atomic
-//! commit as the data it covers, and a crash between tables leaves the cursor behind, so
-//! the next run reads those records again and merges them without duplicates.
+//! carrying an application transaction that marks the run, so a replayed commit is skipped.
+//! Child and quarantine tables are committed first and the stream's own table last, with a
+//! second application transaction holding the cursor (its microseconds): the cursor moves
+//! in the same atomic commit as the data it covers, and a crash between tables leaves the
+//! cursor behind, so the next run reads those records again and merges them without
+//! duplicates.
 
 mod staging;
 

@@ -162,8 +162,9 @@ impl Staged {
         };
         let files_dir = writer.dir.clone();
         let mut files = writer.finish().await?;
-        // A writer's files are numbered in the order it rolled them.
-        files.sort_by(|a, b| a.path.cmp(&b.path));
+        // A writer numbers its files (`part-00001-…`, at least five digits) in the order it
+        // rolled them; the shorter name is the smaller number past 99,999.
+        files.sort_by(|a, b| (a.path.len(), &a.path).cmp(&(b.path.len(), &b.path)));
         let (table, dir) = (self.table, self.dir.clone());
         let written = tokio::task::spawn_blocking(move || {
             let mut part = 0;
