@@ -7,8 +7,8 @@
 //!   how peak memory grows between the two;
 //! - 10,000 people at Smile's 10 requests/s: elapsed time against the minimum the limit
 //!   allows, and the share of requests answered 429;
-//! - end to end: about 1,000,000 Smile customers loaded into the local Delta warehouse
-//!   (staged, merged on the key, committed): records/s and the loader's peak memory.
+//! - end to end: the same sizes loaded into the local Delta warehouse (staged, merged on the
+//!   key, committed): records/s, the loader's peak memory, and how it grows between them.
 //!
 //! Figures are printed; BENCHMARKS.md records them. Options: `-- --sizes PEOPLE,PEOPLE`.
 
@@ -73,16 +73,29 @@ fn drive(args: &[String]) {
             (*last as f64 / *first as f64 - 1.0) * 100.0
         );
     }
-    let people = sizes[sizes.len() - 1];
-    let local = scenario(people, "none", "local");
-    println!(
-        "  end to end into the local Delta warehouse: {} Smile customers in {:.2} s = {:.0} records/s, loader CPU {:.2} s, loader peak RSS {:.1} MB",
-        local.records,
-        local.seconds,
-        local.records as f64 / local.seconds,
-        local.cpu_seconds,
-        local.peak_kb as f64 / 1024.0
-    );
+    let mut loader_peaks = Vec::new();
+    for &people in &sizes {
+        let local = scenario(people, "none", "local");
+        println!(
+            "  end to end into the local Delta warehouse: {} Smile customers in {:.2} s = {:.0} records/s, loader CPU {:.2} s, loader peak RSS {:.1} MB",
+            local.records,
+            local.seconds,
+            local.records as f64 / local.seconds,
+            local.cpu_seconds,
+            local.peak_kb as f64 / 1024.0
+        );
+        loader_peaks.push(local.peak_kb);
+    }
+    if let (Some(first), Some(last)) = (loader_peaks.first(), loader_peaks.last())
+        && loader_peaks.len() > 1
+    {
+        println!(
+            "  loader peak memory with {} vs {} people: {:+.1}%",
+            sizes[sizes.len() - 1],
+            sizes[0],
+            (*last as f64 / *first as f64 - 1.0) * 100.0
+        );
+    }
     let limited = scenario(10_000, "10", "memory");
     let pages = limited.records.div_ceil(250);
     let minimum = (pages.saturating_sub(1)) as f64 / 10.0;
