@@ -28,7 +28,7 @@ use super::schema::{
     Column, ColumnType, Convert, SchemaPolicy, TableSchema, ValueFrom, portable_column_name,
 };
 use super::value::{Cell, Typed, convert, days_since_epoch, parse_date};
-use super::visit::{RecordState, Walk};
+use super::visit::{FieldPath, RecordState, Walk};
 
 /// Rows per batch handed to the sink.
 pub const BATCH_ROWS: usize = 8192;
@@ -223,7 +223,7 @@ impl Decoder {
         };
         let walk = Walk {
             node: &self.tree,
-            prefix: "",
+            prefix: &FieldPath::Top,
             state: &mut record,
         };
         let mut deserializer = serde_json::Deserializer::from_str(raw);

@@ -137,6 +137,32 @@ fn a_record_that_does_not_fit_goes_to_quarantine_and_the_rest_load() {
     assert_eq!(quarantined[0].table, "customers");
 }
 
+/// Nested fields are named by their whole path however deep they are: a field the table
+/// does not know two objects down, and a value that should be an object and is not.
+#[test]
+fn nested_fields_are_named_by_their_whole_path() {
+    let mut decoder = Decoder::new(&customers(), SchemaPolicy::Fixed, stamp());
+    decoder.push_json(r#"{"id": 1, "vip_status": {"vip_tier": {"name": "Gold", "rank": 2}}}"#);
+    decoder.push_json(r#"{"id": 2, "vip_status": {"vip_tier": 3}}"#);
+    assert_eq!(one_batch(&mut decoder).num_rows(), 1);
+    assert_eq!(
+        decoder.new_fields(),
+        [(
+            "customers".to_string(),
+            "vip_status.vip_tier.rank".to_string()
+        )]
+    );
+    let quarantined = decoder.take_quarantined();
+    assert_eq!(quarantined.len(), 1);
+    assert!(
+        quarantined[0]
+            .reason
+            .starts_with("field `vip_status.vip_tier`: expected an object"),
+        "{}",
+        quarantined[0].reason
+    );
+}
+
 #[test]
 fn a_new_field_is_reported_once_and_stored_only_under_evolve() {
     let mut fixed = Decoder::new(&customers(), SchemaPolicy::Fixed, stamp());

@@ -22,17 +22,47 @@ pub(super) struct RecordState<'de> {
     pub(super) problem: Option<String>,
 }
 
+/// The path of an object level of a record, written out (dotted) only when a message or an
+/// unknown field needs it: most records need it never.
+#[derive(Clone, Copy)]
+pub(super) enum FieldPath<'p> {
+    /// The record itself.
+    Top,
+    /// A field of an object.
+    Field(&'p FieldPath<'p>, &'p str),
+}
+
+impl FieldPath<'_> {
+    /// The dotted path of `key` within this object.
+    fn join(&self, key: &str) -> String {
+        match self {
+            FieldPath::Top => key.to_string(),
+            path => format!("{path}.{key}"),
+        }
+    }
+}
+
+impl fmt::Display for FieldPath<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FieldPath::Top => Ok(()),
+            FieldPath::Field(FieldPath::Top, key) => f.write_str(key),
+            FieldPath::Field(parent, key) => write!(f, "{parent}.{key}"),
+        }
+    }
+}
+
 /// Walks one object level of a record against its part of the field tree.
-pub(super) struct Walk<'t, 's, 'de> {
+pub(super) struct Walk<'t, 'p, 's, 'de> {
     /// The tree level this object is read against.
     pub(super) node: &'t Node,
-    /// The dotted path of this object (empty at the top).
-    pub(super) prefix: &'t str,
+    /// The path of this object.
+    pub(super) prefix: &'p FieldPath<'p>,
     /// Where values go.
     pub(super) state: &'s mut RecordState<'de>,
 }
 
-impl<'de> DeserializeSeed<'de> for Walk<'_, '_, 'de> {
+impl<'de> DeserializeSeed<'de> for Walk<'_, '_, '_, 'de> {
     type Value = ();
 
     fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
@@ -40,7 +70,7 @@ impl<'de> DeserializeSeed<'de> for Walk<'_, '_, 'de> {
     }
 }
 
-impl<'de> Visitor<'de> for Walk<'_, '_, 'de> {
+impl<'de> Visitor<'de> for Walk<'_, '_, '_, 'de> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -63,7 +93,7 @@ impl<'de> Visitor<'de> for Walk<'_, '_, 'de> {
                     self.state.cells[*i] = cell;
                 }
                 Some(Slot::Object(node)) => {
-                    let prefix = join(self.prefix, &key);
+                    let prefix = FieldPath::Field(self.prefix, &key);
                     let nested = map.next_value_seed(Walk {
                         node,
                         prefix: &prefix,
@@ -89,19 +119,11 @@ impl<'de> Visitor<'de> for Walk<'_, '_, 'de> {
                 }
                 None => {
                     let cell = map.next_value_seed(CellSeed)?;
-                    self.state.unknown.push((join(self.prefix, &key), cell));
+                    self.state.unknown.push((self.prefix.join(&key), cell));
                 }
             }
         }
         Ok(())
-    }
-}
-
-fn join(prefix: &str, key: &str) -> String {
-    if prefix.is_empty() {
-        key.to_string()
-    } else {
-        format!("{prefix}.{key}")
     }
 }
 
