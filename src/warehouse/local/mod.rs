@@ -13,6 +13,7 @@
 //! cursor behind, so the next run reads those records again and merges them without
 //! duplicates.
 
+mod key_hashes;
 mod staging;
 
 use std::collections::{BTreeMap, HashMap};
@@ -413,7 +414,7 @@ impl LocalWarehouse {
         let rows = staged.as_ref().map_or(0, Staged::rows);
         let staged = match staged {
             Some(mut stage) => {
-                let repeats = stage.keys_may_repeat();
+                let repeats = stage.keys_may_repeat().await?;
                 Some((stage.into_rows(!exists && !repeats).await?, repeats))
             }
             None => None,

@@ -11,7 +11,8 @@
 //! added mid-load).
 //!
 //! Either way a 64-bit hash of each row's merge key is kept ([`KeyHashes`]), to learn at
-//! commit whether any key repeats without reading the rows again.
+//! commit whether any key repeats without reading the rows again. A table's stage is one
+//! folder: `files/` (new-table data files), `sequenced/` and `keys/`.
 
 use std::fs::File;
 use std::num::NonZeroU64;
@@ -20,7 +21,6 @@ use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use datafusion::common::hash_utils::{QualityRandomState, create_hashes};
 use deltalake::datafile::writer::{DeltaWriter, WriterConfig};
 use deltalake::kernel::Add;
 use deltalake::logstore::object_store::local::LocalFileSystem;
@@ -29,13 +29,11 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::key_hashes::KeyHashes;
 use super::{TARGET_FILE_BYTES, delta_error, io_error, table_file_properties};
-use crate::normalize::{BATCH_ROWS, TableSchema, WriteDisposition};
+use crate::normalize::{BATCH_ROWS, TableSchema};
 use crate::warehouse::{WarehouseError, conform, with_sequence};
 
-/// Staged rows whose key hashes are kept to tell whether a key repeats (8 bytes each);
-/// beyond them a merge load keeps the last row per key by sorting, which spills.
-const KEY_HASH_LIMIT: usize = 2 << 20;
 /// Batches waiting for the data-file writer: the extraction runs at most this far ahead
 /// of the encoding.
 const WRITER_QUEUE: usize = 2;
@@ -44,7 +42,7 @@ const WRITER_QUEUE: usize = 2;
 #[derive(Debug)]
 pub(super) struct Staged {
     table: &'static str,
-    /// The folder of this table's staged files.
+    /// The folder of this table's stage.
     dir: PathBuf,
     rows: u64,
     keys: KeyHashes,
@@ -84,9 +82,9 @@ impl Staged {
         };
         Ok(Staged {
             table: name,
+            keys: KeyHashes::for_table(table, dir.join("keys")),
             dir,
             rows: 0,
-            keys: KeyHashes::for_table(table),
             form,
         })
     }
@@ -117,11 +115,12 @@ impl Staged {
         let batch = conform(&batch, &schema).map_err(arrow)?;
         self.keys.add(table, &batch)?;
         let rows = batch.num_rows() as u64;
+        let sequenced = self.sequenced_dir();
         match &mut self.form {
             Form::DataFiles(writer) => writer.write(batch).await?,
             Form::Sequenced { files } => {
                 let batch = with_sequence(&batch, self.rows).map_err(arrow)?;
-                write_sequenced(self.table, &self.dir, *files, &batch)?;
+                write_sequenced(self.table, &sequenced, *files, &batch)?;
                 *files += 1;
             }
         }
@@ -130,8 +129,16 @@ impl Staged {
     }
 
     /// Whether some key may appear in more than one staged row (hashes are taken once).
-    pub(super) fn keys_may_repeat(&mut self) -> bool {
-        std::mem::take(&mut self.keys).may_repeat()
+    pub(super) async fn keys_may_repeat(&mut self) -> Result<bool, WarehouseError> {
+        let (keys, table) = (std::mem::take(&mut self.keys), self.table);
+        tokio::task::spawn_blocking(move || keys.may_repeat(table))
+            .await
+            .map_err(|e| io_error(table, "cannot read key hashes", e))?
+    }
+
+    /// The folder of the sequenced files.
+    fn sequenced_dir(&self) -> PathBuf {
+        self.dir.join("sequenced")
     }
 
     /// The staged rows, every file finished: the table's own data files when
@@ -145,7 +152,9 @@ impl Staged {
                 dir: writer.dir.clone(),
                 files: writer.finish().await?,
             }),
-            Form::Sequenced { .. } => Ok(Rows::Sequenced { dir: self.dir }),
+            Form::Sequenced { .. } => Ok(Rows::Sequenced {
+                dir: self.sequenced_dir(),
+            }),
         }
     }
 
@@ -165,7 +174,7 @@ impl Staged {
         // A writer numbers its files (`part-00001-…`, at least five digits) in the order it
         // rolled them; the shorter name is the smaller number past 99,999.
         files.sort_by(|a, b| (a.path.len(), &a.path).cmp(&(b.path.len(), &b.path)));
-        let (table, dir) = (self.table, self.dir.clone());
+        let (table, dir) = (self.table, self.sequenced_dir());
         let written = tokio::task::spawn_blocking(move || {
             let mut part = 0;
             let mut sequence = 0;
@@ -336,73 +345,4 @@ fn read_parquet(
         .map_err(failed)?;
     let table = table.to_string();
     Ok(reader.map(move |batch| batch.map_err(|e| io_error(&table, "cannot read staged rows", e))))
-}
-
-/// A 64-bit hash of each staged row's key, to learn at commit whether any key repeats
-/// without reading the staged rows again: equal hashes may be a collision, which only
-/// costs the sort that keeps the last row per key, never a wrong answer.
-#[derive(Debug, Default)]
-enum KeyHashes {
-    /// The table has no key, or is not merged: nothing to check.
-    #[default]
-    Unkeyed,
-    /// The hashes so far.
-    Kept(Vec<u64>),
-    /// More rows than [`KEY_HASH_LIMIT`]: treated as repeating.
-    TooMany,
-}
-
-impl KeyHashes {
-    fn for_table(table: &TableSchema) -> Self {
-        if table.disposition == WriteDisposition::Merge && !table.key.is_empty() {
-            KeyHashes::Kept(Vec::new())
-        } else {
-            KeyHashes::Unkeyed
-        }
-    }
-
-    /// Adds the hashes of `batch`'s key columns.
-    fn add(&mut self, table: &TableSchema, batch: &RecordBatch) -> Result<(), WarehouseError> {
-        let KeyHashes::Kept(hashes) = self else {
-            return Ok(());
-        };
-        if hashes.len() + batch.num_rows() > KEY_HASH_LIMIT {
-            *self = KeyHashes::TooMany;
-            return Ok(());
-        }
-        let columns = table
-            .key
-            .iter()
-            .map(|key| {
-                batch.column_by_name(key).cloned().ok_or_else(|| {
-                    io_error(
-                        table.name,
-                        "cannot stage",
-                        format!("key column {key} is missing"),
-                    )
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let start = hashes.len();
-        hashes.resize(start + batch.num_rows(), 0);
-        create_hashes(
-            &columns,
-            &QualityRandomState::with_seed(0),
-            &mut hashes[start..],
-        )
-        .map_err(|e| io_error(table.name, "cannot stage", e))?;
-        Ok(())
-    }
-
-    /// Whether some key may appear in more than one staged row.
-    fn may_repeat(self) -> bool {
-        match self {
-            KeyHashes::Unkeyed => false,
-            KeyHashes::TooMany => true,
-            KeyHashes::Kept(mut hashes) => {
-                hashes.sort_unstable();
-                hashes.windows(2).any(|pair| pair[0] == pair[1])
-            }
-        }
-    }
 }
