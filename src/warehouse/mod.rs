@@ -132,6 +132,21 @@ pub enum WarehouseError {
     Service(#[from] crate::services::ServiceError),
 }
 
+impl WarehouseError {
+    /// Files of `table` could not be written or read while doing `what`.
+    pub(crate) fn storage(
+        table: &str,
+        what: &str,
+        err: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        WarehouseError::Storage {
+            table: table.to_string(),
+            what: what.to_string(),
+            source: err.into(),
+        }
+    }
+}
+
 impl Classify for WarehouseError {
     fn kind(&self) -> ErrorKind {
         match self {
@@ -255,4 +270,44 @@ pub(crate) fn conform(
         })
         .collect();
     RecordBatch::try_new(schema.clone(), columns)
+}
+
+/// Writes `batch` of `table` as one staged Parquet file at `path` (its folder created).
+pub(crate) fn stage_file(
+    table: &str,
+    path: &std::path::Path,
+    batch: &RecordBatch,
+) -> Result<(), WarehouseError> {
+    let failed = |e: std::io::Error| WarehouseError::storage(table, "cannot stage", e);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(failed)?;
+    }
+    let file = std::fs::File::create(path).map_err(failed)?;
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None)
+        .map_err(|e| WarehouseError::storage(table, "cannot stage", e))?;
+    writer
+        .write(batch)
+        .and_then(|()| writer.close().map(|_| ()))
+        .map_err(|e| WarehouseError::storage(table, "cannot stage", e))
+}
+
+/// The batches of one staged Parquet file of `table`, [`BATCH_ROWS`](crate::normalize::BATCH_ROWS)
+/// rows at a time.
+pub(crate) fn read_staged(
+    table: &str,
+    path: &std::path::Path,
+) -> Result<impl Iterator<Item = Result<RecordBatch, WarehouseError>> + use<>, WarehouseError> {
+    let failed = |e: parquet::errors::ParquetError| {
+        WarehouseError::storage(table, "cannot read staged rows", e)
+    };
+    let file = std::fs::File::open(path)
+        .map_err(|e| WarehouseError::storage(table, "cannot read staged rows", e))?;
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .map(|builder| builder.with_batch_size(crate::normalize::BATCH_ROWS))
+        .and_then(|builder| builder.build())
+        .map_err(failed)?;
+    let table = table.to_string();
+    Ok(reader.map(move |batch| {
+        batch.map_err(|e| WarehouseError::storage(&table, "cannot read staged rows", e))
+    }))
 }

@@ -28,14 +28,13 @@ use arrow::datatypes::{Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, Utc};
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Value, json};
 
 use self::client::{BigQueryClient, BigQueryError, JobStart};
 use super::query::QueryEngine;
 use super::{
     Commit, CommitOutcome, LoadId, ROW_GROUP_ROWS, SEQUENCE, Warehouse, WarehouseError, conform,
-    with_sequence,
+    read_staged, stage_file, with_sequence,
 };
 use crate::config::WarehouseConfig;
 use crate::http::google_auth::GoogleTokens;
@@ -85,18 +84,6 @@ fn bq_error(table: &str, err: BigQueryError) -> WarehouseError {
     WarehouseError::BigQuery {
         table: table.to_string(),
         source: Box::new(err),
-    }
-}
-
-fn storage(
-    table: &str,
-    what: &str,
-    err: impl Into<Box<dyn std::error::Error + Send + Sync>>,
-) -> WarehouseError {
-    WarehouseError::Storage {
-        table: table.to_string(),
-        what: what.to_string(),
-        source: err.into(),
     }
 }
 
@@ -349,7 +336,11 @@ impl BigQueryWarehouse {
     ) -> Result<(PathBuf, u64), WarehouseError> {
         let name = table.name;
         let [first, ..] = staged.parts.as_slice() else {
-            return Err(storage(name, "cannot stage", "nothing was staged"));
+            return Err(WarehouseError::storage(
+                name,
+                "cannot stage",
+                "nothing was staged",
+            ));
         };
         if staged.parts.len() == 1 {
             return Ok((first.clone(), staged.rows));
@@ -370,30 +361,25 @@ impl BigQueryWarehouse {
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
             .build();
         let mut writer = ArrowWriter::try_new(
-            File::create(&combined).map_err(|e| storage(name, "cannot stage", e))?,
+            File::create(&combined)
+                .map_err(|e| WarehouseError::storage(name, "cannot stage", e))?,
             schema.clone(),
             Some(properties),
         )
-        .map_err(|e| storage(name, "cannot stage", e))?;
+        .map_err(|e| WarehouseError::storage(name, "cannot stage", e))?;
         for part in &staged.parts {
-            let reader = ParquetRecordBatchReaderBuilder::try_new(
-                File::open(part).map_err(|e| storage(name, "cannot stage", e))?,
-            )
-            .and_then(|b| b.build())
-            .map_err(|e| storage(name, "cannot stage", e))?;
-            for batch in reader {
-                let batch = batch.map_err(|e| storage(name, "cannot stage", e))?;
-                let batch =
-                    conform(&batch, &schema).map_err(|e| storage(name, "cannot stage", e))?;
+            for batch in read_staged(name, part)? {
+                let batch = conform(&batch?, &schema)
+                    .map_err(|e| WarehouseError::storage(name, "cannot stage", e))?;
                 writer
                     .write(&batch)
-                    .map_err(|e| storage(name, "cannot stage", e))?;
+                    .map_err(|e| WarehouseError::storage(name, "cannot stage", e))?;
             }
             let _ = std::fs::remove_file(part);
         }
         writer
             .close()
-            .map_err(|e| storage(name, "cannot stage", e))?;
+            .map_err(|e| WarehouseError::storage(name, "cannot stage", e))?;
         Ok((combined, staged.rows))
     }
 
@@ -404,9 +390,8 @@ impl BigQueryWarehouse {
         staged: Option<(PathBuf, u64)>,
     ) -> Result<TablePlan, WarehouseError> {
         let hash = match &staged {
-            Some((path, _)) => {
-                file_hash(path).map_err(|e| storage(table.name, "cannot read staging", e))?
-            }
+            Some((path, _)) => file_hash(path)
+                .map_err(|e| WarehouseError::storage(table.name, "cannot read staging", e))?,
             None => 0,
         };
         let base = job_safe(&format!(
@@ -553,23 +538,13 @@ impl Warehouse for BigQueryWarehouse {
                 rows: 0,
             });
         let batch = if table.disposition == WriteDisposition::Merge {
-            with_sequence(&batch, staged.rows).map_err(|e| storage(name, "cannot stage", e))?
+            with_sequence(&batch, staged.rows)
+                .map_err(|e| WarehouseError::storage(name, "cannot stage", e))?
         } else {
             batch
         };
         let path = Self::staging_path(&self.staging_dir, load, name, staged.parts.len());
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| storage(name, "cannot stage", e))?;
-        }
-        let file = File::create(&path).map_err(|e| storage(name, "cannot stage", e))?;
-        let mut writer = ArrowWriter::try_new(file, batch.schema(), None)
-            .map_err(|e| storage(name, "cannot stage", e))?;
-        writer
-            .write(&batch)
-            .map_err(|e| storage(name, "cannot stage", e))?;
-        writer
-            .close()
-            .map_err(|e| storage(name, "cannot stage", e))?;
+        stage_file(name, &path, &batch)?;
         staged.parts.push(path);
         staged.rows += batch.num_rows() as u64;
         Ok(())

@@ -16,7 +16,6 @@ use std::path::PathBuf;
 use arrow::record_batch::RecordBatch;
 use datafusion::common::hash_utils::{QualityRandomState, create_hashes};
 
-use super::io_error;
 use crate::normalize::{TableSchema, WriteDisposition};
 use crate::warehouse::WarehouseError;
 
@@ -80,7 +79,7 @@ impl KeyHashes {
             .iter()
             .map(|key| {
                 batch.column_by_name(key).cloned().ok_or_else(|| {
-                    io_error(
+                    WarehouseError::storage(
                         table.name,
                         "cannot stage",
                         format!("key column {key} is missing"),
@@ -95,7 +94,7 @@ impl KeyHashes {
             &QualityRandomState::with_seed(0),
             &mut runs.current[start..],
         )
-        .map_err(|e| io_error(table.name, "cannot stage", e))?;
+        .map_err(|e| WarehouseError::storage(table.name, "cannot stage", e))?;
         if runs.current.len() >= runs.run_hashes && runs.write(table.name)? {
             *self = KeyHashes::Repeated;
         }
@@ -119,7 +118,8 @@ impl Runs {
         if sort_and_find_repeat(&mut self.current) {
             return Ok(true);
         }
-        let failed = |e: std::io::Error| io_error(table, "cannot stage key hashes", e);
+        let failed =
+            |e: std::io::Error| WarehouseError::storage(table, "cannot stage key hashes", e);
         std::fs::create_dir_all(&self.dir).map_err(failed)?;
         let path = self.dir.join(format!("keys-{:05}.bin", self.written.len()));
         let mut out = BufWriter::new(File::create(&path).map_err(failed)?);
@@ -141,7 +141,8 @@ impl Runs {
         if self.written.is_empty() {
             return Ok(false);
         }
-        let failed = |e: std::io::Error| io_error(table, "cannot read key hashes", e);
+        let failed =
+            |e: std::io::Error| WarehouseError::storage(table, "cannot read key hashes", e);
         let mut readers = self
             .written
             .iter()

@@ -79,18 +79,6 @@ pub struct Compaction {
     pub files_deleted: u64,
 }
 
-fn io_error(
-    table: &str,
-    what: &str,
-    err: impl Into<Box<dyn std::error::Error + Send + Sync>>,
-) -> WarehouseError {
-    WarehouseError::Storage {
-        table: table.to_string(),
-        what: what.to_string(),
-        source: err.into(),
-    }
-}
-
 fn delta_error(table: &str, err: deltalake::DeltaTableError) -> WarehouseError {
     WarehouseError::Delta {
         table: table.to_string(),
@@ -102,12 +90,13 @@ impl LocalWarehouse {
     /// The warehouse at `root`; staging left by a process that died is removed (one
     /// process owns a data directory at a time).
     pub fn open(root: &Path) -> Result<Self, WarehouseError> {
-        std::fs::create_dir_all(root)
-            .map_err(|e| io_error("-", &format!("cannot create {}", root.display()), e))?;
+        std::fs::create_dir_all(root).map_err(|e| {
+            WarehouseError::storage("-", &format!("cannot create {}", root.display()), e)
+        })?;
         let staging = root.join("_staging");
         if staging.exists() {
             std::fs::remove_dir_all(&staging)
-                .map_err(|e| io_error("-", "cannot clear old staging", e))?;
+                .map_err(|e| WarehouseError::storage("-", "cannot clear old staging", e))?;
         }
         Ok(LocalWarehouse {
             root: root.to_path_buf(),
@@ -132,12 +121,13 @@ impl LocalWarehouse {
     fn table_url(&self, table: &str) -> Result<Url, WarehouseError> {
         let dir = self.root.join(table);
         std::fs::create_dir_all(&dir)
-            .map_err(|e| io_error(table, "cannot create the table folder", e))?;
+            .map_err(|e| WarehouseError::storage(table, "cannot create the table folder", e))?;
         let dir = dir
             .canonicalize()
-            .map_err(|e| io_error(table, "cannot resolve the table folder", e))?;
-        Url::from_directory_path(&dir)
-            .map_err(|()| io_error(table, "not a folder path", dir.display().to_string()))
+            .map_err(|e| WarehouseError::storage(table, "cannot resolve the table folder", e))?;
+        Url::from_directory_path(&dir).map_err(|()| {
+            WarehouseError::storage(table, "not a folder path", dir.display().to_string())
+        })
     }
 
     /// Whether the table has been created (it has a Delta log).
@@ -192,7 +182,7 @@ impl LocalWarehouse {
         delta
             .table_provider()
             .await
-            .map_err(|e| io_error(table, "cannot read", e))
+            .map_err(|e| WarehouseError::storage(table, "cannot read", e))
     }
 
     /// A query over every row of a table (not run yet), or `None` when it does not exist.
@@ -207,7 +197,7 @@ impl LocalWarehouse {
         let provider = self.delta_provider(&delta, table, &ctx).await?;
         ctx.read_table(provider)
             .map(Some)
-            .map_err(|e| io_error(table, "cannot read", e))
+            .map_err(|e| WarehouseError::storage(table, "cannot read", e))
     }
 
     /// A SQL session in which each existing table among `wanted` (the names a query reads,
@@ -225,7 +215,9 @@ impl LocalWarehouse {
             .filter(|name| wanted.iter().any(|w| w.eq_ignore_ascii_case(name)));
         for name in tables {
             let delta = self.table(&name).await?;
-            let failed = |e: datafusion::error::DataFusionError| io_error(&name, "cannot read", e);
+            let failed = |e: datafusion::error::DataFusionError| {
+                WarehouseError::storage(&name, "cannot read", e)
+            };
             let files = delta
                 .get_file_uris()
                 .map_err(|e| delta_error(&name, e))?
@@ -280,7 +272,7 @@ impl LocalWarehouse {
         let batches = frame
             .collect()
             .await
-            .map_err(|e| io_error(table, "cannot read", e))?;
+            .map_err(|e| WarehouseError::storage(table, "cannot read", e))?;
         concat_batches(&schema, &batches)
             .map(Some)
             .map_err(|source| WarehouseError::Arrow {
@@ -295,13 +287,16 @@ impl LocalWarehouse {
         let Some(frame) = self.frame(table).await? else {
             return Ok(None);
         };
-        let failed = |e: datafusion::error::DataFusionError| io_error(table, "cannot read", e);
+        let failed = |e: datafusion::error::DataFusionError| {
+            WarehouseError::storage(table, "cannot read", e)
+        };
         let schema = Arc::new(frame.schema().as_arrow().clone());
         let mut stream = frame.execute_stream().await.map_err(failed)?;
-        let file = File::create(path)
-            .map_err(|e| io_error(table, &format!("cannot create {}", path.display()), e))?;
+        let file = File::create(path).map_err(|e| {
+            WarehouseError::storage(table, &format!("cannot create {}", path.display()), e)
+        })?;
         let written = |e: parquet::errors::ParquetError| {
-            io_error(table, &format!("cannot write {}", path.display()), e)
+            WarehouseError::storage(table, &format!("cannot write {}", path.display()), e)
         };
         let mut writer = ArrowWriter::try_new(file, schema, None).map_err(written)?;
         let mut rows = 0;
@@ -319,8 +314,9 @@ impl LocalWarehouse {
         if !self.root.exists() {
             return Ok(Vec::new());
         }
-        let entries = std::fs::read_dir(&self.root)
-            .map_err(|e| io_error("-", &format!("cannot list {}", self.root.display()), e))?;
+        let entries = std::fs::read_dir(&self.root).map_err(|e| {
+            WarehouseError::storage("-", &format!("cannot list {}", self.root.display()), e)
+        })?;
         let mut names: Vec<String> = entries
             .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
             .filter(|name| !name.starts_with('_') || name == QUARANTINE_TABLE)
@@ -498,8 +494,9 @@ impl LocalWarehouse {
         ctx: &SessionContext,
     ) -> Result<DataFrame, WarehouseError> {
         let name = table.name;
-        let failed =
-            |e: datafusion::error::DataFusionError| io_error(name, "cannot read staged rows", e);
+        let failed = |e: datafusion::error::DataFusionError| {
+            WarehouseError::storage(name, "cannot read staged rows", e)
+        };
         let dir = format!("{}/", dir.display());
         ctx.register_parquet("staged", &dir, ParquetReadOptions::default())
             .await
@@ -535,8 +532,9 @@ impl LocalWarehouse {
         let url = self.table_url(name)?;
         let table_dir = self.root.join(name);
         for file in &files {
-            std::fs::rename(dir.join(&file.path), table_dir.join(&file.path))
-                .map_err(|e| io_error(name, "cannot move staged files into the table", e))?;
+            std::fs::rename(dir.join(&file.path), table_dir.join(&file.path)).map_err(|e| {
+                WarehouseError::storage(name, "cannot move staged files into the table", e)
+            })?;
         }
         let schema = table.arrow_schema();
         let columns: StructType = schema
@@ -708,15 +706,28 @@ impl Warehouse for LocalWarehouse {
         table: &TableSchema,
         batch: RecordBatch,
     ) -> Result<(), WarehouseError> {
-        let dir = self.staging_dir(load, table.name);
-        let new = !self.exists(table.name);
-        let tables = self.staged.entry(load.clone()).or_default();
-        let staged = match tables.entry(table.name.to_string()) {
-            std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
-            std::collections::btree_map::Entry::Vacant(entry) => {
-                entry.insert(Staged::new(table, dir, new)?)
-            }
-        };
+        let staged_already = self
+            .staged
+            .get(load)
+            .is_some_and(|tables| tables.contains_key(table.name));
+        if !staged_already {
+            // The table's first batch of this load: its stage takes the form the table's
+            // existence calls for, once.
+            let staged = Staged::new(
+                table,
+                self.staging_dir(load, table.name),
+                !self.exists(table.name),
+            )?;
+            self.staged
+                .entry(load.clone())
+                .or_default()
+                .insert(table.name.to_string(), staged);
+        }
+        let staged = self
+            .staged
+            .get_mut(load)
+            .and_then(|tables| tables.get_mut(table.name))
+            .expect("staged above");
         staged.add(table, batch).await
     }
 

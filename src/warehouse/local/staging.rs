@@ -14,7 +14,6 @@
 //! commit whether any key repeats without reading the rows again. A table's stage is one
 //! folder: `files/` (new-table data files), `sequenced/` and `keys/`.
 
-use std::fs::File;
 use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,15 +23,14 @@ use arrow::record_batch::RecordBatch;
 use deltalake::datafile::writer::{DeltaWriter, WriterConfig};
 use deltalake::kernel::Add;
 use deltalake::logstore::object_store::local::LocalFileSystem;
-use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::key_hashes::KeyHashes;
-use super::{TARGET_FILE_BYTES, delta_error, io_error, table_file_properties};
-use crate::normalize::{BATCH_ROWS, TableSchema};
-use crate::warehouse::{WarehouseError, conform, with_sequence};
+use super::{TARGET_FILE_BYTES, delta_error, table_file_properties};
+use crate::normalize::TableSchema;
+use crate::warehouse::{WarehouseError, conform, read_staged, stage_file, with_sequence};
 
 /// Batches waiting for the data-file writer: the extraction runs at most this far ahead
 /// of the encoding.
@@ -75,8 +73,11 @@ impl Staged {
     ) -> Result<Self, WarehouseError> {
         let name = table.name;
         let form = if new {
-            let files = dir.join("files");
-            Form::DataFiles(DataFileWriter::spawn(name, &files, table.arrow_schema())?)
+            Form::DataFiles(DataFileWriter::spawn(
+                name,
+                &data_files_dir(&dir),
+                table.arrow_schema(),
+            )?)
         } else {
             Form::Sequenced { files: 0 }
         };
@@ -120,7 +121,11 @@ impl Staged {
             Form::DataFiles(writer) => writer.write(batch).await?,
             Form::Sequenced { files } => {
                 let batch = with_sequence(&batch, self.rows).map_err(arrow)?;
-                write_sequenced(self.table, &sequenced, *files, &batch)?;
+                stage_file(
+                    self.table,
+                    &sequenced.join(sequenced_file_name(*files)),
+                    &batch,
+                )?;
                 *files += 1;
             }
         }
@@ -133,7 +138,7 @@ impl Staged {
         let (keys, table) = (std::mem::take(&mut self.keys), self.table);
         tokio::task::spawn_blocking(move || keys.may_repeat(table))
             .await
-            .map_err(|e| io_error(table, "cannot read key hashes", e))?
+            .map_err(|e| WarehouseError::storage(table, "cannot read key hashes", e))?
     }
 
     /// The folder of the sequenced files.
@@ -149,7 +154,7 @@ impl Staged {
         }
         match self.form {
             Form::DataFiles(writer) => Ok(Rows::DataFiles {
-                dir: writer.dir.clone(),
+                dir: data_files_dir(&self.dir),
                 files: writer.finish().await?,
             }),
             Form::Sequenced { .. } => Ok(Rows::Sequenced {
@@ -169,7 +174,7 @@ impl Staged {
                 return Ok(());
             }
         };
-        let files_dir = writer.dir.clone();
+        let files_dir = data_files_dir(&self.dir);
         let mut files = writer.finish().await?;
         // A writer numbers its files (`part-00001-…`, at least five digits) in the order it
         // rolled them; the shorter name is the smaller number past 99,999.
@@ -179,24 +184,24 @@ impl Staged {
             let mut part = 0;
             let mut sequence = 0;
             for file in files {
-                for batch in read_parquet(table, &files_dir.join(&file.path))? {
+                for batch in read_staged(table, &files_dir.join(&file.path))? {
                     let batch = with_sequence(&batch?, sequence).map_err(|source| {
                         WarehouseError::Arrow {
                             table: table.to_string(),
                             source,
                         }
                     })?;
-                    write_sequenced(table, &dir, part, &batch)?;
+                    stage_file(table, &dir.join(sequenced_file_name(part)), &batch)?;
                     sequence += batch.num_rows() as u64;
                     part += 1;
                 }
             }
             std::fs::remove_dir_all(&files_dir)
-                .map_err(|e| io_error(table, "cannot clear staged files", e))?;
+                .map_err(|e| WarehouseError::storage(table, "cannot clear staged files", e))?;
             Ok::<_, WarehouseError>(part)
         })
         .await
-        .map_err(|e| io_error(table, "cannot restage rows", e))??;
+        .map_err(|e| WarehouseError::storage(table, "cannot restage rows", e))??;
         self.form = Form::Sequenced { files: written };
         Ok(())
     }
@@ -210,30 +215,21 @@ impl Staged {
 }
 
 /// The task encoding a new table's data files, fed through a short queue.
+#[derive(Debug)]
 struct DataFileWriter {
     table: &'static str,
     /// The schema of every batch and file.
     schema: SchemaRef,
-    /// Where the files go.
-    dir: PathBuf,
     batches: Option<mpsc::Sender<RecordBatch>>,
     task: Option<JoinHandle<Result<Vec<Add>, WarehouseError>>>,
 }
 
-impl std::fmt::Debug for DataFileWriter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DataFileWriter")
-            .field("table", &self.table)
-            .field("dir", &self.dir)
-            .finish_non_exhaustive()
-    }
-}
-
 impl DataFileWriter {
     fn spawn(table: &'static str, dir: &Path, schema: SchemaRef) -> Result<Self, WarehouseError> {
-        std::fs::create_dir_all(dir).map_err(|e| io_error(table, "cannot stage", e))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| WarehouseError::storage(table, "cannot stage", e))?;
         let store = LocalFileSystem::new_with_prefix(dir)
-            .map_err(|e| io_error(table, "cannot stage", e))?;
+            .map_err(|e| WarehouseError::storage(table, "cannot stage", e))?;
         let config = WriterConfig::new(
             schema.clone(),
             Vec::new(),
@@ -258,7 +254,6 @@ impl DataFileWriter {
         Ok(DataFileWriter {
             table,
             schema,
-            dir: dir.to_path_buf(),
             batches: Some(sender),
             task: Some(task),
         })
@@ -277,22 +272,33 @@ impl DataFileWriter {
         match self.task.take() {
             Some(task) => match task.await {
                 Ok(Err(err)) => Err(err),
-                Ok(Ok(_)) => Err(io_error(self.table, "cannot stage", "the writer stopped")),
-                Err(err) => Err(io_error(self.table, "cannot stage", err)),
+                Ok(Ok(_)) => Err(WarehouseError::storage(
+                    self.table,
+                    "cannot stage",
+                    "the writer stopped",
+                )),
+                Err(err) => Err(WarehouseError::storage(self.table, "cannot stage", err)),
             },
-            None => Err(io_error(self.table, "cannot stage", "the writer stopped")),
+            None => Err(WarehouseError::storage(
+                self.table,
+                "cannot stage",
+                "the writer stopped",
+            )),
         }
     }
 
-    /// Closes the last file; every file written, named relative to the writer's folder.
+    /// Closes the last file; every file written, named relative to the stage's `files/`.
     async fn finish(mut self) -> Result<Vec<Add>, WarehouseError> {
         self.batches = None;
-        let task = self.task.take();
-        match task {
+        match self.task.take() {
             Some(task) => task
                 .await
-                .map_err(|e| io_error(self.table, "cannot stage", e))?,
-            None => Err(io_error(self.table, "cannot stage", "the writer stopped")),
+                .map_err(|e| WarehouseError::storage(self.table, "cannot stage", e))?,
+            None => Err(WarehouseError::storage(
+                self.table,
+                "cannot stage",
+                "the writer stopped",
+            )),
         }
     }
 
@@ -314,35 +320,12 @@ impl Drop for DataFileWriter {
     }
 }
 
-/// Writes one sequenced batch as the `part`th file under `dir`.
-fn write_sequenced(
-    table: &str,
-    dir: &Path,
-    part: usize,
-    batch: &RecordBatch,
-) -> Result<(), WarehouseError> {
-    std::fs::create_dir_all(dir).map_err(|e| io_error(table, "cannot stage", e))?;
-    let path = dir.join(format!("part-{part:05}.parquet"));
-    let file = File::create(&path).map_err(|e| io_error(table, "cannot stage", e))?;
-    let mut writer = ArrowWriter::try_new(file, batch.schema(), None)
-        .map_err(|e| io_error(table, "cannot stage", e))?;
-    writer
-        .write(batch)
-        .and_then(|()| writer.close().map(|_| ()))
-        .map_err(|e| io_error(table, "cannot stage", e))
+/// The name of the `part`th sequenced file.
+fn sequenced_file_name(part: usize) -> String {
+    format!("part-{part:05}.parquet")
 }
 
-/// The batches of one Parquet file.
-fn read_parquet(
-    table: &str,
-    path: &Path,
-) -> Result<impl Iterator<Item = Result<RecordBatch, WarehouseError>> + use<>, WarehouseError> {
-    let failed = |e: parquet::errors::ParquetError| io_error(table, "cannot read staged rows", e);
-    let file = File::open(path).map_err(|e| io_error(table, "cannot read staged rows", e))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map(|builder| builder.with_batch_size(BATCH_ROWS))
-        .and_then(|builder| builder.build())
-        .map_err(failed)?;
-    let table = table.to_string();
-    Ok(reader.map(move |batch| batch.map_err(|e| io_error(&table, "cannot read staged rows", e))))
+/// The folder of a new table's data files within its stage.
+fn data_files_dir(stage: &Path) -> PathBuf {
+    stage.join("files")
 }
