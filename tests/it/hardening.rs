@@ -295,8 +295,8 @@ impl Drop for Tmpfs {
     }
 }
 
-/// A data directory on a disk that fills up during the load — while it keeps its state,
-/// while it stages the new table's files, while it commits — at several sizes: each run fails as a
+/// A data directory on a disk that fills up during the load, at several sizes so it fills
+/// at different points (its state, the new table's staged files, the commit): each run fails as a
 /// transient error naming the full disk, with no panic message; once there is room, the
 /// next run completes and the table holds every order of the world exactly once.
 #[cfg(target_os = "linux")]

@@ -102,7 +102,7 @@ async fn smile_customers_merge_to_one_row_per_key_and_keep_their_cursor() {
 #[tokio::test]
 async fn compaction_rewrites_small_files_and_keeps_every_row() {
     use mailroom::normalize::{Column, ColumnType, Decoder, TableSchema};
-    use mailroom::warehouse::{Commit, LoadId};
+    use mailroom::warehouse::Commit;
     let table = TableSchema::new(
         "events",
         vec![Column::named("id", ColumnType::Int64).required()],
@@ -119,11 +119,7 @@ async fn compaction_rewrites_small_files_and_keeps_every_row() {
         for id in 0..10 {
             decoder.push_json(&format!(r#"{{"id": {}}}"#, run * 10 + id));
         }
-        let load = LoadId {
-            source: "test".into(),
-            stream: "events".into(),
-            run_id,
-        };
+        let load = events_load("events", &run_id);
         let batch = decoder.finish_batch().unwrap().unwrap();
         warehouse.write(&load, &table, batch).await.unwrap();
         let commit = Commit {
@@ -164,11 +160,7 @@ async fn compaction_rewrites_small_files_and_keeps_every_row() {
         stamp("run-9", "2026-11-22T10:00:00Z"),
     );
     decoder.push_json(r#"{"id": "e-1"}"#);
-    let load = LoadId {
-        source: "test".into(),
-        stream: "events".into(),
-        run_id: "run-9".into(),
-    };
+    let load = events_load("events", "run-9");
     let batch = decoder.finish_batch().unwrap().unwrap();
     warehouse.write(&load, &changed, batch).await.unwrap();
     let commit = Commit {
@@ -352,6 +344,24 @@ async fn loading_the_whole_world_twice_leaves_one_row_per_key_in_every_merge_tab
 /// Rows of `events`: id, name, score.
 type Events<'a> = &'a [(i64, &'a str, Option<f64>)];
 
+/// The load of `stream` by `run` from the test source.
+fn events_load(stream: &str, run: &str) -> LoadId {
+    LoadId {
+        source: "test".into(),
+        stream: stream.into(),
+        run_id: run.into(),
+    }
+}
+
+/// Asserts that no staged file is left under the warehouse at `root`.
+fn assert_nothing_staged(root: &std::path::Path) {
+    let staging = root.join("_staging");
+    assert!(
+        !staging.exists() || std::fs::read_dir(&staging).unwrap().next().is_none(),
+        "nothing is left staged"
+    );
+}
+
 /// Stages each batch (as the table was declared when it was read) as one load of `run` and
 /// commits it with `table`.
 async fn load_events(
@@ -360,11 +370,7 @@ async fn load_events(
     batches: &[(&TableSchema, Events<'_>)],
     table: &TableSchema,
 ) {
-    let load = LoadId {
-        source: "test".into(),
-        stream: "events".into(),
-        run_id: run.into(),
-    };
+    let load = events_load("events", run);
     for (staged_as, rows) in batches {
         warehouse
             .write(&load, staged_as, events_batch(staged_as, rows))
@@ -489,18 +495,29 @@ async fn a_column_added_mid_load_is_null_in_the_rows_staged_before_it() {
     );
 }
 
-/// The `add` actions of a table's first commit: each file's path and its statistics.
-fn first_commit_files(table_dir: &std::path::Path) -> Vec<(String, serde_json::Value)> {
+/// A table's first commit: the operation its commit info names, and each `add` action's
+/// file path and statistics.
+fn first_commit(table_dir: &std::path::Path) -> (String, Vec<(String, serde_json::Value)>) {
     let log = std::fs::read_to_string(table_dir.join("_delta_log/00000000000000000000.json"))
         .expect("the table's first commit");
-    log.lines()
-        .filter_map(|line| {
-            let action: serde_json::Value = serde_json::from_str(line).unwrap();
+    let actions: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let operation = actions
+        .iter()
+        .find_map(|action| action.get("commitInfo")?.get("operation")?.as_str())
+        .expect("the commit names its operation")
+        .to_string();
+    let files = actions
+        .iter()
+        .filter_map(|action| {
             let add = action.get("add")?;
             let stats = serde_json::from_str(add["stats"].as_str().expect("statistics")).unwrap();
             Some((add["path"].as_str().unwrap().to_string(), stats))
         })
-        .collect()
+        .collect();
+    (operation, files)
 }
 
 /// A new table is created from the files its load staged, encoded once: several files of
@@ -520,11 +537,7 @@ async fn a_new_table_is_made_of_its_staged_files_and_the_last_row_per_key_wins_a
     for repeated in [false, true] {
         let dir = tempfile::tempdir().unwrap();
         let mut warehouse = LocalWarehouse::open(dir.path()).unwrap();
-        let load = LoadId {
-            source: "test".into(),
-            stream: "events".into(),
-            run_id: "run-1".into(),
-        };
+        let load = events_load("events", "run-1");
         for start in (0..rows).step_by(8192) {
             let batch = batch_of(start..(start + 8192).min(rows));
             warehouse.write(&load, &table, batch).await.unwrap();
@@ -546,14 +559,7 @@ async fn a_new_table_is_made_of_its_staged_files_and_the_last_row_per_key_wins_a
             Some(rows as u64),
             "repeated: {repeated}"
         );
-        assert!(
-            !dir.path().join("_staging").exists()
-                || std::fs::read_dir(dir.path().join("_staging"))
-                    .unwrap()
-                    .next()
-                    .is_none(),
-            "nothing is left staged"
-        );
+        assert_nothing_staged(dir.path());
         let names_loaded = events_column(&warehouse, "name").await;
         let first = if repeated { "staged last" } else { &names[0] };
         assert_eq!(names_loaded[0], (0, Some(first.to_string())));
@@ -561,11 +567,15 @@ async fn a_new_table_is_made_of_its_staged_files_and_the_last_row_per_key_wins_a
             names_loaded[rows as usize - 1],
             (rows - 1, Some(names[rows as usize - 1].clone()))
         );
+        // Distinct keys: the staged files become the table as they are (its log creates it
+        // with them); a repeated key: the rows are written again, the last per key kept.
+        let (operation, files) = first_commit(&dir.path().join("events"));
         if repeated {
+            assert_eq!(operation, "WRITE");
             continue;
         }
+        assert_eq!(operation, "CREATE TABLE");
         // Encoded once, as the table's own files: their counts and bounds in the log.
-        let files = first_commit_files(&dir.path().join("events"));
         assert!(files.len() > 1, "{} files", files.len());
         let mut counted = 0;
         let mut bounds = Vec::new();
@@ -598,11 +608,7 @@ async fn two_loads_staged_before_a_table_exists_both_land_the_second_merged() {
     let table = events_table(false, false);
     let dir = tempfile::tempdir().unwrap();
     let mut warehouse = LocalWarehouse::open(dir.path()).unwrap();
-    let load = |stream: &str| LoadId {
-        source: "test".into(),
-        stream: stream.into(),
-        run_id: "run-1".into(),
-    };
+    let load = |stream: &str| events_load(stream, "run-1");
     let first = [(1, "ann", None), (2, "bob", None)];
     let second = [(2, "bobby", None), (3, "cy", None)];
     warehouse
@@ -638,11 +644,7 @@ async fn an_abandoned_first_load_leaves_no_table_and_nothing_staged() {
     let table = events_table(false, false);
     let dir = tempfile::tempdir().unwrap();
     let mut warehouse = LocalWarehouse::open(dir.path()).unwrap();
-    let load = |run: &str| LoadId {
-        source: "test".into(),
-        stream: "events".into(),
-        run_id: run.into(),
-    };
+    let load = |run: &str| events_load("events", run);
     warehouse
         .write(
             &load("run-1"),
@@ -653,11 +655,7 @@ async fn an_abandoned_first_load_leaves_no_table_and_nothing_staged() {
         .unwrap();
     warehouse.abort(&load("run-1")).await;
     assert_eq!(warehouse.tables().unwrap(), Vec::<String>::new());
-    let staging = dir.path().join("_staging");
-    assert!(
-        !staging.exists() || std::fs::read_dir(&staging).unwrap().next().is_none(),
-        "nothing is left staged"
-    );
+    assert_nothing_staged(dir.path());
     load_events(
         &mut warehouse,
         "run-2",
