@@ -63,16 +63,7 @@ fn drive(args: &[String]) {
         );
         peaks.push(result.peak_kb);
     }
-    if let (Some(first), Some(last)) = (peaks.first(), peaks.last())
-        && peaks.len() > 1
-    {
-        println!(
-            "  peak memory with {} vs {} people: {:+.1}%",
-            sizes[sizes.len() - 1],
-            sizes[0],
-            (*last as f64 / *first as f64 - 1.0) * 100.0
-        );
-    }
+    print_growth("peak memory", &sizes, &peaks);
     let mut loader_peaks = Vec::new();
     for &people in &sizes {
         let local = scenario(people, "none", "local");
@@ -86,16 +77,7 @@ fn drive(args: &[String]) {
         );
         loader_peaks.push(local.peak_kb);
     }
-    if let (Some(first), Some(last)) = (loader_peaks.first(), loader_peaks.last())
-        && loader_peaks.len() > 1
-    {
-        println!(
-            "  loader peak memory with {} vs {} people: {:+.1}%",
-            sizes[sizes.len() - 1],
-            sizes[0],
-            (*last as f64 / *first as f64 - 1.0) * 100.0
-        );
-    }
+    print_growth("loader peak memory", &sizes, &loader_peaks);
     let limited = scenario(10_000, "10", "memory");
     let pages = limited.records.div_ceil(250);
     let minimum = (pages.saturating_sub(1)) as f64 / 10.0;
@@ -109,6 +91,20 @@ fn drive(args: &[String]) {
         limited.rate_limited,
         limited.requests
     );
+}
+
+/// Prints how much the peak at the largest size exceeds the peak at the smallest.
+fn print_growth(what: &str, sizes: &[u32], peaks: &[u64]) {
+    if let ([first, ..], [.., last]) = (peaks, peaks)
+        && peaks.len() > 1
+    {
+        println!(
+            "  {what} with {} vs {} people: {:+.1}%",
+            sizes[sizes.len() - 1],
+            sizes[0],
+            (*last as f64 / *first as f64 - 1.0) * 100.0
+        );
+    }
 }
 
 struct Figures {

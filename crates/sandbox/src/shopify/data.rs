@@ -428,52 +428,51 @@ mod tests {
 
     type Item = u64;
 
-    /// Every item of a connection, page by page from the start (`first: size`, `after`),
-    /// checking that only the first page has nothing before it.
-    fn walk_forward(
-        items: &[Item],
-        key: fn(&Item) -> Key,
-        size: usize,
-        reverse: bool,
-    ) -> Vec<Item> {
-        let mut args = PageArgs {
-            first: Some(size),
-            reverse,
-            ..PageArgs::default()
-        };
-        let mut seen = Vec::new();
-        loop {
-            let page = paginate(items.to_vec(), key, &args).expect("page");
-            assert_eq!(page.has_previous, !seen.is_empty());
-            seen.extend(page.items.iter().map(|(i, _)| *i));
-            if !page.has_next {
-                return seen;
-            }
-            args.after = page.items.last().map(|(_, c)| c.clone());
-        }
+    /// Which end of a connection a walk starts from.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Start {
+        /// `first: size`, then `after` the last cursor.
+        First,
+        /// `last: size`, then `before` the first cursor.
+        Last,
     }
 
-    /// The same from the end (`last: size`, `before`), in the connection's order.
-    fn walk_backward(
+    /// Every item of a connection in the connection's order, fetched page by page from one
+    /// end, checking that only the first page fetched has nothing behind it.
+    fn walk(
         items: &[Item],
         key: fn(&Item) -> Key,
         size: usize,
         reverse: bool,
+        from: Start,
     ) -> Vec<Item> {
+        let backward = from == Start::Last;
         let mut args = PageArgs {
-            last: Some(size),
+            first: (!backward).then_some(size),
+            last: backward.then_some(size),
             reverse,
             ..PageArgs::default()
         };
         let mut seen = Vec::new();
         loop {
             let page = paginate(items.to_vec(), key, &args).expect("page");
-            assert_eq!(page.has_next, !seen.is_empty());
-            seen.splice(0..0, page.items.iter().map(|(i, _)| *i));
-            if !page.has_previous {
+            let (behind, ahead) = if backward {
+                (page.has_next, page.has_previous)
+            } else {
+                (page.has_previous, page.has_next)
+            };
+            assert_eq!(behind, !seen.is_empty());
+            let fetched = page.items.iter().map(|(i, _)| *i);
+            if backward {
+                seen.splice(0..0, fetched);
+                args.before = page.items.first().map(|(_, c)| c.clone());
+            } else {
+                seen.extend(fetched);
+                args.after = page.items.last().map(|(_, c)| c.clone());
+            }
+            if !ahead {
                 return seen;
             }
-            args.before = page.items.first().map(|(_, c)| c.clone());
         }
     }
 
@@ -485,17 +484,20 @@ mod tests {
         let mut sorted = items.clone();
         sorted.sort_by_key(|i| (i % 7, *i));
         let reversed: Vec<Item> = sorted.iter().rev().copied().collect();
-        assert_eq!(walk_forward(&items, key, 30, false), sorted);
-        assert_eq!(walk_backward(&items, key, 30, false), sorted);
-        assert_eq!(walk_forward(&items, key, 30, true), reversed);
-        assert_eq!(walk_backward(&items, key, 30, true), reversed);
+        for from in [Start::First, Start::Last] {
+            assert_eq!(walk(&items, key, 30, false, from), sorted);
+            assert_eq!(walk(&items, key, 30, true, from), reversed);
+        }
     }
 
     #[test]
     fn paging_forward_and_backward_visits_every_item_once() {
         let items: Vec<Item> = (1..=7).collect();
         let key = |i: &Item| (SortValue::Number((*i % 3) as i64), *i);
-        assert_eq!(walk_forward(&items, key, 3, false), [3, 6, 1, 4, 7, 2, 5]);
+        assert_eq!(
+            walk(&items, key, 3, false, Start::First),
+            [3, 6, 1, 4, 7, 2, 5]
+        );
         let back = paginate(
             items.clone(),
             key,
